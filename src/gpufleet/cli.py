@@ -1,0 +1,218 @@
+"""The gpufleet command line: submit jobs, run workers, read results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+from gpufleet import demo as demo_photos
+from gpufleet.config import Settings
+from gpufleet.domain import Job
+from gpufleet.errors import GpufleetError
+from gpufleet.index import Index
+from gpufleet.jobs import submit as submit_job
+from gpufleet.progress import wait_for_job
+from gpufleet.queue import open_queue
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+dlq_app = typer.Typer(help="Dead-lettered tasks: list them, put them back.",
+                      no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model spec: efficientnet-lite0, synthetic?item_ms=10, or "
+    "package.module:attr. Default: GPUFLEET_MODEL or efficientnet-lite0.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _setup(level: int = logging.WARNING) -> tuple[Settings, Index]:
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    settings = Settings.from_env()
+    return settings, Index(settings.db)
+
+
+@app.command()
+def submit(
+    source: Annotated[Path, typer.Argument(
+        help="A manifest (.json, .jsonl, .csv, .txt) or a folder of images.")],
+    input: Annotated[str | None, typer.Option(
+        help="Where the manifest's keys live (default: the manifest's folder).")] = None,
+    output: Annotated[str | None, typer.Option(
+        help="Where result JSON goes (default: GPUFLEET_HOME/buckets/results/).")] = None,
+    model: ModelOpt = None,
+    wait: Annotated[bool, typer.Option(
+        help="Wait for the job, starting local workers if none is running.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Local workers to start with --wait.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a job from a manifest or a folder of images; print its id."""
+    settings, index = _setup()
+    job = submit_job(settings, index, source, input=input, output=output, model=model)
+    if not wait:
+        out.print(json.dumps(job.summary()) if as_json else job.id)
+        return
+    err.print(f"job [bold]{job.id}[/]: {job.counts.total} item(s)")
+    job = wait_for_job(settings, index, job.id, workers=workers)
+    if as_json:
+        out.print(json.dumps(job.summary()))
+    else:
+        out.print(f"{job.id} {job.state.value}: {job.counts.done} done, "
+                  f"{job.counts.failed} failed of {job.counts.total}")
+    if job.counts.failed and not as_json:
+        err.print(f"see failures: gpufleet results {job.id}")
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="A job id; every job when omitted.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """State and counts of one job, or of every job (newest last)."""
+    _, index = _setup()
+    jobs = [index.job(job)] if job else index.jobs()
+    if as_json:
+        docs = [j.summary() for j in jobs]
+        out.print(json.dumps(docs[0] if job else docs, indent=2))
+        return
+    table = Table("job", "state", "total", "done", "failed", "pending", "model", "created")
+    for j in jobs:
+        table.add_row(j.id, _state(j), *(str(n) for n in (
+            j.counts.total, j.counts.done, j.counts.failed, j.counts.pending)),
+            escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)))
+    out.print(table)
+
+
+def _state(job: Job) -> str:
+    colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}.get(job.state.value)
+    return f"[{colour}]{job.state.value}[/]" if colour else job.state.value
+
+
+@app.command()
+def results(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    tag: Annotated[str | None, typer.Option(
+        help="Only items tagged with this label or id (e.g. 'tabby' or n02123045).")] = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="table or jsonl (one JSON object per item).")] = "table",
+) -> None:
+    """Each item's status, tags (best first) and error."""
+    if format not in ("table", "jsonl"):
+        raise GpufleetError(f"--format must be table or jsonl, not {format!r}")
+    _, index = _setup()
+    index.job(job)  # JobNotFound before an empty listing
+    rows = index.iter_results(job, tag=tag)
+    if format == "jsonl":
+        for row in rows:
+            sys.stdout.write(json.dumps({k: row[k] for k in ("key", "status", "tags", "error")})
+                             + "\n")
+        return
+    table = Table("key", "status", "tags", "error")
+    for row in rows:
+        tags = ", ".join(f"{t['label']} {t['score']:.2f}" for t in row["tags"][:3])
+        table.add_row(escape(row["key"]), row["status"], escape(tags), escape(row["error"] or ""))
+    out.print(table)
+
+
+@app.command()
+def worker(
+    model: ModelOpt = None,
+    max_idle: Annotated[float | None, typer.Option(
+        "--max-idle", help="Exit after this many seconds without work (default: never).")] = None,
+) -> None:
+    """Run a worker: bootstrap the model once, then process tasks until SIGTERM."""
+    from gpufleet.worker.loop import Worker
+
+    settings, _ = _setup(logging.INFO)
+    w = Worker(settings, model=model)
+    w.install_signal_handlers()
+    w.run(max_idle_s=max_idle)
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: JsonOpt = False) -> None:
+    """Dead-lettered tasks with their last error."""
+    settings, index = _setup()
+    letters = []
+    for model in index.models():
+        queue = open_queue(settings.queue, name=model)
+        letters += [(model, d) for d in queue.dead_letters()]
+        queue.close()
+    if as_json:
+        out.print(json.dumps([_letter(m, d) for m, d in letters], indent=2))
+        return
+    table = Table("task", "job", "items", "receives", "model", "last error")
+    for model, d in letters:
+        doc = _letter(model, d)
+        table.add_row(d.id, doc["job"], str(doc["items"]), str(d.receives), escape(model),
+                      escape(d.error))
+    out.print(table if letters else "no dead-lettered tasks")
+
+
+def _letter(model: str, d: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(d.body)
+        job, items = body.get("job"), len(body.get("keys", []))
+    except (ValueError, AttributeError):
+        job, items = None, 0
+    return {"id": d.id, "job": job, "items": items, "receives": d.receives, "model": model,
+            "error": d.error, "died_at": d.died_at}
+
+
+@dlq_app.command("redrive")
+def dlq_redrive() -> None:
+    """Put every dead-lettered task back on its queue."""
+    settings, index = _setup()
+    total = 0
+    for model in index.models():
+        queue = open_queue(settings.queue, name=model)
+        total += queue.redrive()
+        queue.close()
+    out.print(f"redrove {total} task(s)")
+
+
+@app.command()
+def demo(
+    model: ModelOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local workers to start.")] = 1,
+) -> None:
+    """Tag sample photos that ship with scikit-image, end to end, and show the tags."""
+    settings, index = _setup()
+    folder = demo_photos.write_photos(settings.home / "demo-photos")
+    err.print(f"tagging {len(list(folder.iterdir()))} sample photos from {folder}")
+    started = time.monotonic()
+    job = submit_job(settings, index, folder, model=model)
+    job = wait_for_job(settings, index, job.id, workers=workers)
+    elapsed = time.monotonic() - started
+    table = Table("image", "top tags", title=f"job {job.id}")
+    for row in index.iter_results(job.id):
+        tags = "\n".join(f"{t['score']:.2f}  {t['label']} ({t['id']})" for t in row["tags"][:3])
+        table.add_row(escape(row["key"]), escape(tags or f"failed: {row['error']}"))
+    out.print(table)
+    c = job.counts
+    out.print(f"{job.state.value}: {c.done} done, {c.failed} failed of {c.total} in "
+              f"{elapsed:.1f} s ({c.total / elapsed:.1f} images/s, model bootstrap included)")
+    out.print(f"results: {job.output}{job.id}/   (gpufleet results {job.id})")
+
+
+def main() -> None:
+    try:
+        app()
+    except GpufleetError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

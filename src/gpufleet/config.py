@@ -1,0 +1,105 @@
+"""One Settings object, read from the environment (``GPUFLEET_*``) in one place.
+
+URLs pick the backends: ``GPUFLEET_QUEUE=sqlite:///...``, ``GPUFLEET_DB=sqlite:///...``.
+An unknown ``GPUFLEET_*`` key is refused, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gpufleet.errors import ConfigError
+
+PREFIX = "GPUFLEET_"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".gpufleet"
+
+
+def _default_model_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gpufleet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Where the embedded state lives: buckets, SQLite files, logs.
+    home: Path = field(default_factory=_default_home)
+    # Backends by URL; empty means "the embedded default under home".
+    queue: str = ""
+    db: str = ""
+    input: str = ""
+    output: str = ""
+    model: str = "efficientnet-lite0"
+    model_cache: Path = field(default_factory=_default_model_cache)
+    # Tasks: items per queue message, lease, retries.
+    chunk_size: int = 32
+    visibility_timeout_s: float = 60.0
+    max_receives: int = 5
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    # Worker.
+    fetch_concurrency: int = 8
+    decode_threads: int = 0  # 0: one per core
+    drain_grace_s: float = 120.0
+    max_pixels: int = 120_000_000
+    max_object_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        defaults = {
+            "queue": f"sqlite:///{home / 'queue.db'}",
+            "db": f"sqlite:///{home / 'index.db'}",
+            "input": (home / "buckets" / "input").as_uri() + "/",
+            "output": (home / "buckets" / "results").as_uri() + "/",
+        }
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+        for name in ("chunk_size", "max_receives", "fetch_concurrency", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.visibility_timeout_s <= 0:
+            raise ConfigError(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX):].lower()
+            if name not in known:
+                raise ConfigError(f"unknown setting {key}; known: "
+                                  + ", ".join(PREFIX + n.upper() for n in known))
+            values[name] = _coerce(key, raw, known[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(key: str, raw: str, f: dataclasses.Field[Any]) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a {kind}") from None
+    if kind == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,134 @@
+"""The nouns of gpufleet: jobs, items, tasks and results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    id: str
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    done: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done - self.failed
+
+    def state(self, *, cancelled: bool = False) -> JobState:
+        """A job's state follows from its counts; only cancellation is recorded."""
+        if cancelled:
+            return JobState.CANCELLED
+        if self.done + self.failed == 0:
+            return JobState.QUEUED
+        if self.pending:
+            return JobState.RUNNING
+        if not self.failed:
+            return JobState.SUCCEEDED
+        return JobState.PARTIAL if self.done else JobState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    model: str
+    input: str
+    output: str
+    counts: Counts
+    created_at: float
+    tenant: str = "default"
+    cancelled: bool = False
+
+    @property
+    def state(self) -> JobState:
+        return self.counts.state(cancelled=self.cancelled)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "job": self.id,
+            "state": self.state.value,
+            "model": self.model,
+            "input": self.input,
+            "output": self.output,
+            "total": self.counts.total,
+            "done": self.counts.done,
+            "failed": self.counts.failed,
+            "pending": self.counts.pending,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One queue message: a chunk of items of one job."""
+
+    job: str
+    keys: tuple[str, ...]
+    input: str
+    output: str
+
+    def encode(self) -> str:
+        return json.dumps({"job": self.job, "keys": list(self.keys),
+                           "input": self.input, "output": self.output})
+
+    @classmethod
+    def decode(cls, body: str) -> Task:
+        data = json.loads(body)
+        return cls(job=data["job"], keys=tuple(data["keys"]),
+                   input=data["input"], output=data["output"])
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What happened to one item. Written twice, it is the same row and object."""
+
+    job: str
+    key: str
+    status: ItemStatus
+    tags: tuple[Tag, ...] = ()
+    error: str | None = None
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    infer_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "key": self.key,
+            "status": self.status.value,
+            "tags": [asdict(t) for t in self.tags],
+            "error": self.error,
+            "worker": self.worker,
+            "finished_at": self.finished_at,
+        }

@@ -1,0 +1,83 @@
+"""Every error gpufleet raises on purpose derives from one root.
+
+    GpufleetError
+    ├── ConfigError            a bad setting, URL or model spec
+    ├── ManifestError          a manifest refused: names the line or item and the reason
+    ├── JobNotFound
+    ├── ItemError              one item cannot be processed; the rest of the job goes on
+    │   ├── ObjectMissing      the input object does not exist
+    │   └── ImageError         not a photo, corrupt, truncated, too many pixels
+    ├── Unavailable            transient: retry the task later (nack with backoff)
+    │   ├── StoreUnavailable
+    │   ├── QueueUnavailable
+    │   └── IndexUnavailable
+    └── ModelError             a model failed to bootstrap or to run
+
+Driver exceptions are translated where a backend calls its driver
+(``raise QueueUnavailable(...) from exc``), so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GpufleetError",
+    "ImageError",
+    "IndexUnavailable",
+    "ItemError",
+    "JobNotFound",
+    "ManifestError",
+    "ModelError",
+    "ObjectMissing",
+    "QueueUnavailable",
+    "StoreUnavailable",
+    "Unavailable",
+]
+
+
+class GpufleetError(Exception):
+    """Root of every error gpufleet raises on purpose."""
+
+
+class ConfigError(GpufleetError):
+    """A setting, URL or model spec is invalid."""
+
+
+class ManifestError(GpufleetError):
+    """A manifest was refused; nothing was enqueued for it."""
+
+
+class JobNotFound(GpufleetError):
+    """No job has this id."""
+
+
+class ItemError(GpufleetError):
+    """One item failed for a reason of its own (its input), not the system's."""
+
+
+class ObjectMissing(ItemError):
+    """The input object does not exist."""
+
+
+class ImageError(ItemError):
+    """The object is not a photo we accept, or it is corrupt or too large."""
+
+
+class Unavailable(GpufleetError):
+    """A service is unreachable; the work should be retried later."""
+
+
+class StoreUnavailable(Unavailable):
+    """The object store could not be reached or refused the request."""
+
+
+class QueueUnavailable(Unavailable):
+    """The task queue could not be reached."""
+
+
+class IndexUnavailable(Unavailable):
+    """The metadata index could not be reached."""
+
+
+class ModelError(GpufleetError):
+    """A model failed to bootstrap or to run."""

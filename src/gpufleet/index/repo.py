@@ -1,0 +1,251 @@
+"""Reads and idempotent writes on the index. Driver errors become IndexUnavailable."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from gpufleet.domain import Counts, ItemResult, ItemStatus, Job
+from gpufleet.errors import ConfigError, IndexUnavailable, JobNotFound
+from gpufleet.index.schema import items, jobs, metadata, tags, workers
+
+_ROWS_PER_STATEMENT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    model: str
+    state: str
+    started_at: float
+    last_seen: float
+    bootstrap_s: float | None
+
+
+class Index:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.engine = _engine(url)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError:
+            # Another process created the tables between our check and our CREATE.
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index {_safe(url)}: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index: {_first_line(exc)}") from exc
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # Jobs ------------------------------------------------------------------
+
+    def create_job(self, job_id: str, *, model: str, input: str, output: str,
+                   keys: Sequence[str], tenant: str = "default") -> Job:
+        now = self.clock()
+        with self._tx() as conn:
+            conn.execute(insert(jobs).values(
+                id=job_id, tenant=tenant, model=model, input=input, output=output,
+                total=len(keys), created_at=now, cancelled=False))
+            for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+                chunk = keys[start:start + _ROWS_PER_STATEMENT]
+                conn.execute(insert(items), [
+                    {"job_id": job_id, "key": k, "status": ItemStatus.PENDING.value,
+                     "attempts": 0} for k in chunk])
+        return self.job(job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        with self._tx() as conn:
+            for table in (tags, items):
+                conn.execute(delete(table).where(table.c.job_id == job_id))
+            conn.execute(delete(jobs).where(jobs.c.id == job_id))
+
+    def job(self, job_id: str) -> Job:
+        with self._tx() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            counts = self._counts(conn, [job_id])
+        return _job(row, counts.get(job_id, {}))
+
+    def jobs(self) -> list[Job]:
+        """Every job, oldest first."""
+        with self._tx() as conn:
+            rows = conn.execute(select(jobs).order_by(jobs.c.created_at, jobs.c.id)).mappings()
+            rows_list = list(rows)
+            counts = self._counts(conn, None)
+        return [_job(r, counts.get(r["id"], {})) for r in rows_list]
+
+    def models(self) -> list[str]:
+        with self._tx() as conn:
+            return list(conn.execute(select(jobs.c.model).distinct()).scalars())
+
+    def _counts(self, conn: Connection, job_ids: list[str] | None) -> dict[str, dict[str, int]]:
+        query = select(items.c.job_id, items.c.status, func.count()).group_by(
+            items.c.job_id, items.c.status)
+        if job_ids is not None:
+            query = query.where(items.c.job_id.in_(job_ids))
+        counts: dict[str, dict[str, int]] = defaultdict(dict)
+        for job_id, status, n in conn.execute(query):
+            counts[job_id][status] = n
+        return counts
+
+    # Items -----------------------------------------------------------------
+
+    def record(self, results: Sequence[ItemResult]) -> None:
+        """Upsert each item's outcome and replace its tags: a rerun changes nothing."""
+        if not results:
+            return
+        ins = self._insert(items)
+        upsert = ins.on_conflict_do_update(
+            index_elements=[items.c.job_id, items.c.key],
+            set_={"status": ins.excluded.status, "attempts": items.c.attempts + 1,
+                  "error": ins.excluded.error, "worker": ins.excluded.worker,
+                  "started_at": ins.excluded.started_at,
+                  "finished_at": ins.excluded.finished_at,
+                  "infer_ms": ins.excluded.infer_ms})
+        rows = [{"job_id": r.job, "key": r.key, "status": r.status.value, "attempts": 1,
+                 "error": r.error, "worker": r.worker, "started_at": r.started_at,
+                 "finished_at": r.finished_at, "infer_ms": r.infer_ms} for r in results]
+        by_job: dict[str, list[str]] = defaultdict(list)
+        for r in results:
+            by_job[r.job].append(r.key)
+        tag_rows = [{"job_id": r.job, "key": r.key, "rank": rank, "tag_id": t.id,
+                     "label": t.label, "score": t.score}
+                    for r in results for rank, t in enumerate(r.tags)]
+        with self._tx() as conn:
+            conn.execute(upsert, rows)
+            for job_id, keys in by_job.items():
+                conn.execute(delete(tags).where(tags.c.job_id == job_id, tags.c.key.in_(keys)))
+            if tag_rows:
+                conn.execute(insert(tags), tag_rows)
+
+    def fail_pending(self, job_id: str, keys: Sequence[str], *, error: str) -> int:
+        """Mark the items that have no outcome yet as failed (their task was dead-lettered)."""
+        with self._tx() as conn:
+            result = conn.execute(
+                update(items)
+                .where(items.c.job_id == job_id, items.c.key.in_(list(keys)),
+                       items.c.status == ItemStatus.PENDING.value)
+                .values(status=ItemStatus.FAILED.value, error=error,
+                        finished_at=self.clock()))
+            return int(result.rowcount)
+
+    def results(self, job_id: str, *, tag: str | None = None, after: str | None = None,
+                limit: int = 1000) -> list[dict[str, Any]]:
+        """One page of item results in key order, after the key ``after``."""
+        query = select(items).where(items.c.job_id == job_id).order_by(items.c.key).limit(limit)
+        if after is not None:
+            query = query.where(items.c.key > after)
+        if tag is not None:
+            wanted = tag.lower()
+            query = query.where(items.c.key.in_(
+                select(tags.c.key).where(tags.c.job_id == job_id, (
+                    (func.lower(tags.c.label) == wanted) | (tags.c.tag_id == tag)))))
+        with self._tx() as conn:
+            rows = list(conn.execute(query).mappings())
+            keys = [r["key"] for r in rows]
+            tag_map: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            if keys:
+                for t in conn.execute(select(tags).where(tags.c.job_id == job_id,
+                                                         tags.c.key.in_(keys))
+                                      .order_by(tags.c.key, tags.c.rank)).mappings():
+                    tag_map[t["key"]].append(
+                        {"id": t["tag_id"], "label": t["label"], "score": t["score"]})
+        return [{"key": r["key"], "status": r["status"], "tags": tag_map.get(r["key"], []),
+                 "error": r["error"], "attempts": r["attempts"], "worker": r["worker"],
+                 "finished_at": r["finished_at"]} for r in rows]
+
+    def iter_results(self, job_id: str, *, tag: str | None = None) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while page := self.results(job_id, tag=tag, after=after):
+            yield from page
+            after = page[-1]["key"]
+
+    # Workers ---------------------------------------------------------------
+
+    def worker_seen(self, worker_id: str, *, host: str, pid: int, model: str, state: str,
+                    bootstrap_s: float | None = None) -> None:
+        now = self.clock()
+        ins = self._insert(workers).values(
+            id=worker_id, host=host, pid=pid, model=model, state=state, started_at=now,
+            last_seen=now, bootstrap_s=bootstrap_s)
+        changes: dict[str, Any] = {"state": state, "last_seen": now}
+        if bootstrap_s is not None:
+            changes["bootstrap_s"] = bootstrap_s
+        with self._tx() as conn:
+            conn.execute(ins.on_conflict_do_update(index_elements=[workers.c.id], set_=changes))
+
+    def live_workers(self, *, model: str | None = None, within_s: float = 30.0
+                     ) -> list[WorkerInfo]:
+        query = select(workers).where(workers.c.last_seen >= self.clock() - within_s,
+                                      workers.c.state != "stopped")
+        if model is not None:
+            query = query.where(workers.c.model == model)
+        with self._tx() as conn:
+            return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
+
+
+def _job(row: Any, counts: dict[str, int]) -> Job:
+    return Job(id=row["id"], tenant=row["tenant"], model=row["model"], input=row["input"],
+               output=row["output"], created_at=row["created_at"],
+               cancelled=bool(row["cancelled"]),
+               counts=Counts(total=row["total"], done=counts.get("done", 0),
+                             failed=counts.get("failed", 0)))
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"invalid index URL {url!r}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+def _safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -1,0 +1,68 @@
+"""The index schema in SQLAlchemy Core, portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False, default="default"),
+    Column("model", String(512), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+items = Table(
+    "items", metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("worker", String(128)),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("infer_ms", Float),
+    Index("ix_items_job_status", "job_id", "status"),
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("tag_id", String(128), nullable=False),
+    Column("label", String(256), nullable=False),
+    Column("score", Float, nullable=False),
+    Index("ix_tags_label", "label"),
+    Index("ix_tags_tag_id", "tag_id"),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("bootstrap_s", Float),
+)

@@ -1,0 +1,88 @@
+"""The Tagger plugin interface: bootstrap once, infer many; and the model registry.
+
+A model spec is a name from MODELS or a ``package.module:attr`` import path,
+optionally with parameters: ``synthetic?item_ms=10&bootstrap_s=300``. The
+factory is called as ``factory(settings, **params)`` with string parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from gpufleet.domain import Tag
+from gpufleet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
+
+
+class Tagger(Protocol):
+    name: str
+    batch_size: int  # the micro-batch the worker gathers across tasks
+
+    def bootstrap(self) -> None:
+        """Load weights, warm up. Called once per worker before any other method."""
+        ...
+
+    def preprocess(self, data: bytes) -> Any:
+        """Decode one object into model input. Runs in parallel threads.
+
+        Raises ImageError for an input that cannot be used.
+        """
+        ...
+
+    def infer(self, batch: Sequence[Any]) -> list[list[Tag]]:
+        """Tags for each input, best first."""
+        ...
+
+
+MODELS: dict[str, str] = {
+    "efficientnet-lite0": "gpufleet.models.efficientnet:EfficientNetLite0",
+    "synthetic": "gpufleet.models.synthetic:SyntheticTagger",
+}
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(spec)
+    if parts.scheme or parts.netloc or parts.fragment:
+        # urlsplit reads "pkg.mod:attr" as scheme:path; rebuild the import path.
+        name = spec.split("?", 1)[0]
+    else:
+        name = parts.path
+    query = spec.split("?", 1)[1] if "?" in spec else ""
+    try:
+        params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise ConfigError(f"model spec {spec!r}: parameters must be name=value&...") from None
+    if not name:
+        raise ConfigError(f"model spec {spec!r} has no name")
+    return name, params
+
+
+def load_tagger(spec: str, settings: Settings) -> Tagger:
+    """Build (not bootstrap) the tagger a spec names."""
+    name, params = parse_spec(spec)
+    target = MODELS.get(name, name)
+    if ":" not in target:
+        raise ConfigError(f"unknown model {name!r}; built-in: {', '.join(MODELS)}, "
+                          "or a plugin as package.module:attr")
+    module_name, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load model {name!r} from {target}: {exc}") from exc
+    try:
+        tagger: Tagger = factory(settings, **params)
+    except TypeError as exc:
+        raise ConfigError(f"model {name!r}: bad parameters {params}: {exc}") from exc
+    return tagger
+
+
+def as_float(params_name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"model parameter {params_name}={value!r} is not a number") from None

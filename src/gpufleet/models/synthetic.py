@@ -1,0 +1,53 @@
+"""A stand-in model with a known cost: ``synthetic?item_ms=10&bootstrap_s=300``.
+
+It reads every object (any bytes), sleeps the bootstrap once and ``item_ms``
+per item, and returns tags derived from the content's hash, so tests and
+benchmarks can reproduce "10 ms per image, 5 minutes to bootstrap" at any scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gpufleet.domain import Tag
+from gpufleet.models.base import as_float
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
+
+_TOP_K = 5
+
+
+class SyntheticTagger:
+    name = "synthetic"
+
+    def __init__(self, settings: Settings | None = None, *, item_ms: str | float = 10,
+                 bootstrap_s: str | float = 0, batch_size: str | int = 32) -> None:
+        self.item_ms = as_float("item_ms", item_ms)
+        self.bootstrap_s = as_float("bootstrap_s", bootstrap_s)
+        self.batch_size = max(1, int(as_float("batch_size", batch_size)))
+
+    def bootstrap(self) -> None:
+        time.sleep(self.bootstrap_s)
+
+    def preprocess(self, data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    def infer(self, batch: Sequence[bytes]) -> list[list[Tag]]:
+        time.sleep(self.item_ms * len(batch) / 1000)
+        return [_tags(digest) for digest in batch]
+
+
+def _tags(digest: bytes) -> list[Tag]:
+    # Deterministic: the same bytes always give the same tags and scores.
+    tags = []
+    remaining = 1.0
+    for i in range(_TOP_K):
+        n = int.from_bytes(digest[2 * i:2 * i + 2], "big") % 1000
+        score = round(remaining * (0.5 + digest[20 + i] / 512), 4)
+        remaining -= score
+        tags.append(Tag(id=f"syn{n:04d}", label=f"class-{n:03d}", score=score))
+    return tags

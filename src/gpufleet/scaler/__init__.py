@@ -1,0 +1,1 @@
+"""Fleet scaling: policies and the providers that start and stop workers."""

@@ -1,0 +1,1 @@
+"""Providers start and stop workers: local processes, cloud instances."""

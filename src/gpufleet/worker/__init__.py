@@ -1,0 +1,1 @@
+"""Workers: bootstrap a model once, then fetch ▶ decode ▶ batch ▶ infer ▶ write."""

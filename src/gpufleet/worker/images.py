@@ -1,0 +1,116 @@
+"""Safe decoding of untrusted bytes into an 8-bit RGB photo.
+
+Only real photo formats are accepted, recognised by their magic bytes, never
+by a file name: JPEG, PNG, WebP, TIFF and BMP. GIF is refused: it is not a
+photo format (256 colours), and Pillow grows a GIF's canvas to a frame's
+extent while opening it, so its declared size alone cannot be checked first.
+
+The pixel limit is ours (``Settings.max_pixels``), checked on the size the
+header declares before any pixel data is decoded. Pillow's own global check
+(``Image.MAX_IMAGE_PIXELS``) is switched off once, here, at import: it would
+warn (an exception under ``-W error``) or fail on sizes our limit allows, and
+saving and restoring that global around each call would race between decoding
+threads. Assigning it once is thread-safe and every image gpufleet decodes
+comes through :func:`decode_photo`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from gpufleet.errors import ImageError
+
+__all__ = ["decode_photo", "sniff_format"]
+
+Image.MAX_IMAGE_PIXELS = None
+
+# Everything Pillow and its codecs raise on hostile input. Pillow also warns on
+# some malformed files (corrupt EXIF, odd TIFF tags): under ``-W error`` those
+# warnings arrive as exceptions, and they too mean "this input is bad".
+_DECODE_ERRORS = (
+    OSError, ValueError, SyntaxError, struct.error, EOFError, TypeError, IndexError,
+    KeyError, ArithmeticError, MemoryError, RuntimeError, Image.DecompressionBombError,
+    Warning,
+)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "RGBa", "LA", "PA")
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The Pillow format name of a supported photo, from its magic bytes."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data.startswith(b"BM"):
+        return "BMP"
+    return None
+
+
+def decode_photo(
+    data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode ``data`` into an RGB image, upright, alpha composited on white.
+
+    ``draft_size`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale while staying at
+    least that large. Raises ImageError, with a short reason, for any input
+    that is not a supported, intact photo within ``max_pixels``.
+    """
+    if not data:
+        raise ImageError("empty object (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError(f"not a supported image (starts with {data[:8]!r})")
+    try:
+        im = Image.open(io.BytesIO(data), formats=[fmt])
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"image declares {width}x{height} = {width * height:,} pixels, "
+                f"over the limit of {max_pixels:,}"
+            )
+        if draft_size is not None:
+            im.draft("RGB", draft_size)
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)
+        return _to_rgb(im)
+    except ImageError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise ImageError(_reason(fmt, exc)) from exc
+
+
+def _reason(fmt: str, exc: BaseException) -> str:
+    text = str(exc)
+    if "truncated" in text or isinstance(exc, EOFError):
+        return "image is truncated"
+    if "MAX_TEXT_CHUNK" in text or "text chunks" in text:
+        return "PNG text chunk too large (compression bomb)"
+    if isinstance(exc, MemoryError):
+        return "image too large to decode in memory"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return f"not a valid {fmt} image"
+    detail = text.splitlines()[0][:120] if text else type(exc).__name__
+    return f"corrupt {fmt} image ({detail})"
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in _SIXTEEN_BIT:
+        # Scale the 16-bit range onto 8 bits (65535 -> 255); convert() would clip.
+        grey = np.asarray(im).astype(np.float32).clip(0, 65535) / 257.0
+        im = Image.fromarray(np.rint(grey).astype(np.uint8), "L")
+    elif im.mode not in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", *_ALPHA):
+        raise ImageError(f"unsupported pixel mode {im.mode}")
+    if im.mode in _ALPHA or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
