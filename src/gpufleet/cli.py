@@ -29,7 +29,8 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
 dlq_app = typer.Typer(help="Dead-lettered tasks: list them, put them back.",
                       no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: it is read by programs and pagers.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 ModelOpt = Annotated[str | None, typer.Option(

@@ -78,7 +78,7 @@ def parse_manifest(data: bytes, *, fmt: str, name: str = "manifest") -> Manifest
     if fmt not in parsers:
         raise ManifestError(f"{name}: unknown manifest format {fmt!r}")
     declared_input: list[str] = []
-    entries = parsers[fmt](text, name, declared_input)
+    entries = list(parsers[fmt](text, name, declared_input))
     return _collect(entries, name, declared_input[0] if declared_input else None)
 
 

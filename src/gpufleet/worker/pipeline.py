@@ -158,7 +158,9 @@ class Pipeline:
     def _start(self, lease: Lease) -> None:
         try:
             task = Task.decode(lease.body)
-            run = _Run(lease, task, self._location(task.input), self._location(task.output),
+            # Results go to <output>/<job>/<item key>.json: rewriting one is harmless.
+            output = self._location(task.output).child(task.job)
+            run = _Run(lease, task, self._location(task.input), output,
                        remaining=len(task.keys))
         except (ValueError, KeyError, TypeError, GpufleetError) as exc:
             # A message no worker can read will never succeed: dead-letter it now.

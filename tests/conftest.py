@@ -1,0 +1,103 @@
+"""Shared fixtures: an isolated GPUFLEET_HOME and a way to run the real CLI in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpufleet.config import Settings
+from gpufleet.index import Index
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = Path(os.environ.get("SAMPLE_IMAGES_DIR", REPO.parent / "shared/data/imagenet-sample"))
+
+
+class Home:
+    """One isolated gpufleet installation: its env, its CLI, its index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
+        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=str(REPO),
+                        GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def index(self) -> Index:
+        return Index(self.settings.db)
+
+    def run(self, *args: str | Path, check: bool = True, timeout: float = 300,
+            **env: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "gpufleet", *map(str, args)],
+                                env={**self.env, **env}, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"gpufleet {args} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def json(self, *args: str | Path, **env: str) -> Any:
+        return json.loads(self.run(*args, "--json", **env).stdout)
+
+    def spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.path / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "gpufleet", *args],
+                                env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def wait_for(self, predicate: Callable[[], bool], *, timeout_s: float = 120,
+                 what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; logs:\n" + self.logs())
+            time.sleep(0.2)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:]
+                         for p in sorted(self.path.glob("proc-*.log")))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    h = Home(tmp_path / "home")
+    h.path.mkdir()
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    if not (SAMPLE_DIR / "labels.csv").is_file():
+        pytest.fail(f"sample photos not found in {SAMPLE_DIR}; set SAMPLE_IMAGES_DIR")
+    return SAMPLE_DIR
+
+
+def write_files(folder: Path, count: int, *, prefix: str = "item") -> list[str]:
+    """count small files with distinct content: input for the synthetic model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for i in range(count):
+        key = f"{prefix}-{i:05d}.bin"
+        (folder / key).write_bytes(f"object {i}".encode())
+        keys.append(key)
+    return keys
