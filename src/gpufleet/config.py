@@ -99,7 +99,8 @@ def _coerce(key: str, raw: str, f: dataclasses.Field[Any]) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a {kind}") from None
+        noun = "an integer" if kind == "int" else "a number"
+        raise ConfigError(f"{key}={raw!r} is not {noun}") from None
     if kind == "Path":
         return Path(raw)
     return raw

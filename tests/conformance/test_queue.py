@@ -427,7 +427,7 @@ class ModelTask:
     token: str | None = None  # the token of the last delivery, until released
 
 
-MODEL_BACKOFF = Backoff(max_receives=3, base_s=2.0, max_s=10.0)
+MODEL_BACKOFF = Backoff(max_receives=2, base_s=2.0, max_s=10.0)
 names = itertools.count()
 
 
@@ -456,7 +456,7 @@ class QueueMachine(RuleBasedStateMachine):
         _, lease = self.held[index % len(self.held)] if keep else self.held.pop(index % len(self.held))
         return lease
 
-    @rule(n=st.integers(1, 4), delay_s=st.sampled_from([0.0, 0.0, 7.0]))
+    @rule(n=st.integers(1, 3), delay_s=st.sampled_from([0.0, 0.0, 7.0]))
     def enqueue(self, n: int, delay_s: float) -> None:
         bodies = [f"task-{self.enqueued + i}" for i in range(n)]
         self.queue.enqueue(bodies, delay_s=delay_s)
@@ -528,6 +528,15 @@ class QueueMachine(RuleBasedStateMachine):
         elif expected:
             task = self.tasks[lease.body]
             task.token, task.visible_at = None, self.clock() + MODEL_BACKOFF.delay_s(lease.receives)
+
+    @precondition(lambda self: self.held)
+    @rule(index=st.integers(0, 20))
+    def dead_letter(self, index: int) -> None:
+        lease = self.pick(index)
+        expected = self.live(lease)
+        assert self.queue.dead_letter(lease, error="bad") == expected
+        if expected:
+            self.dead[lease.body] = (self.tasks.pop(lease.body), "bad")
 
     @rule()
     def redrive(self) -> None:
