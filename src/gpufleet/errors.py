@@ -4,6 +4,7 @@
     ├── ConfigError            a bad setting, URL or model spec
     ├── ManifestError          a manifest refused: names the line or item and the reason
     ├── JobNotFound
+    ├── TaskTooLarge           a task body over the queue's message limit
     ├── ItemError              one item cannot be processed; the rest of the job goes on
     │   ├── ObjectMissing      the input object does not exist
     │   └── ImageError         not a photo, corrupt, truncated, too many pixels
@@ -31,6 +32,7 @@ __all__ = [
     "ObjectMissing",
     "QueueUnavailable",
     "StoreUnavailable",
+    "TaskTooLarge",
     "Unavailable",
 ]
 
@@ -49,6 +51,10 @@ class ManifestError(GpufleetError):
 
 class JobNotFound(GpufleetError):
     """No job has this id."""
+
+
+class TaskTooLarge(GpufleetError):
+    """A task is over the queue's message size limit: use a smaller chunk size."""
 
 
 class ItemError(GpufleetError):

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from gpufleet.config import Settings
 from gpufleet.domain import Job, Task
-from gpufleet.errors import GpufleetError, ManifestError
+from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.manifest import key_problem, read_manifest
 from gpufleet.models import parse_spec
 from gpufleet.models.base import MODELS
-from gpufleet.errors import ConfigError
 from gpufleet.queue import open_queue
 from gpufleet.store import open_location
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import settings
@@ -29,6 +30,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from gpufleet.errors import QueueUnavailable, TaskTooLarge
 from gpufleet.queue import Backoff, Lease, QueueDepth, TaskQueue, nack, open_queue
 from gpufleet.queue.sqlite import SqliteQueue
 
@@ -126,6 +128,7 @@ def test_a_received_task_is_invisible_to_another_consumer(backend: Backend) -> N
     first.enqueue(["only"])
     # When the first receives it
     (lease,) = receive_all(first, backend.lease_s)
+    assert lease.body == "only"
     # Then the second gets nothing while the lease lasts
     assert receive_all(second, backend.lease_s) == []
     assert first.depth() == QueueDepth(queued=0, in_flight=1, dead=0)
@@ -251,7 +254,7 @@ def test_depth_counts_queued_in_flight_and_dead(backend: Backend, queue: TaskQue
     queue.enqueue(["a", "b", "c"])
     queue.enqueue(["d", "e"], delay_s=backend.lease_s * 10)
     # When two are received
-    first, second = queue.receive(2, visibility_timeout_s=backend.lease_s)
+    first, _ = queue.receive(2, visibility_timeout_s=backend.lease_s)
     assert queue.depth() == QueueDepth(queued=3, in_flight=2, dead=0)
     # When one is dead-lettered
     assert queue.dead_letter(first, error="bad")
@@ -281,7 +284,7 @@ def test_oversize_message_is_refused(backend: Backend, queue: TaskQueue) -> None
     # Given a batch with one body over the limit (in bytes, not characters)
     too_big = "é" * (limit // 2 + 1)
     # When enqueued, then the whole batch is refused with a clear error
-    with pytest.raises(ValueError, match="max_message_bytes"):
+    with pytest.raises(TaskTooLarge, match="max_message_bytes"):
         queue.enqueue(["fine", too_big])
     assert queue.depth() == QueueDepth(queued=0, in_flight=0, dead=0)
     # While a body exactly at the limit is accepted
@@ -434,8 +437,11 @@ names = itertools.count()
 class QueueMachine(RuleBasedStateMachine):
     """Consumers receive, settle, heartbeat and crash while time jumps; the model must agree."""
 
-    def __init__(self, backend: Backend) -> None:
+    backend: ClassVar[Backend]  # set by a subclass per run: hypothesis builds machines itself
+
+    def __init__(self) -> None:
         super().__init__()
+        backend = self.backend
         assert backend.clock is not None
         self.clock = backend.clock
         self.queue = backend.opener(f"machine-{next(names)}")
@@ -453,7 +459,9 @@ class QueueMachine(RuleBasedStateMachine):
         return task is not None and task.token == lease.token
 
     def pick(self, index: int, *, keep: bool = False) -> Lease:
-        _, lease = self.held[index % len(self.held)] if keep else self.held.pop(index % len(self.held))
+        _, lease = (
+            self.held[index % len(self.held)] if keep else self.held.pop(index % len(self.held))
+        )
         return lease
 
     @rule(n=st.integers(1, 3), delay_s=st.sampled_from([0.0, 0.0, 7.0]))
@@ -470,8 +478,12 @@ class QueueMachine(RuleBasedStateMachine):
         visible = sorted(
             (t.visible_at, t.seq, body) for body, t in self.tasks.items() if t.visible_at <= now
         )
-        held = {lease.body for _, lease in self.held if self.live(lease)}
-        held = {body for body in held if self.tasks[body].visible_at > now}
+        # Leases other consumers hold and that have not run out: none may be handed out again.
+        held = {
+            lease.body
+            for _, lease in self.held
+            if self.live(lease) and self.tasks[lease.body].visible_at > now
+        }
         leases = self.queue.receive(n, visibility_timeout_s=timeout_s)
         bodies = [lease.body for lease in leases]
         assert not held & set(bodies), "a task was leased to two consumers at once"
@@ -484,7 +496,11 @@ class QueueMachine(RuleBasedStateMachine):
             assert lease.receives == task.receives + 1
             assert lease.token not in self.tokens
             self.tokens.add(lease.token)
-            task.receives, task.token, task.visible_at = lease.receives, lease.token, now + timeout_s
+            task.receives, task.token, task.visible_at = (
+                lease.receives,
+                lease.token,
+                now + timeout_s,
+            )
             self.held.append((consumer, lease))
 
     @precondition(lambda self: self.held)
@@ -522,7 +538,9 @@ class QueueMachine(RuleBasedStateMachine):
         lease = self.pick(index)
         expected = self.live(lease)
         dies = lease.receives >= MODEL_BACKOFF.max_receives
-        assert nack(self.queue, lease, error=f"boom {lease.receives}", backoff=MODEL_BACKOFF) == dies
+        assert (
+            nack(self.queue, lease, error=f"boom {lease.receives}", backoff=MODEL_BACKOFF) == dies
+        )
         if expected and dies:
             self.dead[lease.body] = (self.tasks.pop(lease.body), f"boom {lease.receives}")
         elif expected:
@@ -585,8 +603,13 @@ class QueueMachine(RuleBasedStateMachine):
 def test_queue_agrees_with_a_reference_model(backend: Backend) -> None:
     if backend.clock is None:
         pytest.skip("the model-based test needs a controllable clock")
+
+    class Machine(QueueMachine):
+        pass
+
+    Machine.backend = backend
     run_state_machine_as_test(
-        lambda: QueueMachine(backend),
+        Machine,
         settings=settings(max_examples=150, stateful_step_count=40, deadline=None, database=None),
     )
 
@@ -595,8 +618,6 @@ def test_queue_agrees_with_a_reference_model(backend: Backend) -> None:
 
 
 def test_sqlite_errors_become_queue_unavailable(tmp_path: Path) -> None:
-    from gpufleet.errors import QueueUnavailable
-
     # Given a path where a database cannot be created
     (tmp_path / "taken").mkdir()
     # When it is opened, then the error is one QueueUnavailable line

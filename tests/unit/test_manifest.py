@@ -112,7 +112,7 @@ safe_segment = st.text(
 
 @given(st.lists(safe_segment, min_size=1, max_size=5).map("/".join))
 def test_any_safe_key_survives_every_format(key: str) -> None:
-    if len(key.encode()) > MAX_KEY_BYTES or key.strip() != key and not key.strip():
+    if len(key.encode()) > MAX_KEY_BYTES:
         return
     as_json = parse_manifest(json.dumps([key]).encode(), fmt="json")
     as_jsonl = parse_manifest((json.dumps({"key": key}) + "\n").encode(), fmt="jsonl")

@@ -47,11 +47,8 @@ MODELS: dict[str, str] = {
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(spec)
-    if parts.scheme or parts.netloc or parts.fragment:
-        # urlsplit reads "pkg.mod:attr" as scheme:path; rebuild the import path.
-        name = spec.split("?", 1)[0]
-    else:
-        name = parts.path
+    # urlsplit reads "pkg.mod:attr" as scheme:path; keep the import path whole.
+    name = spec.split("?", 1)[0] if parts.scheme or parts.netloc else parts.path
     query = spec.split("?", 1)[1] if "?" in spec else ""
     try:
         params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))

@@ -14,7 +14,7 @@ class Backoff:
     max_s: float = 300.0
 
     def delay_s(self, receives: int) -> float:
-        return min(self.max_s, self.base_s * 2 ** max(0, receives - 1))
+        return min(self.max_s, self.base_s * 2.0 ** max(0, receives - 1))
 
 
 def nack(queue: TaskQueue, lease: Lease, *, error: str, backoff: Backoff) -> bool:

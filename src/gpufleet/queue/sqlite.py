@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
-from gpufleet.errors import QueueUnavailable
+from gpufleet.errors import QueueUnavailable, TaskTooLarge
 from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
 
 __all__ = ["SqliteQueue"]
@@ -88,7 +88,7 @@ class SqliteQueue:
         limit = self.max_message_bytes
         for body in bodies:
             if len(body) > limit // 4 and (size := len(body.encode())) > limit:
-                raise ValueError(
+                raise TaskTooLarge(
                     f"task body of {size} bytes is over this queue's limit of {limit} bytes "
                     "(max_message_bytes); put fewer items in each task"
                 )

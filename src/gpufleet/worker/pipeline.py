@@ -152,7 +152,7 @@ class Pipeline:
             for r in runs:
                 r.released = True
         for r in runs:
-            self._safely(lambda r=r: self.queue.release(r.lease, delay_s=0.0))
+            self._safely(self.queue.release, r.lease, delay_s=0.0)
         log.warning("grace period over: released %d unfinished task(s)", len(runs))
 
     def _start(self, lease: Lease) -> None:
@@ -164,7 +164,7 @@ class Pipeline:
                        remaining=len(task.keys))
         except (ValueError, KeyError, TypeError, GpufleetError) as exc:
             # A message no worker can read will never succeed: dead-letter it now.
-            self._safely(lambda: self.queue.dead_letter(lease, error=f"bad task: {exc}"))
+            self._safely(self.queue.dead_letter, lease, error=f"bad task: {exc}")
             return
         with self._lock:
             self._runs.add(run)
@@ -304,7 +304,7 @@ class Pipeline:
             if run.released:
                 return
         if run.error is None:
-            self._safely(lambda: self.queue.ack(run.lease))
+            self._safely(self.queue.ack, run.lease)
             return
         error = run.error
 
@@ -320,21 +320,21 @@ class Pipeline:
     def _heartbeat_loop(self) -> None:
         interval = min(5.0, self.settings.visibility_timeout_s / 3)
         while not self._hb_stop.wait(interval):
-            self._safely(lambda: self.on_state(self.state))
+            self._safely(self.on_state, self.state)
             with self._lock:
                 runs = [r for r in self._runs if not r.released]
             for run in runs:
-                kept = self._safely(lambda run=run: self.queue.extend(
-                    run.lease, visibility_timeout_s=self.settings.visibility_timeout_s))
+                kept = self._safely(self.queue.extend, run.lease,
+                                    visibility_timeout_s=self.settings.visibility_timeout_s)
                 if kept is False:
                     log.warning("lost the lease on a task of job %s", run.task.job)
                     with self._lock:
                         run.released = True
 
-    def _safely(self, action: Callable[[], Any]) -> Any:
+    def _safely(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Queue and index calls off the hot path: an outage is logged, the lease expires."""
         try:
-            return action()
+            return action(*args, **kwargs)
         except GpufleetError as exc:
             log.warning("%s", exc)
             return None

