@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from gpufleet import demo as demo_photos
-from gpufleet.config import Settings
+from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
+from gpufleet.cli_common import setup as _setup
 from gpufleet.domain import Job
 from gpufleet.errors import GpufleetError
-from gpufleet.index import Index
 from gpufleet.jobs import submit as submit_job
 from gpufleet.progress import wait_for_job
 from gpufleet.queue import open_queue
@@ -29,22 +27,6 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
 dlq_app = typer.Typer(help="Dead-lettered tasks: list them, put them back.",
                       no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-# Piped output is not cut to 80 columns: it is read by programs and pagers.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
-
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model spec: efficientnet-lite0, synthetic?item_ms=10, or "
-    "package.module:attr. Default: GPUFLEET_MODEL or efficientnet-lite0.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _setup(level: int = logging.WARNING) -> tuple[Settings, Index]:
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err, show_path=False)])
-    settings = Settings.from_env()
-    return settings, Index(settings.db)
-
 
 @app.command()
 def submit(
@@ -207,6 +189,9 @@ def demo(
     out.print(f"{job.state.value}: {c.done} done, {c.failed} failed of {c.total} in "
               f"{elapsed:.1f} s ({c.total / elapsed:.1f} images/s, model bootstrap included)")
     out.print(f"results: {job.output}{job.id}/   (gpufleet results {job.id})")
+
+
+# Command groups that live in their own modules register here, one line each.
 
 
 def main() -> None:

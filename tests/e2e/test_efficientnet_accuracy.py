@@ -78,9 +78,9 @@ def test_accuracy_on_the_imagenet_sample_matches_the_reference(
     # Given 200 labelled photos / When every one is preprocessed and tagged
     tags = tag_all(tagger, samples)
     # Then the best tag is right for at least 88% and one of five for at least 97%
-    top1 = sum(t[0].id == s.wnid for t, s in zip(tags, samples, strict=True)) / len(samples)
-    top5 = sum(any(x.id == s.wnid for x in t) for t, s in zip(tags, samples, strict=True))
-    top5 /= len(samples)
+    pairs = list(zip(tags, samples, strict=True))
+    top1 = sum(t[0].id == s.wnid for t, s in pairs) / len(pairs)
+    top5 = sum(any(x.id == s.wnid for x in t) for t, s in pairs) / len(pairs)
     assert top1 >= 0.88, f"top-1 {top1:.3f}"
     assert top5 >= 0.97, f"top-5 {top5:.3f}"
 
@@ -113,7 +113,7 @@ def test_preprocess_is_the_same_from_many_threads(
     for data, x in zip(datas, parallel, strict=True):
         assert x.shape == (3, 224, 224) and x.dtype == np.float32
         assert np.array_equal(x, tagger.preprocess(data))
-    assert all(-1.0 <= float(x.min()) and float(x.max()) <= 1.0 for x in parallel)
+    assert all(float(x.min()) >= -1.0 and float(x.max()) <= 1.0 for x in parallel)
 
 
 def test_a_bad_object_fails_as_image_error(tagger: EfficientNetLite0) -> None:

@@ -258,6 +258,17 @@ def test_draft_decodes_a_large_jpeg_at_reduced_scale_but_never_below_the_request
     assert decode(data).size == (2000, 1200)
 
 
+def test_draft_size_applies_to_the_upright_image() -> None:
+    # Given a 2048x512 JPEG stored on its side (EXIF orientation 6: upright it is 512x2048)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.new("RGB", (2048, 512), (9, 9, 9)), "JPEG", exif=exif.tobytes())
+    # When it is decoded asking for at least 1024 wide and 128 high, upright
+    out = decode(data, draft_size=(1024, 128))
+    # Then it is not reduced: upright it is only 512 wide already
+    assert out.size == (512, 2048)
+
+
 def _palette_with_transparency() -> Image.Image:
     im = Image.new("P", (4, 4), 1)
     im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)

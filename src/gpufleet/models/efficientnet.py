@@ -126,16 +126,19 @@ class EfficientNetLite0:
     def export_onnx(self) -> Path:
         """The cached ONNX export for these weights, exported now if missing."""
         weights = _weights_path()
-        digest = hashlib.sha256(weights.read_bytes())
-        for part in (str(EXPORT_REVISION), _version("torch"), _version("efficientnet-lite-pytorch")):
-            digest.update(b"|" + part.encode())
+        try:
+            digest = hashlib.sha256(weights.read_bytes())
+        except OSError as exc:
+            raise ModelError(f"efficientnet-lite0: cannot read weights: {exc}") from exc
+        for part in (EXPORT_REVISION, _version("torch"), _version("efficientnet-lite-pytorch")):
+            digest.update(f"|{part}".encode())
         path = self.settings.model_cache / f"efficientnet-lite0-{digest.hexdigest()[:16]}.onnx"
         if path.is_file():
             return path
         torch = _require("torch")
-        model = _torch_model(weights)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
+            model = _torch_model(weights)
             path.parent.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():  # the exporter's deprecation and folding chatter
                 warnings.simplefilter("ignore")

@@ -10,8 +10,8 @@ header declares before any pixel data is decoded. Pillow's own global check
 (``Image.MAX_IMAGE_PIXELS``) is switched off once, here, at import: it would
 warn (an exception under ``-W error``) or fail on sizes our limit allows, and
 saving and restoring that global around each call would race between decoding
-threads. Assigning it once is thread-safe and every image gpufleet decodes
-comes through :func:`decode_photo`.
+threads. Assigning it once is thread-safe; gpufleet decodes untrusted images
+only through :func:`decode_photo`, which enforces the limit itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ import io
 import struct
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import (  # the plugins register the only openers we use, once, at import
+    BmpImagePlugin,  # noqa: F401
+    Image,
+    ImageOps,
+    JpegImagePlugin,  # noqa: F401
+    PngImagePlugin,  # noqa: F401
+    TiffImagePlugin,  # noqa: F401
+    UnidentifiedImageError,
+    WebPImagePlugin,  # noqa: F401
+)
 
 from gpufleet.errors import ImageError
 
@@ -36,6 +45,7 @@ _DECODE_ERRORS = (
     KeyError, ArithmeticError, MemoryError, RuntimeError, Image.DecompressionBombError,
     Warning,
 )
+_ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "PA")
 
@@ -60,9 +70,10 @@ def decode_photo(
 ) -> Image.Image:
     """Decode ``data`` into an RGB image, upright, alpha composited on white.
 
-    ``draft_size`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale while staying at
-    least that large. Raises ImageError, with a short reason, for any input
-    that is not a supported, intact photo within ``max_pixels``.
+    ``draft_size`` (width, height of the upright image) lets a JPEG decode at 1/2,
+    1/4 or 1/8 scale while staying at least that large. Raises ImageError, with a
+    short reason, for any input that is not a supported, intact photo within
+    ``max_pixels``.
     """
     if not data:
         raise ImageError("empty object (0 bytes)")
@@ -78,6 +89,8 @@ def decode_photo(
                 f"over the limit of {max_pixels:,}"
             )
         if draft_size is not None:
+            if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # stored on its side
+                draft_size = (draft_size[1], draft_size[0])
             im.draft("RGB", draft_size)
         im.load()
         ImageOps.exif_transpose(im, in_place=True)
@@ -96,7 +109,7 @@ def _reason(fmt: str, exc: BaseException) -> str:
         return "PNG text chunk too large (compression bomb)"
     if isinstance(exc, MemoryError):
         return "image too large to decode in memory"
-    if isinstance(exc, Image.UnidentifiedImageError):
+    if isinstance(exc, UnidentifiedImageError):
         return f"not a valid {fmt} image"
     detail = text.splitlines()[0][:120] if text else type(exc).__name__
     return f"corrupt {fmt} image ({detail})"
@@ -106,7 +119,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in _SIXTEEN_BIT:
         # Scale the 16-bit range onto 8 bits (65535 -> 255); convert() would clip.
         grey = np.asarray(im).astype(np.float32).clip(0, 65535) / 257.0
-        im = Image.fromarray(np.rint(grey).astype(np.uint8), "L")
+        im = Image.fromarray(np.rint(grey).astype(np.uint8))
     elif im.mode not in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", *_ALPHA):
         raise ImageError(f"unsupported pixel mode {im.mode}")
     if im.mode in _ALPHA or "transparency" in im.info:

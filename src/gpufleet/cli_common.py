@@ -1,0 +1,32 @@
+"""What every command module shares: consoles, common options, set-up."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from gpufleet.config import Settings
+from gpufleet.index import Index
+
+# Piped output is not cut to 80 columns: it is read by programs and pagers.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model spec: efficientnet-lite0, synthetic?item_ms=10, or "
+    "package.module:attr. Default: GPUFLEET_MODEL or efficientnet-lite0.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def setup(level: int = logging.WARNING) -> tuple[Settings, Index]:
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    settings = Settings.from_env()
+    return settings, Index(settings.db)
+
+
