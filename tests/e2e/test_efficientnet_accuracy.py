@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pytest
 
 from gpufleet.config import Settings
 from gpufleet.domain import Tag
-from gpufleet.errors import ImageError
+from gpufleet.errors import ConfigError, ImageError, ModelError
 from gpufleet.models.base import load_tagger
 from gpufleet.models.efficientnet import EfficientNetLite0
 
@@ -137,3 +138,26 @@ def test_a_second_worker_reuses_the_cached_export(
     x = tagger.preprocess(samples[0].file.read_bytes())
     assert other.batch_size == 8
     assert other.infer([x])[0] == tagger.infer([x])[0][:3]
+
+
+@pytest.mark.parametrize(
+    "params", [{"device": "tpu"}, {"top_k": "0"}, {"top_k": "1001"}, {"batch_size": "many"}]
+)
+def test_bad_parameters_are_refused_when_built(settings: Settings, params: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="efficientnet-lite0"):
+        EfficientNetLite0(settings, **params)
+
+
+def test_a_missing_runtime_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given onnxruntime cannot be imported
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    # When a CPU tagger bootstraps / Then the error names the extra to install
+    with pytest.raises(ModelError, match=r"pip install 'gpufleet\[efficientnet\]'"):
+        EfficientNetLite0(settings, device="cpu").bootstrap()
+
+
+def test_infer_before_bootstrap_is_a_model_error(settings: Settings) -> None:
+    with pytest.raises(ModelError, match="before bootstrap"):
+        EfficientNetLite0(settings).infer([np.zeros((3, 224, 224), np.float32)])
