@@ -51,6 +51,17 @@ class Settings:
     drain_grace_s: float = 120.0
     max_pixels: int = 120_000_000
     max_object_bytes: int = 64 * 1024 * 1024
+    # The fleet (issue 4): where a worker runs, how it hears of an interruption, what it costs.
+    instance: str = ""  # the provider's id for this worker (set by the provider; EC2: asked)
+    capacity: str = ""  # spot or on-demand; empty: asked of EC2 metadata, else on-demand
+    imds_url: str = ""  # EC2 instance metadata, e.g. http://169.254.169.254; empty: not on EC2
+    notice_file: str = ""  # a file whose appearance is an interruption notice (local)
+    notice_poll_s: float = 5.0
+    aws_asg: str = ""  # the Auto Scaling group the worker's instance belongs to
+    aws_lifecycle_hook: str = ""  # completed by the worker after draining, when set
+    spot_price_per_h: float = 0.20  # per worker-hour, for cost estimates
+    on_demand_price_per_h: float = 0.526
+    target_drain_s: float = 1800.0  # a job without a deadline should be done this soon
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()

@@ -27,6 +27,8 @@ jobs = Table(
     Column("total", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("cancelled", Boolean, nullable=False, default=False),
+    Column("deadline_s", Float),  # done this long after created_at; NULL: the target drain time
+    Column("priority", Integer, nullable=False, default=0),  # higher first
 )
 
 items = Table(
@@ -65,4 +67,36 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
     Column("bootstrap_s", Float),
+    # The fleet (issue 4): who launched it, what kind of capacity, and the time it used.
+    Column("instance", String(128)),  # the provider's id: EC2 instance, local launch
+    Column("capacity", String(16)),  # spot, on-demand
+    Column("price_per_h", Float),
+    Column("busy_s", Float),
+    Column("idle_s", Float),
+    Column("items", Integer),
+)
+
+# Manifests seen in an inbox: one row per object version, so a notification seen twice
+# makes one job, and a refused manifest is not retried forever.
+manifests = Table(
+    "manifests", metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of inbox, key and version/ETag
+    Column("inbox", Text, nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("version", String(256), nullable=False),
+    Column("state", String(16), nullable=False),  # accepted, refused
+    Column("job_id", String(64)),
+    Column("reason", Text),
+    Column("seen_at", Float, nullable=False),
+)
+
+# The controller's decisions with their reasons, newest last, so `gpufleet fleet` shows them.
+decisions = Table(
+    "decisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(512), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("desired", Integer, nullable=False),
+    Column("doc", Text, nullable=False),  # JSON: actions and reasons
+    Index("ix_decisions_model", "model", "id"),
 )

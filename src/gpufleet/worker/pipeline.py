@@ -71,9 +71,11 @@ class Pipeline:
         self.state = "ready"
         self.backoff = Backoff(max_receives=settings.max_receives,
                                base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
-        self.capacity = max(2 * settings.chunk_size, 4 * tagger.batch_size)
+        # Items received but not yet written: enough to keep every stage busy, no more.
+        self.capacity = max(3 * settings.chunk_size, 4 * tagger.batch_size)
         self.stats = PipelineStats()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when items leave the pipeline
         self._runs: set[_Run] = set()
         self._in_flight = 0
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
@@ -97,17 +99,23 @@ class Pipeline:
         poll_s = 0.05
         self._set_state("ready")
         while not stop.is_set():
-            with self._lock:
+            with self._room:
+                # A full pipeline waits for room to free up, not for a poll interval.
+                while self.capacity - self._in_flight < self.settings.chunk_size:
+                    if stop.is_set():
+                        break
+                    self._room.wait(0.5)
                 room = self.capacity - self._in_flight
-            leases = self._receive(room) if room >= self.settings.chunk_size else []
+                busy = self._in_flight > 0
+            if stop.is_set():
+                break
+            leases = self._receive(room)
             if leases:
                 poll_s = 0.05
                 self._set_state("busy")
                 for lease in leases:
                     self._start(lease)
                 continue
-            with self._lock:
-                busy = self._in_flight > 0
             if busy:
                 idle_since = time.monotonic()
             elif max_idle_s is not None and time.monotonic() - idle_since >= max_idle_s:
@@ -115,7 +123,7 @@ class Pipeline:
                 break
             else:
                 self._set_state("ready")
-            stop.wait(poll_s)
+            stop.wait(poll_s)  # the queue is empty: back off, up to half a second
             poll_s = min(0.5, poll_s * 2)
         self._drain()
         hb_stop.set()
@@ -293,6 +301,7 @@ class Pipeline:
         run = outcome.run
         with self._lock:
             self._in_flight -= 1
+            self._room.notify()
             run.remaining -= 1
             if outcome.transient and not run.error:
                 run.error = outcome.transient
