@@ -154,3 +154,18 @@ def test_unknown_settings_and_models_get_one_line_errors(home: Home) -> None:
     assert result.returncode == 1 and "unknown model 'resnet-9000'" in result.stderr
     result = home.run("status", "no-such-job", check=False)
     assert result.returncode == 1 and "no job 'no-such-job'" in result.stderr
+
+
+def test_heartbeats_keep_a_task_that_outlasts_its_lease(home: Home, tmp_path: Path) -> None:
+    # Given tasks that take about 1.6 s each and a lease of 1 s
+    model = "synthetic?item_ms=50"
+    keys = write_files(tmp_path / "in", 64)
+    job = _submit(home, tmp_path / "in", keys, model)
+    # When one worker processes them
+    home.spawn("worker", "--model", model, "--max-idle", "1",
+               GPUFLEET_VISIBILITY_TIMEOUT_S="1")
+    home.wait_for(lambda: _status(home, job)["state"] == "succeeded", what="job to finish")
+    # Then no task was redelivered: every item was processed exactly once
+    index = home.index()
+    assert {r["attempts"] for r in index.iter_results(job)} == {1}
+    index.close()

@@ -64,10 +64,13 @@ class PipelineStats:
 
 class Pipeline:
     def __init__(self, *, tagger: Tagger, queue: TaskQueue, index: Index, settings: Settings,
-                 worker_id: str, on_state: Callable[[str], None] = lambda s: None) -> None:
+                 worker_id: str, on_state: Callable[[str], None] = lambda s: None,
+                 drain_grace_s: Callable[[], float] | None = None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
         self.worker_id = worker_id
         self.on_state = on_state
+        # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
+        self.drain_grace_s = drain_grace_s or (lambda: settings.drain_grace_s)
         self.state = "ready"
         self.backoff = Backoff(max_receives=settings.max_receives,
                                base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
@@ -149,7 +152,7 @@ class Pipeline:
     def _drain(self) -> None:
         """Finish what fits in the grace period, then hand the rest back at once."""
         self._set_state("draining")
-        deadline = time.monotonic() + self.settings.drain_grace_s
+        deadline = time.monotonic() + self.drain_grace_s()
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._in_flight:
@@ -183,7 +186,7 @@ class Pipeline:
 
     def _location(self, uri: str) -> Location:
         if uri not in self._locations:
-            self._locations[uri] = open_location(uri)
+            self._locations[uri] = open_location(uri, settings=self.settings)
         return self._locations[uri]
 
     # Stages ----------------------------------------------------------------
@@ -327,9 +330,15 @@ class Pipeline:
         self._safely(retry)
 
     def _heartbeat_loop(self) -> None:
-        interval = min(5.0, self.settings.visibility_timeout_s / 3)
-        while not self._hb_stop.wait(interval):
+        # Leases are extended at a third of their length, so two missed beats are survivable;
+        # the worker registry hears from us more often, so a fleet view stays fresh.
+        extend_every_s = self.settings.visibility_timeout_s / 3
+        last_extend = time.monotonic()
+        while not self._hb_stop.wait(min(5.0, extend_every_s)):
             self._safely(self.on_state, self.state)
+            if time.monotonic() - last_extend < extend_every_s * 0.99:
+                continue
+            last_extend = time.monotonic()
             with self._lock:
                 runs = [r for r in self._runs if not r.released]
             for run in runs:
