@@ -11,6 +11,7 @@ demo: $(STAMP)
 	$(BIN)/gpufleet demo
 
 test: $(STAMP)
+	scripts/test-deps.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
