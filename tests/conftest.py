@@ -15,6 +15,13 @@ import pytest
 
 from gpufleet.config import Settings
 from gpufleet.index import Index
+from tests.servers import (  # noqa: F401  real servers on free ports, for every test
+    aws_env,
+    moto_server,
+    postgres_server,
+    postgres_url,
+    redis_server,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = Path(os.environ.get("SAMPLE_IMAGES_DIR", REPO.parent / "shared/data/imagenet-sample"))

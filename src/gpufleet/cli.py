@@ -6,17 +6,19 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from gpufleet import cli_remote
 from gpufleet import demo as demo_photos
 from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli_common import setup as _setup
+from gpufleet.cli_remote import ApiOpt, connect
 from gpufleet.domain import Job
+from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.jobs import submit as submit_job
 from gpufleet.progress import wait_for_job
@@ -30,8 +32,9 @@ app.add_typer(dlq_app, name="dlq")
 
 @app.command()
 def submit(
-    source: Annotated[Path, typer.Argument(
-        help="A manifest (.json, .jsonl, .csv, .txt) or a folder of images.")],
+    source: Annotated[str, typer.Argument(
+        help="A manifest (.json, .jsonl, .csv, .txt), a folder of images, or "
+        "s3://bucket/prefix/ (every object under it).")],
     input: Annotated[str | None, typer.Option(
         help="Where the manifest's keys live (default: the manifest's folder).")] = None,
     output: Annotated[str | None, typer.Option(
@@ -40,16 +43,28 @@ def submit(
     wait: Annotated[bool, typer.Option(
         help="Wait for the job, starting local workers if none is running.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Local workers to start with --wait.")] = 1,
+    deadline: Annotated[str | None, typer.Option(
+        help="Finish within this long, e.g. 30m (default: GPUFLEET_TARGET_DRAIN_S).")] = None,
+    priority: Annotated[int | None, typer.Option(
+        help="Higher first when deadlines tie (default 0).")] = None,
     as_json: JsonOpt = False,
+    api: ApiOpt = None,
 ) -> None:
     """Create a job from a manifest or a folder of images; print its id."""
-    settings, index = _setup()
-    job = submit_job(settings, index, source, input=input, output=output, model=model)
+    deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
+    if remote := connect(api):  # through the API: the same job, the same output
+        job = cli_remote.submit(remote, source, input=input, output=output, model=model,
+                                deadline_s=deadline_s, priority=priority)
+    else:
+        settings, index = _setup()
+        job = submit_job(settings, index, source, input=input, output=output, model=model,
+                         deadline_s=deadline_s, priority=priority)
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return
     err.print(f"job [bold]{job.id}[/]: {job.counts.total} item(s)")
-    job = wait_for_job(settings, index, job.id, workers=workers)
+    job = (cli_remote.wait(remote, job.id) if remote else
+           wait_for_job(settings, index, job.id, workers=workers))
     if as_json:
         out.print(json.dumps(job.summary()))
     else:
@@ -63,19 +78,22 @@ def submit(
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; every job when omitted.")] = None,
     as_json: JsonOpt = False,
+    api: ApiOpt = None,
 ) -> None:
     """State and counts of one job, or of every job (newest last)."""
-    _, index = _setup()
-    jobs = [index.job(job)] if job else index.jobs()
+    source = connect(api) or _setup()[1]  # the API's jobs of the key's tenant, or the index
+    jobs = [source.job(job)] if job else source.jobs()
     if as_json:
         docs = [j.summary() for j in jobs]
         out.print(json.dumps(docs[0] if job else docs, indent=2))
         return
-    table = Table("job", "state", "total", "done", "failed", "pending", "model", "created")
+    table = Table("job", "state", "total", "done", "failed", "pending", "model", "created",
+                  "worker-s", "cost")
     for j in jobs:
         table.add_row(j.id, _state(j), *(str(n) for n in (
             j.counts.total, j.counts.done, j.counts.failed, j.counts.pending)),
-            escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)))
+            escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)),
+            f"{j.usage.worker_s:.0f}", f"${j.usage.cost:.4f}")
     out.print(table)
 
 
@@ -91,13 +109,14 @@ def results(
         help="Only items tagged with this label or id (e.g. 'tabby' or n02123045).")] = None,
     format: Annotated[str, typer.Option(
         "--format", "-f", help="table or jsonl (one JSON object per item).")] = "table",
+    api: ApiOpt = None,
 ) -> None:
     """Each item's status, tags (best first) and error."""
     if format not in ("table", "jsonl"):
         raise GpufleetError(f"--format must be table or jsonl, not {format!r}")
-    _, index = _setup()
-    index.job(job)  # JobNotFound before an empty listing
-    rows = index.iter_results(job, tag=tag)
+    source = connect(api) or _setup()[1]
+    source.job(job)  # JobNotFound before an empty listing
+    rows = source.iter_results(job, tag=tag)
     if format == "jsonl":
         for row in rows:
             sys.stdout.write(json.dumps({k: row[k] for k in ("key", "status", "tags", "error")})
@@ -192,6 +211,10 @@ def demo(
 
 
 # Command groups that live in their own modules register here, one line each.
+import gpufleet.cli_api  # noqa: E402  api, keys
+import gpufleet.cli_fleet_plan  # noqa: E402  plan, simulate
+import gpufleet.cli_init  # noqa: E402,F401  init
+from gpufleet import cli_fleet  # noqa: E402,F401  controller, fleet
 
 
 def main() -> None:

@@ -51,6 +51,10 @@ class Settings:
     drain_grace_s: float = 120.0
     max_pixels: int = 120_000_000
     max_object_bytes: int = 64 * 1024 * 1024
+    # Scale-out backends (issue 3): the cache; encryption of what gpufleet writes to S3.
+    cache: str = "memory://"  # memory:// (one per process) or redis://host:6379/1
+    sse: str = ""  # S3 server-side encryption of writes: AES256 or aws:kms; empty: the bucket's
+    sse_kms_key_id: str = ""  # a KMS key id or ARN for aws:kms (implies aws:kms)
     # The fleet (issue 4): where a worker runs, how it hears of an interruption, what it costs.
     instance: str = ""  # the provider's id for this worker (set by the provider; EC2: asked)
     capacity: str = ""  # spot or on-demand; empty: asked of EC2 metadata, else on-demand
@@ -59,9 +63,24 @@ class Settings:
     notice_poll_s: float = 5.0
     aws_asg: str = ""  # the Auto Scaling group the worker's instance belongs to
     aws_lifecycle_hook: str = ""  # completed by the worker after draining, when set
-    spot_price_per_h: float = 0.20  # per worker-hour, for cost estimates
+    spot_price_per_h: float = 0.2104  # per worker-hour (g4dn.xlarge), for cost estimates
     on_demand_price_per_h: float = 0.526
     target_drain_s: float = 1800.0  # a job without a deadline should be done this soon
+    # The HTTP API (issue 5). The CLI's submit/status/results go through api when it is set.
+    api: str = ""  # base URL of a gpufleet API, e.g. http://127.0.0.1:8000
+    api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
+    api_rate_per_s: float = 50.0  # requests per key per second (token bucket)
+    api_burst: int = 100  # bucket size: a burst of this many is allowed
+    api_max_page: int = 1000  # items per page, at most
+    api_max_items: int = 1_000_000  # items per job submitted through the API
+    api_max_body_bytes: int = 32 * 1024 * 1024
+    api_url_ttl_s: float = 900.0  # signed download URLs; at most 7 days
+    api_signing_key: str = field(default="", repr=False)  # empty: kept in $HOME/api-signing.key
+    api_allow: str = ""  # client CIDRs, comma-separated; empty: any client
+    api_deny: str = ""  # client CIDRs refused (wins over api_allow)
+    api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
+    api_locations: str = ""  # more location prefixes API jobs may read and write
+    api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()
@@ -80,6 +99,11 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.visibility_timeout_s <= 0:
             raise ConfigError(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
+        if self.sse not in ("", "AES256", "aws:kms"):
+            raise ConfigError(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
+        if self.cache.split("://", 1)[0] not in ("memory", "redis", "rediss"):
+            raise ConfigError(f"{PREFIX}CACHE={self.cache!r}: expected memory:// or "
+                              "redis://host:6379/1")
 
     @property
     def logs_dir(self) -> Path:

@@ -58,6 +58,25 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class JobUsage:
+    """Worker-seconds a job used, its share of booting and idle time included, and their cost."""
+
+    booting_s: float = 0.0
+    busy_s: float = 0.0
+    idle_s: float = 0.0
+    cost: float = 0.0
+
+    @property
+    def worker_s(self) -> float:
+        return self.booting_s + self.busy_s + self.idle_s
+
+    def to_json(self) -> dict[str, float]:
+        return {"booting_s": round(self.booting_s, 3), "busy_s": round(self.busy_s, 3),
+                "idle_s": round(self.idle_s, 3), "worker_s": round(self.worker_s, 3),
+                "cost": round(self.cost, 6)}
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     model: str
@@ -67,6 +86,9 @@ class Job:
     created_at: float
     tenant: str = "default"
     cancelled: bool = False
+    deadline_s: float | None = None  # None: the configured target drain time
+    priority: int = 0
+    usage: JobUsage = field(default_factory=JobUsage)
 
     @property
     def state(self) -> JobState:
@@ -84,6 +106,9 @@ class Job:
             "failed": self.counts.failed,
             "pending": self.counts.pending,
             "created_at": self.created_at,
+            "deadline_s": self.deadline_s,
+            "priority": self.priority,
+            "usage": self.usage.to_json(),
         }
 
 

@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gpufleet.config import Settings
 from gpufleet.domain import Job, Task
@@ -15,7 +16,7 @@ from gpufleet.manifest import key_problem, read_manifest
 from gpufleet.models import parse_spec
 from gpufleet.models.base import MODELS
 from gpufleet.queue import open_queue
-from gpufleet.store import open_location
+from gpufleet.store import Location, open_location
 
 
 def new_job_id() -> str:
@@ -23,30 +24,50 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
 
-def submit(settings: Settings, index: Index, source: Path, *, input: str | None = None,
-           output: str | None = None, model: str | None = None) -> Job:
-    """Create a job from a manifest file or a local folder of images and enqueue its tasks."""
+def submit(settings: Settings, index: Index, source: str | Path, *, input: str | None = None,
+           output: str | None = None, model: str | None = None,
+           deadline_s: float | None = None, priority: int | None = None) -> Job:
+    """Create a job from a manifest file or a local folder of images and enqueue its tasks.
+
+    deadline_s and priority, when given, win over the manifest's own.
+    """
     model = model or settings.model
     _check_model(model)
     job_id = new_job_id()
-    if source.is_dir():
-        keys = _folder_keys(source)
-        input = _upload(settings, job_id, source, keys)
-    elif source.is_file():
-        manifest = read_manifest(source)
+    if isinstance(source, str) and urlsplit(source).scheme == "s3":
+        # Every object under the prefix, as a folder locally, but read where it is.
+        location = open_location(source, settings=settings)
+        return enqueue_job(settings, index, job_id, _listed_keys(location), input=location.uri,
+                           output=output or settings.output, model=model,
+                           deadline_s=deadline_s, priority=priority or 0)
+    text = str(source)
+    path = Path(urlsplit(text).path if text.startswith("file://") else text)
+    if path.is_dir():
+        keys = _folder_keys(path)
+        input = _upload(settings, job_id, path, keys)
+    elif path.is_file():
+        manifest = read_manifest(path)
         keys = list(manifest.keys)
-        input = input or manifest.input or source.resolve().parent.as_uri() + "/"
+        input = input or manifest.input or path.resolve().parent.as_uri() + "/"
+        deadline_s = deadline_s if deadline_s is not None else manifest.deadline_s
+        priority = priority if priority is not None else manifest.priority
     else:
-        raise ManifestError(f"{source}: no such manifest file or folder")
+        raise ManifestError(f"{source}: no such manifest file, folder or s3:// location")
     return enqueue_job(settings, index, job_id, keys, input=input,
-                       output=output or settings.output, model=model)
+                       output=output or settings.output, model=model, deadline_s=deadline_s,
+                       priority=priority or 0)
 
 
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[str], *,
-                input: str, output: str, model: str) -> Job:
-    input_location, output_location = open_location(input), open_location(output)
+                input: str, output: str, model: str, deadline_s: float | None = None,
+                priority: int = 0, tenant: str = "default") -> Job:
+    if deadline_s is not None and not 0 < deadline_s < float("inf"):
+        raise ConfigError(f"deadline must be a positive number of seconds, not {deadline_s}")
+    input_location = open_location(input, settings=settings)
+    output_location = open_location(output, settings=settings)
     job = index.create_job(job_id, model=model, input=input_location.uri,
-                           output=output_location.uri, keys=keys)
+                           output=output_location.uri, keys=keys, deadline_s=deadline_s,
+                           priority=priority, tenant=tenant)
     queue = open_queue(settings.queue, name=model)
     try:
         size = settings.chunk_size
@@ -87,9 +108,27 @@ def _folder_keys(folder: Path) -> list[str]:
     return keys
 
 
+def _listed_keys(location: Location) -> list[str]:
+    """Every object under an object-store prefix, skipping folder markers and hidden names."""
+    keys, problems = [], []
+    for key in location.list():
+        if key.endswith("/") or any(part.startswith(".") for part in key.split("/")):
+            continue
+        problem = key_problem(key)
+        if problem:
+            problems.append(f"{key!r}: {problem}")
+        keys.append(key)
+    if problems:
+        raise ManifestError(f"{location.uri}: refused, nothing enqueued: "
+                            + "; ".join(problems[:5]))
+    if not keys:
+        raise ManifestError(f"{location.uri}: no objects to process")
+    return keys
+
+
 def _upload(settings: Settings, job_id: str, folder: Path, keys: list[str]) -> str:
     """Copy a folder into the input bucket, so the job never depends on the folder again."""
-    target = open_location(settings.input).child(job_id)
+    target = open_location(settings.input, settings=settings).child(job_id)
     for key in keys:
         target.put(key, (folder / key).read_bytes())
     return target.uri

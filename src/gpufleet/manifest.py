@@ -31,6 +31,8 @@ class Manifest:
     keys: tuple[str, ...]
     input: str | None = None  # where the keys live, when the manifest says so
     duplicates: int = 0
+    deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
+    priority: int | None = None  # JSON manifests: {"priority": 5, ...}
 
 
 def key_problem(key: str) -> str | None:
@@ -77,12 +79,13 @@ def parse_manifest(data: bytes, *, fmt: str, name: str = "manifest") -> Manifest
     parsers = {"json": _json, "jsonl": _jsonl, "csv": _csv, "text": _text}
     if fmt not in parsers:
         raise ManifestError(f"{name}: unknown manifest format {fmt!r}")
-    declared_input: list[str] = []
-    entries = list(parsers[fmt](text, name, declared_input))
-    return _collect(entries, name, declared_input[0] if declared_input else None)
+    declared: dict[str, Any] = {}
+    entries = list(parsers[fmt](text, name, declared))
+    return _collect(entries, name, declared)
 
 
-def _collect(entries: Iterable[tuple[str, Any]], name: str, input_: str | None) -> Manifest:
+def _collect(entries: Iterable[tuple[str, Any]], name: str, declared: dict[str, Any]
+             ) -> Manifest:
     keys: dict[str, None] = {}
     problems: list[str] = []
     seen = 0
@@ -99,7 +102,8 @@ def _collect(entries: Iterable[tuple[str, Any]], name: str, input_: str | None) 
         raise ManifestError(f"{name} refused, nothing enqueued: {text}")
     if not keys:
         raise ManifestError(f"{name} lists no items")
-    return Manifest(tuple(keys), input_, seen - len(keys))
+    return Manifest(tuple(keys), declared.get("input"), seen - len(keys),
+                    deadline_s=declared.get("deadline_s"), priority=declared.get("priority"))
 
 
 def _show(key: Any) -> str:
@@ -111,7 +115,7 @@ def _item_key(item: Any) -> Any:
     return item.get("key") if isinstance(item, dict) else item
 
 
-def _json(text: str, name: str, declared_input: list[str]) -> Iterator[tuple[str, Any]]:
+def _json(text: str, name: str, declared: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -122,7 +126,8 @@ def _json(text: str, name: str, declared_input: list[str]) -> Iterator[tuple[str
         if "input" in doc:
             if not isinstance(doc["input"], str) or not doc["input"]:
                 raise ManifestError(f'{name}: "input" must be a location string')
-            declared_input.append(doc["input"])
+            declared["input"] = doc["input"]
+        _options(doc, name, declared)
         doc = doc["items"]
     if not isinstance(doc, list):
         raise ManifestError(f'{name}: expected a list of keys or {{"items": [...]}}')
@@ -130,7 +135,20 @@ def _json(text: str, name: str, declared_input: list[str]) -> Iterator[tuple[str
         yield f"item {i}", _item_key(item)
 
 
-def _jsonl(text: str, name: str, _: list[str]) -> Iterator[tuple[str, Any]]:
+def _options(doc: dict[str, Any], name: str, declared: dict[str, Any]) -> None:
+    deadline, priority = doc.get("deadline_s"), doc.get("priority")
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) \
+                or not 0 < deadline < float("inf"):
+            raise ManifestError(f'{name}: "deadline_s" must be a positive number of seconds')
+        declared["deadline_s"] = float(deadline)
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ManifestError(f'{name}: "priority" must be an integer')
+        declared["priority"] = priority
+
+
+def _jsonl(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -141,7 +159,7 @@ def _jsonl(text: str, name: str, _: list[str]) -> Iterator[tuple[str, Any]]:
         yield f"line {n}", _item_key(item)
 
 
-def _csv(text: str, name: str, _: list[str]) -> Iterator[tuple[str, Any]]:
+def _csv(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:
@@ -155,7 +173,7 @@ def _csv(text: str, name: str, _: list[str]) -> Iterator[tuple[str, Any]]:
         yield f"line {n}", unquote_plus(row[1] if len(row) >= 2 else row[0])
 
 
-def _text(text: str, name: str, _: list[str]) -> Iterator[tuple[str, Any]]:
+def _text(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for n, line in enumerate(text.split("\n"), 1):
         line = line.removesuffix("\r")
         if line.strip():

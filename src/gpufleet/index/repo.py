@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from gpufleet.domain import Counts, ItemResult, ItemStatus, Job
+from gpufleet.domain import Counts, ItemResult, ItemStatus, Job, JobUsage
 from gpufleet.errors import ConfigError, IndexUnavailable, JobNotFound
+from gpufleet.index.migrate import require_current
+from gpufleet.index.postgres import postgres_engine
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
+from gpufleet.index.usage import job_usage
 
 _ROWS_PER_STATEMENT = 5000
 
@@ -39,6 +42,13 @@ class Index:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.engine = _engine(url)
+        if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
+            try:
+                require_current(self.engine, _safe(url))
+            except (ConfigError, IndexUnavailable):
+                self.engine.dispose()
+                raise
+            return
         try:
             metadata.create_all(self.engine)
         except OperationalError:
@@ -65,12 +75,14 @@ class Index:
     # Jobs ------------------------------------------------------------------
 
     def create_job(self, job_id: str, *, model: str, input: str, output: str,
-                   keys: Sequence[str], tenant: str = "default") -> Job:
+                   keys: Sequence[str], tenant: str = "default",
+                   deadline_s: float | None = None, priority: int = 0) -> Job:
         now = self.clock()
         with self._tx() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
-                total=len(keys), created_at=now, cancelled=False))
+                total=len(keys), created_at=now, cancelled=False, deadline_s=deadline_s,
+                priority=priority))
             for start in range(0, len(keys), _ROWS_PER_STATEMENT):
                 chunk = keys[start:start + _ROWS_PER_STATEMENT]
                 conn.execute(insert(items), [
@@ -90,7 +102,8 @@ class Index:
             if row is None:
                 raise JobNotFound(f"no job {job_id!r}")
             counts = self._counts(conn, [job_id])
-        return _job(row, counts.get(job_id, {}))
+            usage = job_usage(conn, [job_id])
+        return _job(row, counts.get(job_id, {}), usage.get(job_id))
 
     def jobs(self) -> list[Job]:
         """Every job, oldest first."""
@@ -98,11 +111,22 @@ class Index:
             rows = conn.execute(select(jobs).order_by(jobs.c.created_at, jobs.c.id)).mappings()
             rows_list = list(rows)
             counts = self._counts(conn, None)
-        return [_job(r, counts.get(r["id"], {})) for r in rows_list]
+            usage = job_usage(conn, None)
+        return [_job(r, counts.get(r["id"], {}), usage.get(r["id"])) for r in rows_list]
 
     def models(self) -> list[str]:
         with self._tx() as conn:
             return list(conn.execute(select(jobs.c.model).distinct()).scalars())
+
+    def cancel_job(self, job_id: str) -> None:
+        """Record a cancellation: workers drop the job's queued tasks; running ones finish."""
+        with self._tx() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancelled=True))
+
+    def is_cancelled(self, job_id: str) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id))
+                        .scalar())
 
     def _counts(self, conn: Connection, job_ids: list[str] | None) -> dict[str, dict[str, int]]:
         query = select(items.c.job_id, items.c.status, func.count()).group_by(
@@ -120,6 +144,10 @@ class Index:
         """Upsert each item's outcome and replace its tags: a rerun changes nothing."""
         if not results:
             return
+        # One outcome per item (the last wins), in key order: concurrent writers then lock
+        # the same rows in the same order, so PostgreSQL never has to break a deadlock.
+        latest = {(r.job, r.key): r for r in results}
+        results = [latest[job_key] for job_key in sorted(latest)]
         ins = self._insert(items)
         upsert = ins.on_conflict_do_update(
             index_elements=[items.c.job_id, items.c.key],
@@ -189,12 +217,14 @@ class Index:
     # Workers ---------------------------------------------------------------
 
     def worker_seen(self, worker_id: str, *, host: str, pid: int, model: str, state: str,
-                    bootstrap_s: float | None = None) -> None:
+                    bootstrap_s: float | None = None, extra: Mapping[str, Any] | None = None
+                    ) -> None:
+        """extra: the fleet's columns (instance, capacity, price_per_h, busy_s, idle_s, items)."""
         now = self.clock()
         ins = self._insert(workers).values(
             id=worker_id, host=host, pid=pid, model=model, state=state, started_at=now,
-            last_seen=now, bootstrap_s=bootstrap_s)
-        changes: dict[str, Any] = {"state": state, "last_seen": now}
+            last_seen=now, bootstrap_s=bootstrap_s, **(extra or {}))
+        changes: dict[str, Any] = {"state": state, "last_seen": now, **(extra or {})}
         if bootstrap_s is not None:
             changes["bootstrap_s"] = bootstrap_s
         with self._tx() as conn:
@@ -203,17 +233,18 @@ class Index:
     def live_workers(self, *, model: str | None = None, within_s: float = 30.0
                      ) -> list[WorkerInfo]:
         query = select(workers).where(workers.c.last_seen >= self.clock() - within_s,
-                                      workers.c.state != "stopped")
+                                      workers.c.state.not_in(("stopped", "interrupted")))
         if model is not None:
             query = query.where(workers.c.model == model)
         with self._tx() as conn:
             return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
 
 
-def _job(row: Any, counts: dict[str, int]) -> Job:
+def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job:
     return Job(id=row["id"], tenant=row["tenant"], model=row["model"], input=row["input"],
                output=row["output"], created_at=row["created_at"],
-               cancelled=bool(row["cancelled"]),
+               cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
+               priority=row["priority"] or 0, usage=usage or JobUsage(),
                counts=Counts(total=row["total"], done=counts.get("done", 0),
                              failed=counts.get("failed", 0)))
 
@@ -223,8 +254,11 @@ def _engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"invalid index URL {url!r}") from None
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        return postgres_engine(parsed)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        raise ConfigError(f"unsupported index URL {_safe(url)}: expected sqlite:///path or "
+                          "postgresql://user@host/db")
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})

@@ -74,6 +74,7 @@ workers = Table(
     Column("busy_s", Float),
     Column("idle_s", Float),
     Column("items", Integer),
+    Column("state_since", Float),  # when it entered its state: a ready worker's idle start
 )
 
 # Manifests seen in an inbox: one row per object version, so a notification seen twice
@@ -99,4 +100,15 @@ decisions = Table(
     Column("desired", Integer, nullable=False),
     Column("doc", Text, nullable=False),  # JSON: actions and reasons
     Index("ix_decisions_model", "model", "id"),
+)
+
+# API keys (issue 5): only a SHA-256 of each key is kept; its id is the key's lookup prefix.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),  # public: shown by `keys list`, part of the key
+    Column("hash", String(64), nullable=False),  # sha256 hex of the whole key
+    Column("tenant", String(64), nullable=False),
+    Column("scopes", String(64), nullable=False),  # comma-separated: submit, read, admin
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
 )

@@ -44,8 +44,14 @@ class TaskQueue(Protocol):
 
     def enqueue(self, bodies: Sequence[str], *, delay_s: float = 0.0) -> None: ...
 
-    def receive(self, max_tasks: int, *, visibility_timeout_s: float) -> list[Lease]:
-        """Lease up to max_tasks visible tasks. Returns at once, possibly empty."""
+    def receive(self, max_tasks: int, *, visibility_timeout_s: float,
+                wait_s: float = 0.0) -> list[Lease]:
+        """Lease up to max_tasks visible tasks, possibly none.
+
+        With wait_s > 0 a backend that can wait for work on the server (SQS long
+        polling, a blocking Redis read) may wait that long when nothing is visible;
+        others return at once.
+        """
         ...
 
     def extend(self, lease: Lease, *, visibility_timeout_s: float) -> bool:
@@ -82,4 +88,13 @@ def open_queue(url: str, *, name: str) -> TaskQueue:
         from gpufleet.queue.sqlite import SqliteQueue
 
         return SqliteQueue(parts.path, name=name)
-    raise ConfigError(f"unsupported queue URL {url!r}: expected sqlite:///path")
+    if parts.scheme in ("redis", "rediss"):
+        from gpufleet.queue.redis import RedisQueue
+
+        return RedisQueue(url, name=name)
+    if parts.scheme == "sqs" or (parts.scheme == "https" and "sqs." in (parts.hostname or "")):
+        from gpufleet.queue.sqs import SqsQueue
+
+        return SqsQueue(url, name=name)
+    raise ConfigError(f"unsupported queue URL {url!r}: expected sqlite:///path, "
+                      "redis://host:port/db, sqs://QUEUE_NAME or an https:// SQS queue URL")

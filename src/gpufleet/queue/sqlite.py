@@ -101,7 +101,9 @@ class SqliteQueue:
                 ((self.name, body, visible_at) for body in bodies),
             )
 
-    def receive(self, max_tasks: int, *, visibility_timeout_s: float) -> list[Lease]:
+    def receive(self, max_tasks: int, *, visibility_timeout_s: float,
+                wait_s: float = 0.0) -> list[Lease]:
+        # wait_s: SQLite has nothing to wait on, so this returns at once.
         if max_tasks <= 0:
             return []
         now = self._clock()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from gpufleet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
 
 
 class ObjectStore(Protocol):
@@ -60,13 +63,24 @@ class Location:
         return Location(self.store, self.prefix + prefix, self.uri.rstrip("/") + "/" + prefix)
 
 
-def open_location(uri: str) -> Location:
-    """Open ``file:///dir/`` (or a plain path); later backends add their schemes here."""
+def open_location(uri: str, *, settings: Settings | None = None) -> Location:
+    """Open ``file:///dir/`` (or a plain path) or ``s3://bucket/prefix/``.
+
+    settings size the S3 connection pool to the fetch concurrency and say how
+    to encrypt what is written; without them the store's defaults apply.
+    """
     parts = urlsplit(uri)
+    if parts.scheme == "s3":
+        from gpufleet.store.s3 import S3Store, s3_prefix
+
+        prefix = s3_prefix(uri)
+        bucket = S3Store.from_settings(parts.netloc, settings)
+        return Location(bucket, prefix, f"s3://{parts.netloc}/{prefix}")
     if parts.scheme in ("", "file"):
         from gpufleet.store.local import LocalStore
 
         path = parts.path if parts.scheme else uri
         store = LocalStore(path)
         return Location(store, "", store.root.as_uri() + "/")
-    raise ConfigError(f"unsupported location {uri!r}: expected file:///path/")
+    raise ConfigError(f"unsupported location {uri!r}: expected file:///path/ or "
+                      "s3://bucket/prefix/")

@@ -16,6 +16,8 @@ from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
+from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
+from gpufleet.worker.notice import Notice, NoticeWatcher
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,33 @@ class Worker:
         self.queue = open_queue(settings.queue, name=self.model)
         self.tagger = load_tagger(self.model, settings)
         self.bootstrap_s: float | None = None
+        # The fleet: who launched us, what we cost, how we spend our time, when we must go.
+        self.identity = identify(settings)
+        self.meter = UsageMeter()
+        self.items: Callable[[], int] = lambda: 0
+        self.notice: Notice | None = None
+        self.watcher = NoticeWatcher(settings, self._on_notice)
+
+    def _on_notice(self, notice: Notice) -> None:
+        self.notice = notice
+        self.stop.set()
+
+    def _grace_s(self) -> float:
+        """GPUFLEET_DRAIN_GRACE_S, cut short to end a little before a notice's deadline."""
+        grace = self.settings.drain_grace_s
+        if self.notice is not None and self.notice.deadline is not None:
+            left = self.notice.deadline - time.time()
+            grace = min(grace, left - min(10.0, left / 4))
+        return max(0.0, grace)
 
     def _seen(self, state: str) -> None:
+        if self.notice is not None and self.notice.interruption:
+            state = "interrupted"  # from the notice on: the controller avoids spot for a while
         try:
+            extra = {**self.identity.columns(), **self.meter.columns(), "items": self.items()}
             self.index.worker_seen(self.id, host=socket.gethostname(), pid=os.getpid(),
-                                   model=self.model, state=state, bootstrap_s=self.bootstrap_s)
+                                   model=self.model, state=state, bootstrap_s=self.bootstrap_s,
+                                   extra=extra)
         except Exception as exc:  # the registry is advisory; work goes on without it
             log.debug("cannot update worker registry: %s", exc)
 
@@ -53,25 +77,38 @@ class Worker:
         signal.signal(signal.SIGINT, drain)
 
     def run(self, *, max_idle_s: float | None = None) -> PipelineStats:
+        self.meter.observe("booting")
         self._seen("booting")
+        self.watcher.start()
         t0 = time.perf_counter()
         self.tagger.bootstrap()
         self.bootstrap_s = time.perf_counter() - t0
         log.info("worker %s bootstrapped %s in %.2f s", self.id, self.model, self.bootstrap_s)
         pipeline = Pipeline(tagger=self.tagger, queue=self.queue, index=self.index,
-                            settings=self.settings, worker_id=self.id, on_state=self._states())
+                            settings=self.settings, worker_id=self.id, on_state=self._states(),
+                            drain_grace_s=self._grace_s)
+        self.items = lambda: pipeline.stats.items
         try:
             stats = pipeline.run(stop=self.stop, max_idle_s=max_idle_s)
         finally:
+            self.watcher.close()
             self._seen("stopped")
             self.queue.close()
             self.index.close()
+        if self.stop.is_set():  # told to go (not idle): on EC2, let the instance terminate now
+            complete_lifecycle_action(self.settings, self.identity.instance)
         log.info("worker %s stopped after %d item(s) in %d task(s)", self.id, stats.items,
                  stats.tasks)
         return stats
 
-    def _states(self) -> StateReporter:
-        return StateReporter(self._seen)
+    def _states(self) -> Callable[[str], None]:
+        reporter = StateReporter(self._seen)
+
+        def observe(state: str) -> None:
+            self.meter.observe(state)
+            reporter(state)
+
+        return observe
 
 
 class StateReporter:

@@ -32,6 +32,7 @@ from gpufleet.store import Location, open_location
 log = logging.getLogger(__name__)
 _STOP = object()
 _BATCH_WAIT_S = 0.02  # how long a partial batch waits for company before it runs
+_CANCEL_CHECK_S = 2.0  # how stale a job's cancelled flag may be before it is read again
 
 
 @dataclass(eq=False)
@@ -84,6 +85,7 @@ class Pipeline:
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._locations: dict[str, Location] = {}
+        self._cancel_checks: dict[str, tuple[float, bool]] = {}  # job -> (checked at, cancelled)
         self._fetch_pool = ThreadPoolExecutor(settings.fetch_concurrency, "fetch")
         self._decode_pool = ThreadPoolExecutor(
             settings.decode_threads or os.cpu_count() or 1, "decode")
@@ -177,6 +179,10 @@ class Pipeline:
             # A message no worker can read will never succeed: dead-letter it now.
             self._safely(self.queue.dead_letter, lease, error=f"bad task: {exc}")
             return
+        if self._cancelled(task.job):  # dropped unprocessed; tasks already running finish
+            log.info("dropping a task of cancelled job %s", task.job)
+            self._safely(self.queue.ack, lease)
+            return
         with self._lock:
             self._runs.add(run)
             self._in_flight += run.remaining
@@ -188,6 +194,20 @@ class Pipeline:
         if uri not in self._locations:
             self._locations[uri] = open_location(uri, settings=self.settings)
         return self._locations[uri]
+
+    def _cancelled(self, job: str) -> bool:
+        """Whether the job is cancelled, asked of the index at most every _CANCEL_CHECK_S."""
+        now = time.monotonic()
+        known = self._cancel_checks.get(job)
+        if known is None or now - known[0] > _CANCEL_CHECK_S:
+            try:
+                known = (now, self.index.is_cancelled(job))
+            except GpufleetError:  # the index is down: work as usual, writes will retry
+                known = (now, False)
+            if len(self._cancel_checks) > 10_000:
+                self._cancel_checks.clear()
+            self._cancel_checks[job] = known
+        return known[1]
 
     # Stages ----------------------------------------------------------------
 

@@ -1,0 +1,129 @@
+"""The application factory: one FastAPI app from Settings, with nothing global.
+
+Middleware, outermost first: metrics (every answer is counted), the client
+address filter (CIDR allow/deny, trusted proxies), the body size limit. Keys,
+scopes and the rate limit are checked per route (``auth.require``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from gpufleet import __version__
+from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
+from gpufleet.api.context import Services
+from gpufleet.api.keys import KeyStore
+from gpufleet.api.limits import BodySizeLimit, RateLimiter
+from gpufleet.api.metrics import Metrics, MetricsMiddleware
+from gpufleet.api.network import ClientFilter, parse_networks
+from gpufleet.api.params import known_query
+from gpufleet.api.queries import InvalidCursor, Reads
+from gpufleet.api.readthrough import ReadThrough
+from gpufleet.api.schemas import Error
+from gpufleet.api.signing import Signer, signing_secret
+from gpufleet.cache import Cache, open_cache
+from gpufleet.config import Settings
+from gpufleet.errors import (
+    ConfigError,
+    GpufleetError,
+    JobNotFound,
+    ManifestError,
+    TaskTooLarge,
+    Unavailable,
+)
+from gpufleet.index import Index
+
+STATIC = Path(__file__).parent / "static"
+# What each expected error becomes; anything else from gpufleet is a 400.
+_STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
+    (JobNotFound, 404), (InvalidCursor, 400), (ManifestError, 422), (ConfigError, 422),
+    (TaskTooLarge, 422), (Unavailable, 503))
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error, "description": text} for code, text in (
+        (400, "Bad request (e.g. an invalid cursor)"),
+        (401, "Missing, malformed, unknown or revoked API key, or a key in the URL"),
+        (403, "The key lacks the scope, or the client address is not allowed"),
+        (404, "No such object for this tenant"),
+        (413, "Request body too large"),
+        (422, "Invalid request"),
+        (429, "Rate limit exceeded: see Retry-After"),
+        (503, "The index, queue or store is unavailable"))}
+_ERRORS[429]["headers"] = {"Retry-After": {"schema": {"type": "string"},
+                                           "description": "Seconds to wait"}}
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
+               cache: Cache | None = None) -> FastAPI:
+    """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
+    index = Index(settings.db)
+    svc = Services(
+        settings=settings, index=index, reads=Reads(index), keys=KeyStore(index, clock=clock),
+        cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
+        signer=Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock),
+        limiter=RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
+                            clock=clock),
+        clock=clock)
+    svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
+    if settings.api_max_page < 1 or settings.api_max_items < 1:
+        raise ConfigError("GPUFLEET_API_MAX_PAGE and GPUFLEET_API_MAX_ITEMS must be at least 1")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        svc.close()
+        svc.cache.close()
+
+    app = FastAPI(title="gpufleet", version=__version__, lifespan=lifespan,
+                  description="Jobs, results, tag search and signed downloads, per tenant. "
+                  "Send an API key as `Authorization: Bearer KEY`.")
+    app.state.services = svc
+    strict = [Depends(known_query)]
+    for module in (jobs, items, search, dlq, fleet):
+        # downloads first: its /v1/items/{job}/{key}/download must win over items' {key:path}.
+        if module is items:
+            app.include_router(downloads.router, responses=_ERRORS, dependencies=strict)
+        app.include_router(module.router, responses=_ERRORS, dependencies=strict)
+    app.include_router(health.router, responses={403: _ERRORS[403], 422: _ERRORS[422]},
+                       dependencies=strict)
+    app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    _install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        ClientFilter, allow=parse_networks(settings.api_allow, setting="GPUFLEET_API_ALLOW"),
+        deny=parse_networks(settings.api_deny, setting="GPUFLEET_API_DENY"),
+        trusted_proxies=parse_networks(settings.api_trusted_proxies,
+                                       setting="GPUFLEET_API_TRUSTED_PROXIES"))
+    app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def gpufleet_error(_: Request, exc: Exception) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return JSONResponse({"detail": str(exc).splitlines()[0] if str(exc) else "error"},
+                            status_code=status, headers=headers)
+
+    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}"},
+                            status_code=422)
+
+    app.add_exception_handler(GpufleetError, gpufleet_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)

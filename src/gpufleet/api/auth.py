@@ -1,0 +1,59 @@
+"""Who is asking: the Bearer key, its scope, its rate limit. Keys in URLs are refused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gpufleet.api.context import services
+from gpufleet.api.keys import Principal
+from gpufleet.api.limits import too_many_requests
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: gpufleet keys create")
+KEY_PARAMETERS = {"api_key", "apikey", "api-key", "key", "token", "access_token",
+                   "authorization", "auth"}
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Declares the Bearer scheme in the OpenAPI document; the checks below read the header.
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers=_CHALLENGE)
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the request's principal, holding ``scope``, within its rate limit."""
+
+    async def principal(request: Request, _credentials: Credentials) -> Principal:
+        for name, value in request.query_params.multi_items():
+            if name.lower() in KEY_PARAMETERS or value.startswith("gfk_"):
+                raise _unauthorized("API keys are refused in URLs: send Authorization: "
+                                    "Bearer KEY (and revoke a key that was in a URL)")
+        header = request.headers.get("authorization")
+        if not header:
+            raise _unauthorized("missing API key: send Authorization: Bearer KEY")
+        scheme, _sep, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise _unauthorized("malformed Authorization header: expected Bearer KEY")
+        svc = services(request)
+        found = svc.keys.authenticate(raw.strip())
+        if found is None:
+            raise _unauthorized("invalid or revoked API key")
+        if scope not in found.scopes:
+            raise HTTPException(403, f"this API key does not have the {scope!r} scope")
+        wait_s = svc.limiter.take(found.key_id)
+        if wait_s:
+            if svc.metrics is not None:
+                svc.metrics.rate_limited.inc()
+            raise too_many_requests(wait_s)
+        return found
+
+    return principal
+
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Submitter = Annotated[Principal, Depends(require("submit"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,83 @@
+"""Everything a request handler needs, built once from Settings by the app factory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from gpufleet.api.keys import KeyStore
+from gpufleet.api.limits import RateLimiter
+from gpufleet.api.metrics import Metrics
+from gpufleet.api.queries import Reads
+from gpufleet.api.readthrough import ReadThrough
+from gpufleet.api.signing import Signer
+from gpufleet.config import Settings
+from gpufleet.errors import ConfigError
+from gpufleet.index import Index
+from gpufleet.queue import QueueDepth, TaskQueue, open_queue
+from gpufleet.store import Location, open_location
+
+
+@dataclass(eq=False)
+class Services:
+    settings: Settings
+    index: Index
+    reads: Reads
+    keys: KeyStore
+    cache: ReadThrough
+    signer: Signer
+    limiter: RateLimiter
+    clock: Callable[[], float] = time.time
+    metrics: Metrics | None = None
+    _queues: dict[str, TaskQueue] = field(default_factory=dict)
+    _locations: dict[str, Location] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def queue(self, model: str) -> TaskQueue:
+        """The queue of a model, opened once and shared (queues are thread-safe)."""
+        with self._lock:
+            if model not in self._queues:
+                self._queues[model] = open_queue(self.settings.queue, name=model)
+            return self._queues[model]
+
+    def location(self, uri: str) -> Location:
+        with self._lock:
+            if uri not in self._locations:
+                self._locations[uri] = open_location(uri, settings=self.settings)
+            return self._locations[uri]
+
+    def depths(self) -> dict[str, QueueDepth]:
+        return {model: self.queue(model).depth() for model in self.index.models()}
+
+    def allowed(self, uri: str, *, what: str) -> Location:
+        """The location, if jobs submitted through the API may use it; ConfigError if not."""
+        location = open_location(uri, settings=self.settings)
+        roots = [self.settings.input, self.settings.output,
+                 *(p.strip() for p in self.settings.api_locations.split(",") if p.strip())]
+        for root in roots:
+            prefix = open_location(root, settings=self.settings).uri
+            if location.uri.startswith(prefix):
+                return location
+        raise ConfigError(f"{what} {uri!r} is not under a location the API may use "
+                          "(GPUFLEET_INPUT, GPUFLEET_OUTPUT or GPUFLEET_API_LOCATIONS)")
+
+    def close(self) -> None:
+        with self._lock:
+            for queue in self._queues.values():
+                queue.close()
+            self._queues.clear()
+        self.index.close()
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]

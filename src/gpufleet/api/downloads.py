@@ -1,0 +1,75 @@
+"""Downloads: a redirect to a short-lived URL for an item's result object.
+
+On S3 the URL is presigned by the store. On the local store it is an
+HMAC-signed URL (``signing.py``) that this API serves itself, at
+``/v1/signed/{job}/{key}``; the signature is the credential. A key sent
+along with it must belong to the URL's tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from gpufleet.api.auth import Reader
+from gpufleet.api.context import Svc
+from gpufleet.api.signing import SignatureError
+from gpufleet.errors import JobNotFound, ObjectMissing
+
+router = APIRouter(tags=["items"])
+_REDIRECT: dict[int | str, dict[str, Any]] = {
+    307: {"description": "Redirect to a short-lived download URL",
+          "headers": {"Location": {"schema": {"type": "string"}}}}}
+_OBJECT: dict[int | str, dict[str, Any]] = {200: {"description": "The result object (JSON)",
+                 "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+@router.get("/v1/items/{job_id}/{key:path}/download", status_code=307,
+            response_class=RedirectResponse, responses=_REDIRECT,
+            summary="Redirect to a signed URL for the item's result object")
+def download(job_id: str, key: str, request: Request, who: Reader,
+             svc: Svc) -> RedirectResponse:
+    owner = svc.reads.owner(who.tenant, job_id)
+    row = svc.reads.item(job_id, key)
+    if row is None or row["status"] == "pending":
+        raise HTTPException(404, f"no result for item {key!r} in job {job_id!r}")
+    location = svc.location(owner.output).child(job_id)
+    presign = getattr(location.store, "presign", None)
+    if callable(presign):
+        url = str(presign(location.key(f"{key}.json"), expires_s=int(svc.signer.ttl_s)))
+    else:
+        url = (f"{request.base_url}v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
+               + urlencode(svc.signer.sign(who.tenant, job_id, key)))
+    return RedirectResponse(url, status_code=307)
+
+
+@router.get("/v1/signed/{job_id}/{key:path}", response_class=Response, responses=_OBJECT,
+            summary="A result object, through a signed URL (no key needed)")
+def signed_download(job_id: str, key: str, request: Request, svc: Svc,
+                    tenant: str = Query(max_length=64), expires: str = Query(max_length=20),
+                    signature: str = Query(max_length=64)) -> Response:
+    try:
+        svc.signer.verify(tenant=tenant, job=job_id, key=key, expires=expires,
+                          signature=signature)
+    except SignatureError as exc:
+        raise HTTPException(403, f"{exc}: ask /v1/items/.../download for a new URL") from None
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        who = svc.keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if who is None:
+            raise HTTPException(401, "invalid or revoked API key",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if who.tenant != tenant:
+            raise JobNotFound(f"no job {job_id!r}")
+    owner = svc.reads.owner(tenant, job_id)
+    try:
+        data = svc.location(owner.output).child(job_id).get(f"{key}.json")
+    except ObjectMissing:
+        raise HTTPException(404, f"no result object for item {key!r} in job {job_id!r}"
+                            ) from None
+    return Response(data, media_type="application/json",
+                    headers={"Cache-Control": "private, no-store"})

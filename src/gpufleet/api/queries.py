@@ -1,0 +1,201 @@
+"""Tenant-scoped reads on the index's tables, and cancellation.
+
+Every read that names a job goes through ``owner``: a job of another tenant
+is reported exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from gpufleet.errors import GpufleetError, IndexUnavailable, JobNotFound
+from gpufleet.index import Index
+from gpufleet.index.schema import items, jobs, tags
+
+_OWNERS_KEPT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    tenant: str
+    output: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    finished: int  # items with an outcome and a finish time
+    first_started: float | None
+    last_finished: float | None
+
+
+class InvalidCursor(GpufleetError):
+    """A page cursor that is not one this API handed out (the API answers 400)."""
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None, *, parts: int = 1) -> Any:
+    """None, or the string (parts=1) or list of strings a cursor holds; else InvalidCursor."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor(f"invalid cursor {text[:40]!r}") from exc
+    if parts == 1 and isinstance(value, str):
+        return value
+    if (parts > 1 and isinstance(value, list) and len(value) == parts
+            and all(isinstance(v, str) for v in value)):
+        return value
+    raise InvalidCursor(f"invalid cursor {text[:40]!r}")
+
+
+class Reads:
+    def __init__(self, index: Index) -> None:
+        self.engine = index.engine
+        # A job's tenant, output and model never change: remember them (bounded).
+        self._owners: OrderedDict[str, Owner] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise IndexUnavailable(f"index: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+                                   ) from exc
+
+    def lookup(self, job_id: str) -> Owner | None:
+        """Who owns a job, whoever asks (for invalidation and the DLQ); None if no such job."""
+        with self._lock:
+            found = self._owners.get(job_id)
+        if found is not None:
+            return found
+        with self._conn() as conn:
+            row = conn.execute(select(jobs.c.tenant, jobs.c.output, jobs.c.model)
+                               .where(jobs.c.id == job_id)).first()
+        if row is None:
+            return None
+        found = Owner(tenant=row.tenant, output=row.output, model=row.model)
+        with self._lock:
+            self._owners[job_id] = found
+            while len(self._owners) > _OWNERS_KEPT:
+                self._owners.popitem(last=False)
+        return found
+
+    def owner(self, tenant: str, job_id: str) -> Owner:
+        """The job's owner if it is tenant; JobNotFound otherwise, whoever owns it."""
+        found = self.lookup(job_id)
+        if found is None or found.tenant != tenant:
+            raise JobNotFound(f"no job {job_id!r}")
+        return found
+
+    def job_ids(self, tenant: str, *, before: str | None, limit: int) -> list[str]:
+        """The tenant's job ids, newest first (ids sort by creation time)."""
+        query = select(jobs.c.id).where(jobs.c.tenant == tenant)
+        if before is not None:
+            query = query.where(jobs.c.id < before)
+        with self._conn() as conn:
+            return list(conn.execute(query.order_by(jobs.c.id.desc()).limit(limit)).scalars())
+
+    def tenant_jobs(self, tenant: str, job_ids: Sequence[str]) -> set[str]:
+        with self._conn() as conn:
+            return set(conn.execute(select(jobs.c.id).where(
+                jobs.c.tenant == tenant, jobs.c.id.in_(list(job_ids)))).scalars())
+
+    def timing(self, job_id: str) -> Timing:
+        with self._conn() as conn:
+            row = conn.execute(select(
+                func.count(items.c.finished_at), func.min(items.c.started_at),
+                func.max(items.c.finished_at)).where(
+                    items.c.job_id == job_id, items.c.status != "pending")).one()
+        return Timing(finished=row[0], first_started=row[1], last_finished=row[2])
+
+    def item(self, job_id: str, key: str) -> dict[str, Any] | None:
+        page = self._rows(select(items).where(items.c.job_id == job_id, items.c.key == key))
+        return page[0] if page else None
+
+    def items(self, job_id: str, *, status: str | None, tag: str | None,
+              min_score: float | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """One page of a job's items in key order, after the key ``after``."""
+        query = select(items).where(items.c.job_id == job_id)
+        if status is not None:
+            query = query.where(items.c.status == status)
+        if tag is not None or min_score is not None:
+            query = query.where(exists().where(
+                tags.c.job_id == items.c.job_id, tags.c.key == items.c.key,
+                *_tag_filter(tag, min_score)))
+        if after is not None:
+            query = query.where(items.c.key > after)
+        return self._rows(query.order_by(items.c.key).limit(limit))
+
+    def search(self, tenant: str, *, tag: str, min_score: float | None,
+               after: tuple[str, str] | None, limit: int) -> list[dict[str, Any]]:
+        """Items of the tenant's jobs tagged ``tag``, by (job, key), with the matching score."""
+        query = (select(tags.c.job_id, tags.c.key, func.max(tags.c.score).label("score"))
+                 .join(jobs, jobs.c.id == tags.c.job_id)
+                 .where(jobs.c.tenant == tenant, *_tag_filter(tag, min_score))
+                 .group_by(tags.c.job_id, tags.c.key)
+                 .order_by(tags.c.job_id, tags.c.key).limit(limit))
+        if after is not None:
+            query = query.where(or_(tags.c.job_id > after[0],
+                                    and_(tags.c.job_id == after[0], tags.c.key > after[1])))
+        with self._conn() as conn:
+            hits = list(conn.execute(query))
+        by_job: dict[str, list[str]] = defaultdict(list)
+        for hit in hits:
+            by_job[hit.job_id].append(hit.key)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for job_id, keys in by_job.items():
+            for row in self._rows(select(items).where(items.c.job_id == job_id,
+                                                      items.c.key.in_(keys))):
+                found[row["job"], row["key"]] = row
+        return [{**found[h.job_id, h.key], "score": h.score} for h in hits
+                if (h.job_id, h.key) in found]
+
+    def item_counts(self) -> dict[str, int]:
+        with self._conn() as conn:
+            return {status: n for status, n in conn.execute(
+                select(items.c.status, func.count()).group_by(items.c.status))}
+
+    def _rows(self, query: Any) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            rows = list(conn.execute(query).mappings())
+            tag_map: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+            by_job: dict[str, list[str]] = defaultdict(list)
+            for r in rows:
+                by_job[r["job_id"]].append(r["key"])
+            for job_id, keys in by_job.items():
+                for t in conn.execute(select(tags).where(tags.c.job_id == job_id,
+                                                         tags.c.key.in_(keys))
+                                      .order_by(tags.c.key, tags.c.rank)).mappings():
+                    tag_map[job_id, t["key"]].append(
+                        {"id": t["tag_id"], "label": t["label"], "score": t["score"]})
+        return [{"job": r["job_id"], "key": r["key"], "status": r["status"],
+                 "tags": tag_map.get((r["job_id"], r["key"]), []), "error": r["error"],
+                 "attempts": r["attempts"], "finished_at": r["finished_at"]} for r in rows]
+
+
+def _tag_filter(tag: str | None, min_score: float | None) -> list[Any]:
+    """Conditions on one tags row: it is ``tag`` (label, any case, or id), scoring at least."""
+    conditions: list[Any] = []
+    if tag is not None:
+        conditions.append(or_(func.lower(tags.c.label) == tag.lower(), tags.c.tag_id == tag))
+    if min_score is not None:
+        conditions.append(tags.c.score >= min_score)
+    return conditions

@@ -1,0 +1,135 @@
+"""Request and response bodies: the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+JobStateName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
+ItemStatusName = Literal["pending", "done", "failed"]
+
+
+class Error(BaseModel):
+    detail: str
+
+
+class JobRequest(BaseModel):
+    """A job: the items themselves or a manifest object; the rest defaults from settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[str] | None = Field(None, description="Object keys, relative to input.")
+    manifest: str | None = Field(None, description="A manifest object, e.g. "
+                                 "s3://bucket/manifests/m.csv or file:///data/m.jsonl.")
+    input: str | None = Field(None, description="Where the keys live.")
+    output: str | None = Field(None, description="Where result objects go.")
+    model: str | None = Field(None, description="A built-in model spec.")
+    deadline_s: float | None = Field(None, gt=0, le=366 * 86400, allow_inf_nan=False,
+                                     description="Should be done this many seconds from now.")
+    priority: int | None = Field(None, ge=-1000, le=1000, description="Higher first.")
+
+    @field_validator("manifest", "input", "output", "model")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ord(c) < 32 for c in value)
+                                  or not _utf8(value)):
+            raise ValueError("must be non-empty UTF-8 text without control characters")
+        return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class JobView(BaseModel):
+    """A job's state and counts, its rate and ETA from item timings, and its cost so far."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job: str
+    state: JobStateName
+    model: str
+    input: str
+    output: str
+    total: int
+    done: int
+    failed: int
+    pending: int
+    created_at: float
+    cancelled: bool
+    rate_per_s: float | None = Field(description="Items finished per second so far.")
+    eta_s: float | None = Field(description="Seconds until every item is finished, "
+                                "at that rate; null when finished or not started.")
+    cost_so_far: float | None = Field(description="Worker cost charged to the job so far.")
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next: str | None = Field(description="Cursor for the next page; null on the last.")
+
+
+class TagView(BaseModel):
+    id: str
+    label: str
+    score: float
+
+
+class ItemView(BaseModel):
+    job: str
+    key: str
+    status: ItemStatusName
+    tags: list[TagView]
+    error: str | None
+    attempts: int
+    finished_at: float | None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemView]
+    next: str | None
+
+
+class SearchHit(ItemView):
+    score: float = Field(description="The matching tag's score.")
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next: str | None
+
+
+class DeadLetterView(BaseModel):
+    id: str
+    job: str | None
+    items: int
+    receives: int
+    model: str
+    error: str
+    died_at: float
+
+
+class DeadLetters(BaseModel):
+    dead_letters: list[DeadLetterView]
+
+
+class Redriven(BaseModel):
+    redriven: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="queue, index, store: ok or the error.")
+
+
+class Fleet(BaseModel):
+    workers: dict[str, int] = Field(description="Live workers by state.")
+    queues: dict[str, dict[str, int]] = Field(description="Per model: queued, in_flight, dead.")

@@ -1,0 +1,67 @@
+"""A job submitted over HTTP: its items or its manifest object, checked, then enqueued.
+
+Locations must lie under the installation's input or output location (or
+GPUFLEET_API_LOCATIONS), so a tenant cannot make workers read or write
+anywhere else; only built-in models are accepted (a plugin spec would import
+code the caller names).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+from gpufleet.api.context import Services
+from gpufleet.api.schemas import JobRequest
+from gpufleet.domain import Job
+from gpufleet.errors import ConfigError, ManifestError, ObjectMissing
+from gpufleet.jobs import enqueue_job, new_job_id
+from gpufleet.manifest import FORMATS, Manifest, parse_manifest
+from gpufleet.models import load_tagger, parse_spec
+from gpufleet.models.base import MODELS
+
+
+def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
+    settings = svc.settings
+    if (request.items is None) == (request.manifest is None):
+        raise ManifestError('give either "items" or "manifest"')
+    if request.items is not None:
+        _check_count(len(request.items), svc)
+        manifest = parse_manifest(json.dumps(request.items).encode(), fmt="json", name="items")
+    else:
+        assert request.manifest is not None
+        manifest = _read_manifest(svc, request.manifest)
+    _check_count(len(manifest.keys), svc)
+    input_uri = svc.allowed(request.input or manifest.input or settings.input, what="input").uri
+    output_uri = svc.allowed(request.output or settings.output, what="output").uri
+    model = request.model or settings.model
+    name, _ = parse_spec(model)
+    if name not in MODELS:
+        raise ConfigError(f"model {name!r}: the API accepts the built-in models "
+                          f"({', '.join(MODELS)})")
+    load_tagger(model, settings)  # built, not bootstrapped: bad parameters are refused now
+    deadline_s = request.deadline_s if request.deadline_s is not None else manifest.deadline_s
+    priority = request.priority if request.priority is not None else manifest.priority
+    return enqueue_job(settings, svc.index, new_job_id(), list(manifest.keys), input=input_uri,
+                       output=output_uri, model=model, deadline_s=deadline_s,
+                       priority=priority or 0, tenant=tenant)
+
+
+def _check_count(count: int, svc: Services) -> None:
+    if count > svc.settings.api_max_items:
+        raise ManifestError(f"{count:,} items: over the limit of {svc.settings.api_max_items:,} "
+                            "per job (GPUFLEET_API_MAX_ITEMS)")
+
+
+def _read_manifest(svc: Services, uri: str) -> Manifest:
+    folder, _, name = uri.rpartition("/")
+    fmt = FORMATS.get(PurePosixPath(name).suffix.lower())
+    if not folder or fmt is None:
+        raise ManifestError(f"manifest {uri!r}: expected a location ending in a file name with "
+                            f"one of {', '.join(FORMATS)}")
+    location = svc.allowed(folder + "/", what="manifest")
+    try:
+        data = location.get(name)
+    except ObjectMissing:
+        raise ManifestError(f"manifest {uri!r}: no such object") from None
+    return parse_manifest(data, fmt=fmt, name=name)

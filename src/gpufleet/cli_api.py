@@ -1,0 +1,93 @@
+"""`gpufleet api` serves the HTTP API; `gpufleet keys` creates, lists and revokes API keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from gpufleet.api.keys import SCOPES, KeyStore
+from gpufleet.cli import app
+from gpufleet.cli_common import JsonOpt, err, out
+from gpufleet.cli_common import setup as _setup
+from gpufleet.errors import ConfigError
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("api")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (OpenAPI document at /openapi.json, docs at /docs)."""
+    try:
+        import uvicorn
+
+        from gpufleet.api.app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"the API needs its extra: pip install 'gpufleet[api]' ({exc})"
+                          ) from None
+    settings, index = _setup(logging.INFO)
+    index.close()
+    application = create_app(settings)
+    err.print(f"gpufleet API on http://{host}:{port}/  (docs: /docs, dashboard: /dashboard/)")
+    # Forwarded headers are read by the API's own client filter, from trusted proxies only.
+    uvicorn.run(application, host=host, port=port, proxy_headers=False, server_header=False,
+                log_level="warning", access_log=False)
+
+
+@keys_app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option(help="The tenant whose jobs the key reaches.")],
+    scope: Annotated[str, typer.Option(
+        help=f"Comma-separated scopes: {', '.join(SCOPES)}.")] = "submit,read",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key. It is printed once and never stored: keep it now."""
+    _, index = _setup()
+    record, key = KeyStore(index).create(tenant=tenant, scopes=scope)
+    if as_json:
+        doc = {"id": record.id, "key": key, "tenant": record.tenant,
+               "scopes": list(record.scopes)}
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    sys.stdout.write(key + "\n")
+    err.print(f"key {record.id} for tenant {escape(record.tenant)}, scopes "
+              f"{','.join(record.scopes)}: shown once, store it now "
+              "(send it as Authorization: Bearer KEY)")
+
+
+@keys_app.command("list")
+def list_keys(as_json: JsonOpt = False) -> None:
+    """Every key's id, tenant, scopes and state (never the key itself)."""
+    _, index = _setup()
+    records = KeyStore(index).list()
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_json() for r in records], indent=2) + "\n")
+        return
+    table = Table("id", "tenant", "scopes", "created", "revoked")
+    for r in records:
+        table.add_row(r.id, escape(r.tenant), ",".join(r.scopes), _when(r.created_at),
+                      _when(r.revoked_at) if r.revoked_at else "")
+    out.print(table if records else "no API keys; create one with gpufleet keys create")
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (gpufleet keys list).")]
+           ) -> None:
+    """Revoke a key: it is refused from now on."""
+    _, index = _setup()
+    record = KeyStore(index).revoke(key_id)
+    out.print(f"revoked {record.id} (tenant {escape(record.tenant)})")
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""

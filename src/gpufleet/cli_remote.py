@@ -1,0 +1,74 @@
+"""The CLI through the API: ``--api URL`` (or GPUFLEET_API) with GPUFLEET_API_KEY.
+
+submit, status and results build the same Job objects and rows from the
+API's answers as from the index, so they print the same output.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gpufleet.api.client import ApiClient
+from gpufleet.config import Settings
+from gpufleet.domain import Job
+from gpufleet.errors import ManifestError
+from gpufleet.manifest import FORMATS, read_manifest
+
+ApiOpt = Annotated[str | None, typer.Option(
+    "--api", help="Go through the gpufleet API at this URL (default: GPUFLEET_API); "
+    "the key comes from GPUFLEET_API_KEY.")]
+_POLL_S = 0.5
+
+
+def connect(api: str | None) -> ApiClient | None:
+    """A client if --api or GPUFLEET_API names an API, else None (work on the index)."""
+    settings = Settings.from_env()
+    url = api or settings.api
+    return ApiClient(url, settings.api_key) if url else None
+
+
+def submit(client: ApiClient, source: str, *, input: str | None, output: str | None,
+           model: str | None, deadline_s: float | None, priority: int | None) -> Job:
+    """A manifest location is read by the server; a local manifest file is sent as items."""
+    body: dict[str, Any] = {"input": input, "output": output, "model": model,
+                            "deadline_s": deadline_s, "priority": priority}
+    path = Path(source)
+    if urlsplit(source).scheme in ("s3", "file") and Path(urlsplit(source).path).suffix in FORMATS:
+        body["manifest"] = source
+    elif path.is_file():
+        manifest = read_manifest(path)
+        body["items"] = list(manifest.keys)
+        body["input"] = input or manifest.input or path.resolve().parent.as_uri() + "/"
+        body["deadline_s"] = deadline_s if deadline_s is not None else manifest.deadline_s
+        body["priority"] = priority if priority is not None else manifest.priority
+    elif path.is_dir():
+        raise ManifestError(f"{source}: a folder cannot be submitted through the API; copy it "
+                            "to the input location and submit a manifest")
+    else:
+        raise ManifestError(f"{source}: expected a manifest file, or a manifest location "
+                            f"(s3://... or file://... ending in {', '.join(FORMATS)})")
+    return client.submit({k: v for k, v in body.items() if v is not None})
+
+
+def wait(client: ApiClient, job_id: str, *, console: Console | None = None) -> Job:
+    """Poll the job until it is finished, with a progress bar on stderr."""
+    console = console or Console(stderr=True)
+    job = client.job(job_id)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task(job.id, total=job.counts.total, failed=0)
+        while True:
+            bar.update(task, completed=job.counts.done + job.counts.failed,
+                       failed=job.counts.failed)
+            if job.state.finished:
+                return job
+            time.sleep(_POLL_S)
+            job = client.job(job_id)

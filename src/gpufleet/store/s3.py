@@ -1,0 +1,171 @@
+"""Amazon S3, or any S3-compatible store (MinIO, Ceph, ...), through boto3.
+
+The endpoint and the credentials come only from the standard AWS configuration
+(``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, environment keys, instance and task
+roles), so one URL, ``s3://bucket/prefix/``, works everywhere. The connection
+pool is sized to the worker's fetch concurrency, retries use botocore's
+standard mode (throttling and 5xx answers are retried with backoff), reads
+stream in chunks and stop at the object size limit, and writes can ask for
+server-side encryption (SSE-S3 or a KMS key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from gpufleet.errors import ConfigError, ItemError, ObjectMissing, StoreUnavailable
+from gpufleet.manifest import key_problem
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
+
+MAX_PRESIGN_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_CHUNK_BYTES = 1024 * 1024
+SSE_MODES = ("AES256", "aws:kms")
+
+
+def s3_prefix(uri: str) -> str:
+    """The key prefix of ``s3://bucket/prefix/``: "" or ending with "/" (a folder)."""
+    parts = urlsplit(uri)
+    if not parts.netloc:
+        raise ConfigError(f"{uri!r}: an s3:// location needs a bucket: s3://bucket/prefix/")
+    if parts.query or parts.fragment or "?" in uri or "#" in uri:
+        raise ConfigError(f"{uri!r}: an s3:// location may not contain '?' or '#'")
+    prefix = parts.path[1:]
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    problem = key_problem(prefix.rstrip("/")) if prefix else None
+    if problem:
+        raise ConfigError(f"{uri!r}: its prefix is not usable: {problem}")
+    return prefix
+
+
+class S3Store:
+    """One bucket. Keys are object keys; ``url()`` names them as ``s3://bucket/key``."""
+
+    def __init__(self, bucket: str, *, max_pool_connections: int = 10, max_attempts: int = 5,
+                 sse: str = "", sse_kms_key_id: str = "", max_object_bytes: int | None = None,
+                 client: Any = None) -> None:
+        if not bucket:
+            raise ConfigError("an s3:// location needs a bucket: s3://bucket/prefix/")
+        if sse_kms_key_id and not sse:
+            sse = "aws:kms"
+        if sse and sse not in SSE_MODES:
+            raise ConfigError(f"GPUFLEET_SSE={sse!r}: expected AES256 or aws:kms")
+        self.bucket = bucket
+        self.max_object_bytes = max_object_bytes
+        self._sse: dict[str, str] = {}
+        if sse:
+            self._sse["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self._sse["SSEKMSKeyId"] = sse_kms_key_id
+        self.client = client if client is not None else _client(max_pool_connections,
+                                                               max_attempts)
+
+    @classmethod
+    def from_settings(cls, bucket: str, settings: Settings | None) -> S3Store:
+        if settings is None:
+            return cls(bucket)
+        return cls(bucket, max_pool_connections=max(10, settings.fetch_concurrency + 2),
+                   sse=settings.sse, sse_kms_key_id=settings.sse_kms_key_id,
+                   max_object_bytes=settings.max_object_bytes)
+
+    def get(self, key: str) -> bytes:
+        with _translated(self, key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            size = response.get("ContentLength")
+            limit = self.max_object_bytes
+            body = response["Body"]
+            try:
+                if limit is not None and size is not None and size > limit:
+                    raise ItemError(f"object is {size:,} bytes, over the limit of {limit:,}")
+                data = bytearray()
+                for chunk in body.iter_chunks(_CHUNK_BYTES):
+                    data += chunk
+                    if limit is not None and len(data) > limit:
+                        raise ItemError(f"object is over the limit of {limit:,} bytes")
+            finally:
+                body.close()
+            return bytes(data)
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        # A PUT is atomic in S3: readers see the old object or the new one.
+        with _translated(self, key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                   ContentType=content_type, **self._sse)
+
+    def exists(self, key: str) -> bool:
+        try:
+            with _translated(self, key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except ObjectMissing:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key under prefix in key order, a page of up to 1000 at a time."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix)
+        with _translated(self, prefix):
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    yield entry["Key"]
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def presign(self, key: str, *, expires_s: int) -> str:
+        """An HTTPS GET URL for the object, valid for expires_s (1 s to 7 days)."""
+        if not 1 <= expires_s <= MAX_PRESIGN_S:
+            raise ConfigError(f"a presigned URL lives 1 to {MAX_PRESIGN_S} s, not {expires_s}")
+        with _translated(self, key):
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=int(expires_s))
+        return url
+
+    def check(self) -> None:
+        """StoreUnavailable unless the bucket exists and these credentials reach it."""
+        try:
+            with _translated(self, ""):
+                self.client.head_bucket(Bucket=self.bucket)
+        except ObjectMissing:
+            raise StoreUnavailable(f"s3://{self.bucket}/: no such bucket") from None
+
+
+def _client(max_pool_connections: int, max_attempts: int) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ConfigError("s3:// locations need boto3: pip install 'gpufleet[aws]'") from None
+    config = Config(max_pool_connections=max_pool_connections, signature_version="s3v4",
+                    retries={"mode": "standard", "max_attempts": max_attempts},
+                    connect_timeout=10, read_timeout=60)
+    # A session per store: boto3's default session is not thread-safe to build clients from.
+    return boto3.session.Session().client("s3", config=config)
+
+
+@contextmanager
+def _translated(store: S3Store, key: str) -> Iterator[None]:
+    """Translate botocore's exceptions into gpufleet's at the adapter boundary."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    where = f"s3://{store.bucket}/{key}"
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in _MISSING:
+            raise ObjectMissing(f"no such object: {where}") from None
+        if code == "NoSuchBucket":
+            raise StoreUnavailable(f"{where}: no such bucket") from exc
+        raise StoreUnavailable(f"{where}: {code}: {error.get('Message') or code}") from exc
+    except BotoCoreError as exc:
+        # Connection refused or reset, timeouts, no credentials, a broken stream.
+        raise StoreUnavailable(f"{where}: {exc}") from exc

@@ -1,0 +1,130 @@
+"""The API under test: a real uvicorn server on a free port, in a thread, with a clock we move.
+
+``world`` is one installation shared by the read-only tests: two tenants
+(a and b) with keys of every scope, and a job each, processed by a real
+worker process. Tests that change things make their own jobs or servers.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from gpufleet.api.app import create_app
+from gpufleet.api.keys import KeyStore
+from gpufleet.cache import Cache
+from gpufleet.config import Settings
+from tests.conftest import Home, write_files
+
+MODEL = "synthetic?item_ms=1"
+ITEMS = 30  # per tenant's job, plus one missing object that fails
+PAGE_MAX = 50
+
+
+class Clock:
+    """Wall time that only moves when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ApiServer:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 cache: Cache | None = None) -> None:
+        self.clock = clock or Clock()
+        self.app = create_app(settings, clock=self.clock, cache=cache)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_level="warning", ws="none", http="h11",
+                                lifespan="on", proxy_headers=False, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the API server did not start")
+            time.sleep(0.02)
+
+    def client(self, key: str | None = None, **headers: str) -> httpx.Client:
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def api_home(path: Path, **env: str) -> Home:
+    home = Home(path)
+    home.path.mkdir(parents=True, exist_ok=True)
+    home.env.update({"GPUFLEET_API_RATE_PER_S": "100000", "GPUFLEET_API_BURST": "100000",
+                     "GPUFLEET_API_MAX_PAGE": str(PAGE_MAX), **env})
+    return home
+
+
+def run_worker(home: Home, model: str = MODEL, **env: str) -> None:
+    """A real worker process that works until the queue has been empty for a second."""
+    home.run("worker", "--model", model, "--max-idle", "1", timeout=120, **env)
+
+
+@dataclass
+class World:
+    home: Home
+    server: ApiServer
+    keys: dict[str, str] = field(default_factory=dict)  # "a", "a-read", "b-admin", ...
+    jobs: dict[str, str] = field(default_factory=dict)  # tenant -> its processed job
+    key_ids: dict[str, str] = field(default_factory=dict)
+
+    def client(self, who: str | None = None, **headers: str) -> httpx.Client:
+        return self.server.client(self.keys[who] if who else None, **headers)
+
+    def submit(self, who: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.client(who) as http:
+            response = http.post("/v1/jobs", json=body)
+        assert response.status_code == 201, response.text
+        doc: dict[str, Any] = response.json()
+        return doc
+
+    def make_key(self, name: str, tenant: str, scopes: str) -> str:
+        record, key = KeyStore(self.home.index()).create(tenant=tenant, scopes=scopes)
+        self.keys[name], self.key_ids[name] = key, record.id
+        return key
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    home = api_home(tmp_path_factory.mktemp("api") / "home")
+    photos = home.path / "buckets" / "input" / "photos"
+    keys = write_files(photos, ITEMS)
+    server = ApiServer(home.settings)
+    w = World(home, server)
+    for tenant in ("a", "b"):
+        w.make_key(tenant, tenant, "submit,read,admin")
+        w.make_key(f"{tenant}-read", tenant, "read")
+        w.make_key(f"{tenant}-submit", tenant, "submit")
+        job = w.submit(tenant, {"items": [*keys, "missing.bin"], "model": MODEL,
+                                "input": photos.as_uri() + "/"})
+        w.jobs[tenant] = job["job"]
+    run_worker(home)
+    yield w
+    server.stop()
+    home.close()

@@ -1,0 +1,43 @@
+"""On S3, a download redirects to a URL presigned by the store (moto in server mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import httpx
+
+from gpufleet.api.keys import KeyStore
+from tests.api.conftest import MODEL, ApiServer, api_home, run_worker
+from tests.conftest import write_files
+from tests.servers import MotoServer
+
+
+def test_download_of_an_s3_result_redirects_to_a_presigned_url(
+        tmp_path: Path, aws_env: MotoServer) -> None:
+    # Given results written to an S3 bucket by a real worker
+    boto3.client("s3").create_bucket(Bucket="api-results")
+    home = api_home(tmp_path / "home", GPUFLEET_API_LOCATIONS="s3://api-results/",
+                    **aws_env.env)
+    photos = home.path / "buckets" / "input" / "photos"
+    write_files(photos, 2)
+    _, key = KeyStore(home.index()).create(tenant="t", scopes="submit,read")
+    server = ApiServer(home.settings)
+    try:
+        with server.client(key) as http:
+            job = http.post("/v1/jobs", json={
+                "items": ["item-00001.bin"], "model": MODEL, "input": photos.as_uri() + "/",
+                "output": "s3://api-results/out/"}).json()["job"]
+            run_worker(home)
+            # When its download is asked for
+            redirect = http.get(f"/v1/items/{job}/item-00001.bin/download")
+        # Then it is a presigned S3 URL for the result object, which serves it
+        assert redirect.status_code == 307
+        url = redirect.headers["location"]
+        assert url.startswith(aws_env.endpoint) and "Signature" in url
+        assert f"/api-results/out/{job}/item-00001.bin.json" in url
+        fetched = httpx.get(url)
+        assert fetched.status_code == 200 and fetched.json()["key"] == "item-00001.bin"
+    finally:
+        server.stop()
+        home.close()
