@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def prepare(home: Path, items: int) -> tuple[dict[str, str], str, str, list[str]
     for k in keys:
         (photos / k).write_bytes(k.encode())
     (home / "manifest.txt").write_text("\n".join(keys) + "\n")
-    key = json.loads(_run(env, "keys", "create", "--tenant", "bench", "--scope", "submit,read",
+    # Jobs submitted with the CLI (not through the API) belong to the tenant "default".
+    key = json.loads(_run(env, "keys", "create", "--tenant", "default", "--scope", "read",
                           "--json"))["key"]
     return env, key, photos.as_uri() + "/", keys
 
@@ -145,6 +147,15 @@ def wait_for(url: str, what: str, timeout_s: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{what} did not come up at {url}") from None
             time.sleep(0.1)
+
+
+def check(port: int, key: str, path: str) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {key}"})
+    try:
+        urllib.request.urlopen(request, timeout=10).read()
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"GET {path}: {exc.code} {exc.read()[:300]!r}") from None
 
 
 def wrk_rate(port: int, key: str, path: str) -> float | None:
@@ -180,6 +191,7 @@ def main() -> None:
             wait_for(f"http://127.0.0.1:{port}/healthz", "the API")
             load(port, key, ["/healthz"] * 200, 200.0)  # connections and code paths warm
             item_paths = [f"/v1/items/{job}/{k}" for k in keys[:per_phase]]
+            check(port, key, f"/v1/jobs/{job}")
             load_before = os.getloadavg()[0]
             results = {
                 "items, cache cold": load(port, key, item_paths, args.rate),

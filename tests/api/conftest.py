@@ -81,6 +81,16 @@ def api_home(path: Path, **env: str) -> Home:
     return home
 
 
+def make_key(home: Home, tenant: str, scopes: str) -> tuple[str, str]:
+    """A new key of tenant (its id, and the key), made straight in the index."""
+    index = home.index()
+    try:
+        record, key = KeyStore(index).create(tenant=tenant, scopes=scopes)
+    finally:
+        index.close()
+    return record.id, key
+
+
 def run_worker(home: Home, model: str = MODEL, **env: str) -> None:
     """A real worker process that works until the queue has been empty for a second."""
     home.run("worker", "--model", model, "--max-idle", "1", timeout=120, **env)
@@ -105,9 +115,8 @@ class World:
         return doc
 
     def make_key(self, name: str, tenant: str, scopes: str) -> str:
-        record, key = KeyStore(self.home.index()).create(tenant=tenant, scopes=scopes)
-        self.keys[name], self.key_ids[name] = key, record.id
-        return key
+        self.key_ids[name], self.keys[name] = make_key(self.home, tenant, scopes)
+        return self.keys[name]
 
 
 @pytest.fixture(scope="session")

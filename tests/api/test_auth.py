@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from gpufleet.api.app import KEY_CACHE_S
 from tests.api.conftest import World
 
 
@@ -63,7 +64,8 @@ def test_keys_cli_creates_lists_and_revokes_and_a_revoked_key_is_refused(world: 
         assert made["id"] in [k["id"] for k in listed]
         assert all("key" not in k for k in listed)
         world.home.run("keys", "revoke", made["id"])
-        # Then it is refused from the next request on
+        # Then it is refused once the API's belief in it (KEY_CACHE_S) has run out
+        world.server.clock.advance(KEY_CACHE_S + 0.001)
         assert http.get("/v1/jobs", headers=auth).status_code == 401
     # And bad input to the CLI is one line, not a traceback
     bad = world.home.run("keys", "create", "--tenant", "a", "--scope", "root", check=False)

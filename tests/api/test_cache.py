@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gpufleet.api.keys import KeyStore
-from tests.api.conftest import MODEL, ApiServer, api_home, run_worker
+from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker
 from tests.conftest import write_files
 from tests.servers import RedisServer
 
@@ -28,7 +27,7 @@ def test_results_are_cached_in_redis_and_served_from_the_index_when_it_is_down(
     home = api_home(tmp_path / "home", GPUFLEET_CACHE=own_redis.url)
     photos = home.path / "buckets" / "input" / "photos"
     write_files(photos, 3)
-    _, key = KeyStore(home.index()).create(tenant="t", scopes="submit,read")
+    _, key = make_key(home, "t", "submit,read")
     server = ApiServer(home.settings)
     try:
         with server.client(key) as http:

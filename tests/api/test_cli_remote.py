@@ -53,3 +53,21 @@ def test_api_errors_are_one_line(world: World) -> None:
                           GPUFLEET_API_KEY=world.keys["a"])
     assert down.returncode == 1 and "cannot reach the API" in down.stderr
     assert "Traceback" not in missing.stderr + nokey.stderr + down.stderr
+
+
+def test_submit_wait_through_the_api_prints_the_final_line(world: World) -> None:
+    # Given a worker running for the model
+    model = "synthetic?item_ms=3"
+    worker = world.home.spawn("worker", "--model", model, "--max-idle", "3")
+    manifest = world.home.path / "wait.txt"
+    manifest.write_text("item-00004.bin\nitem-00005.bin\nnot-there.bin\n")
+    photos = world.home.path / "buckets" / "input" / "photos"
+    # When a job is submitted through the API with --wait
+    result = world.home.run("submit", manifest, "--input", photos.as_uri() + "/", "--model",
+                            model, "--wait", "--api", world.server.url,
+                            GPUFLEET_API_KEY=world.keys["a"])
+    # Then it waits for the job and prints what the local --wait prints
+    job, rest = result.stdout.strip().split(" ", 1)
+    assert rest == "partial: 2 done, 1 failed of 3"
+    assert f"see failures: gpufleet results {job}" in result.stderr
+    assert worker.wait(timeout=60) == 0

@@ -14,9 +14,11 @@ def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path:
     heal = tmp_path / "healed"
     model = f"tests.e2e.plugins:FlakyTagger?heal_file={heal}"
     photos = world.home.path / "buckets" / "input" / "photos"
-    job = enqueue_job(world.home.settings, world.home.index(), new_job_id(),
+    index = world.home.index()
+    job = enqueue_job(world.home.settings, index, new_job_id(),
                       ["item-00001.bin", "item-00002.bin"], input=photos.as_uri() + "/",
                       output=world.home.settings.output, model=model, tenant="a").id
+    index.close()
     run_worker(world.home, model, GPUFLEET_MAX_RECEIVES="1")
     # When a's admin lists dead letters, and b's admin does
     with world.client("a") as http:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.api.keys import KeyStore
-from tests.api.conftest import ApiServer, api_home
+from tests.api.conftest import ApiServer, api_home, make_key
 
 
 def _server(path: Path, **env: str) -> tuple[ApiServer, str]:
     home = api_home(path, **env)
-    _, key = KeyStore(home.index()).create(tenant="t", scopes="submit,read")
+    _, key = make_key(home, "t", "submit,read")
     return ApiServer(home.settings), key
 
 
@@ -38,7 +37,7 @@ def test_a_burst_over_the_rate_gets_429_with_retry_after(tmp_path: Path,
         assert codes == [200, 200, 200, 429]
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         # And another key has its own bucket
-        _, other = KeyStore(api_home(tmp_path).index()).create(tenant="t", scopes="read")
+        _, other = make_key(api_home(tmp_path), "t", "read")
         assert http.get("/v1/jobs", headers={"Authorization": f"Bearer {other}"}
                         ).status_code == 200
         # And half a second later (2 per second) one more request passes

@@ -7,8 +7,7 @@ from pathlib import Path
 import boto3
 import httpx
 
-from gpufleet.api.keys import KeyStore
-from tests.api.conftest import MODEL, ApiServer, api_home, run_worker
+from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker
 from tests.conftest import write_files
 from tests.servers import MotoServer
 
@@ -21,7 +20,7 @@ def test_download_of_an_s3_result_redirects_to_a_presigned_url(
                     **aws_env.env)
     photos = home.path / "buckets" / "input" / "photos"
     write_files(photos, 2)
-    _, key = KeyStore(home.index()).create(tenant="t", scopes="submit,read")
+    _, key = make_key(home, "t", "submit,read")
     server = ApiServer(home.settings)
     try:
         with server.client(key) as http:

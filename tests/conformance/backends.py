@@ -29,7 +29,6 @@ import pytest
 
 from tests.servers import free_port
 
-
 _AGE = """
 local pattern, ms, cursor = ARGV[1], tonumber(ARGV[2]), '0'
 repeat

@@ -38,6 +38,7 @@ from hypothesis.stateful import (
 
 from gpufleet.errors import QueueUnavailable, TaskTooLarge
 from gpufleet.queue import Backoff, Lease, QueueDepth, TaskQueue, nack, open_queue
+from gpufleet.queue.batch import ack_many
 from gpufleet.queue.sqlite import SqliteQueue
 from gpufleet.queue.sqs import ensure_queue_pair
 from tests.conformance.backends import InProcessMoto, RedisClock, fresh_name
@@ -149,6 +150,23 @@ def test_enqueue_receive_ack(backend: Backend, queue: TaskQueue) -> None:
     assert not queue.ack(leases[0])
     assert queue.depth() == QueueDepth(queued=0, in_flight=0, dead=0)
     assert receive_all(queue, backend.lease_s) == []
+
+
+def test_ack_many_acks_each_lease_it_holds(backend: Backend, queue: TaskQueue) -> None:
+    # Given 25 received tasks, one of them released since, and one lease of another queue
+    queue.enqueue([f"t{i}" for i in range(25)])
+    leases = receive_all(queue, backend.lease_s)
+    assert queue.release(leases[3])
+    other = backend.open("other")
+    other.enqueue(["elsewhere"])
+    foreign = receive_all(other, backend.lease_s)
+    # When they are acked together (one request per batch where the backend can)
+    done = ack_many(queue, [*leases, *foreign])
+    # Then each answer says whether that lease held, and only the released task is left
+    assert done == [i != 3 for i in range(25)] + [False]
+    (again,) = receive_all(queue, backend.lease_s)
+    assert (again.body, again.receives) == ("t3", 2)
+    assert other.depth() == QueueDepth(queued=0, in_flight=1, dead=0)
 
 
 def test_tasks_come_out_oldest_first(backend: Backend, queue: TaskQueue) -> None:

@@ -43,6 +43,7 @@ from gpufleet.errors import (
 from gpufleet.index import Index
 
 STATIC = Path(__file__).parent / "static"
+KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
     (JobNotFound, 404), (InvalidCursor, 400), (ManifestError, 422), (ConfigError, 422),
@@ -66,7 +67,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
     index = Index(settings.db)
     svc = Services(
-        settings=settings, index=index, reads=Reads(index), keys=KeyStore(index, clock=clock),
+        settings=settings, index=index, reads=Reads(index),
+        keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
         signer=Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock),
         limiter=RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,

@@ -39,7 +39,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         if scheme.lower() != "bearer" or not raw.strip():
             raise _unauthorized("malformed Authorization header: expected Bearer KEY")
         svc = services(request)
-        found = svc.keys.authenticate(raw.strip())
+        found = await svc.read(svc.keys.authenticate, raw.strip())
         if found is None:
             raise _unauthorized("invalid or revoked API key")
         if scope not in found.scopes:

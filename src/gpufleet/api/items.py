@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Reader
 from gpufleet.api.context import Services, Svc
@@ -52,5 +51,5 @@ def list_items(job_id: str, who: Reader, svc: Svc,
 async def get_item(job_id: str, key: str, who: Reader, svc: Svc) -> Response:
     body = await svc.cache.aget(who.tenant, "item", f"{job_id}/{key}")
     if body is None:
-        body = await run_in_threadpool(item_bytes, svc, who.tenant, job_id, key)
+        body = await svc.read(item_bytes, svc, who.tenant, job_id, key)
     return Response(body, media_type="application/json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Reader, Submitter
 from gpufleet.api.context import Services, Svc
@@ -60,8 +59,8 @@ def list_jobs(who: Reader, svc: Svc,
             summary="A job: state, counts, rate, ETA, cost so far")
 async def get_job(job_id: str, who: Reader, svc: Svc) -> Response:
     cached = await svc.cache.aget(who.tenant, "job", job_id)
-    body = cached if cached is not None else await run_in_threadpool(
-        view_bytes, svc, who.tenant, job_id)
+    body = cached if cached is not None else await svc.read(view_bytes, svc, who.tenant,
+                                                            job_id)
     return Response(body, media_type="application/json")
 
 

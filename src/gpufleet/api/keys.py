@@ -73,11 +73,18 @@ def _digest(raw: str) -> str:
 
 
 class KeyStore:
-    """API keys in the index's ``api_keys`` table."""
+    """API keys in the index's ``api_keys`` table.
 
-    def __init__(self, index: Index, *, clock: Callable[[], float] = time.time) -> None:
+    cache_s: how long a key that authenticated is believed without asking the index
+    again (the API uses 1 s: a revoked key is refused within a second).
+    """
+
+    def __init__(self, index: Index, *, clock: Callable[[], float] = time.time,
+                 cache_s: float = 0.0) -> None:
         self.engine = index.engine
         self.clock = clock
+        self.cache_s = cache_s
+        self._believed: dict[str, tuple[float, Principal]] = {}  # digest -> (until, who)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -119,14 +126,23 @@ class KeyStore:
         match = _KEY.fullmatch(raw)
         if match is None:
             return None
+        digest = _digest(raw)
+        believed = self._believed.get(digest)
+        if believed is not None and believed[0] > self.clock():
+            return believed[1]
         with self._tx() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == match.group(1))
                                ).mappings().first()
         stored = row["hash"] if row is not None else _DUMMY_HASH
-        if not hmac.compare_digest(stored, _digest(raw)) or row is None or row["revoked_at"]:
+        if not hmac.compare_digest(stored, digest) or row is None or row["revoked_at"]:
             return None
-        return Principal(key_id=row["id"], tenant=row["tenant"],
-                         scopes=frozenset(row["scopes"].split(",")))
+        found = Principal(key_id=row["id"], tenant=row["tenant"],
+                          scopes=frozenset(row["scopes"].split(",")))
+        if self.cache_s > 0:
+            if len(self._believed) > 10_000:
+                self._believed.clear()
+            self._believed[digest] = (self.clock() + self.cache_s, found)
+        return found
 
 
 def _record(row: Any) -> KeyRecord:

@@ -77,7 +77,10 @@ class RedisQueue:
         namespace = query.pop("namespace", "gpufleet")
         target = urlunsplit(parts._replace(query=urlencode(query)))
         self.name = name
-        self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+        try:
+            self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis queue URL {url!r}: {exc}") from exc
         prefix = f"{namespace}:{{{name}}}:"
         self.keys = [prefix + k for k in ("stream", "delayed", "parked", "dead", "seq")]
         self._tag = hashlib.sha1(prefix.encode()).hexdigest()[:8]
@@ -99,8 +102,16 @@ class RedisQueue:
                     f"task body of {len(data)} bytes is over this queue's limit of "
                     f"{self.max_message_bytes} bytes (max_message_bytes); put fewer items "
                     "in each task")
-        for i in range(0, len(encoded), _PAGE):
-            self._run("ENQUEUE", _ms(delay_s), *encoded[i:i + _PAGE])
+        page: list[bytes] = []
+        size = 0
+        for data in encoded:  # one script per 500 bodies or 8 MiB, whichever comes first
+            if page and (len(page) == _PAGE or size + len(data) > 8 << 20):
+                self._run("ENQUEUE", _ms(delay_s), *page)
+                page, size = [], 0
+            page.append(data)
+            size += len(data)
+        if page:
+            self._run("ENQUEUE", _ms(delay_s), *page)
 
     def receive(self, max_tasks: int, *, visibility_timeout_s: float,
                 wait_s: float = 0.0) -> list[Lease]:
@@ -137,6 +148,23 @@ class RedisQueue:
 
     def ack(self, lease: Lease) -> bool:
         return self._settle("ACK", lease)
+
+    def ack_batch(self, leases: Sequence[Lease]) -> list[bool]:
+        """ack for each lease, in one round trip."""
+        calls = [(i, self._parse(lease)) for i, lease in enumerate(leases)]
+        held = [(i, token) for i, token in calls if token is not None]
+        done = [False] * len(leases)
+        if held:
+            with self._translate():
+                if not self._prepared:
+                    self._prepare()
+                pipe = self._client.pipeline(transaction=False)
+                for _, (eid, count) in held:
+                    self._scripts["ACK"](keys=self.keys, args=[GROUP, CONSUMER, eid, count],
+                                         client=pipe)
+                for (i, _), ok in zip(held, pipe.execute(), strict=True):
+                    done[i] = int(ok) == 1
+        return done
 
     def release(self, lease: Lease, *, delay_s: float = 0.0, error: str | None = None) -> bool:
         return self._settle("RELEASE", lease, _ms(delay_s))
@@ -181,11 +209,16 @@ class RedisQueue:
     # -- internals ------------------------------------------------------------------------
 
     def _settle(self, script: str, lease: Lease, *args: object) -> bool:
+        token = self._parse(lease)
+        if token is None:
+            return False  # a lease from another queue (or backend) is never held here
+        return int(self._run(script, *token, *args)) == 1
+
+    def _parse(self, lease: Lease) -> tuple[str, str] | None:
+        """(entry id, delivery count) from a token of this queue's, else None."""
         eid, _, rest = lease.token.partition("/")
         count, _, tag = rest.partition("/")
-        if tag != self._tag or not count.isdigit():
-            return False  # a lease from another queue (or backend) is never held here
-        return int(self._run(script, eid, count, *args)) == 1
+        return (eid, count) if tag == self._tag and count.isdigit() else None
 
     def _run(self, script: str, *args: Any) -> Any:
         with self._translate():
@@ -204,7 +237,10 @@ class RedisQueue:
         self._create_group()
         if self.where not in _checked_servers:
             _checked_servers.add(self.where)
-            policy = self._client.info("memory").get("maxmemory_policy", "noeviction")
+            try:
+                policy = self._client.info("memory").get("maxmemory_policy", "noeviction")
+            except redis.ResponseError:  # INFO not allowed to this user: nothing to check
+                policy = "noeviction"
             if policy != "noeviction":
                 log.warning("Redis at %s has maxmemory-policy %s: it may evict queued tasks; "
                             "set maxmemory-policy noeviction", self.where, policy)

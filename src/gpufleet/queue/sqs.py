@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from gpufleet.errors import QueueUnavailable, TaskTooLarge
+from gpufleet.errors import TaskTooLarge
 from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
+from gpufleet.queue.sqs_dead import DeadLetterQueue
 from gpufleet.queue.sqs_setup import (
     DLQ_SUFFIX,
+    RETENTION_S,
     ClientError,
     client,
     create_pair,
@@ -50,6 +51,7 @@ from gpufleet.queue.sqs_setup import (
     parse_url,
     queue_name,
     redrive_policy,
+    send,
     translate,
     url_of,
 )
@@ -59,7 +61,6 @@ __all__ = ["SqsQueue", "ensure_queue_pair", "queue_name"]
 MAX_VISIBILITY_S = 43_200  # 12 h
 MAX_DELAY_S = 900  # SQS delays a new message by 15 min at most
 _LOST = ("ReceiptHandleIsInvalid", "MessageNotInflight")
-_ATTR = "gpufleet-"  # prefix of the attributes a dead letter carries
 
 
 class SqsQueue:
@@ -76,6 +77,7 @@ class SqsQueue:
         self._sqs = client(self.ref.region)
         self._lock = threading.Lock()
         self._urls: tuple[str, str] | None = None  # (queue, dead-letter queue), on first use
+        self._dead = DeadLetterQueue(self._sqs, lambda: self._resolve()[1], self._translate)
         self.max_receives = 0  # the queue's maxReceiveCount, on first use
         self._settled: OrderedDict[str, None] = OrderedDict()  # handles this process settled
 
@@ -90,7 +92,8 @@ class SqsQueue:
                     f"{self.max_message_bytes} bytes (max_message_bytes); put fewer items "
                     "in each task")
         delay = {"DelaySeconds": min(MAX_DELAY_S, math.ceil(delay_s))} if delay_s > 0 else {}
-        self._send(self._url, [{"MessageBody": body, **delay} for body in bodies])
+        with self._translate():
+            send(self._sqs, self._url, [{"MessageBody": body, **delay} for body in bodies])
 
     def receive(self, max_tasks: int, *, visibility_timeout_s: float,
                 wait_s: float = 0.0) -> list[Lease]:
@@ -126,6 +129,22 @@ class SqsQueue:
                 raise
         return self._settle(lease)
 
+    def ack_batch(self, leases: Sequence[Lease]) -> list[bool]:
+        """ack for each lease, 10 to a DeleteMessageBatch request."""
+        done = [False] * len(leases)
+        todo = [(i, lease) for i, lease in enumerate(leases) if not self._was_settled(lease)]
+        for start in range(0, len(todo), 10):
+            batch = dict(todo[start:start + 10])
+            with self._translate():
+                result = self._sqs.delete_message_batch(QueueUrl=self._url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": lease.token} for i, lease in batch.items()])
+            for ok in result.get("Successful", []):
+                done[int(ok["Id"])] = self._settle(batch[int(ok["Id"])])
+            for failed in result.get("Failed", []):
+                if not str(failed.get("Code", "")).endswith(_LOST):
+                    done[int(failed["Id"])] = self.ack(batch[int(failed["Id"])])  # once more
+        return done
+
     def release(self, lease: Lease, *, delay_s: float = 0.0, error: str | None = None) -> bool:
         return self._change(lease, _seconds(delay_s), settle=True)
 
@@ -133,23 +152,15 @@ class SqsQueue:
         # Make sure the lease still holds the message before copying it to the DLQ.
         if not self._change(lease, 60, settle=False):
             return False
-        self._send(self._dlq_url, [{"MessageBody": lease.body, "MessageAttributes": {
-            _ATTR + "task-id": _text(lease.id), _ATTR + "receives": _text(str(lease.receives)),
-            _ATTR + "error": _text(error.encode()[:4000].decode(errors="ignore") or "-"),
-            _ATTR + "died-at": _text(f"{time.time():.3f}")}}])
+        self._dead.put(lease, error)
         return self.ack(lease)
 
     def dead_letters(self) -> list[DeadLetter]:
-        letters = [self._letter(m) for m in self._peek_dead()]
-        return sorted(letters, key=lambda d: (d.died_at, d.id))
+        self._resolve()  # learns max_receives: what a redrive-policy dead letter was received
+        return self._dead.peek(self.max_receives)
 
     def redrive(self) -> int:
-        total = 0
-        while messages := self._receive_dead(visibility_timeout_s=60):
-            self._send(self._url, [{"MessageBody": m["Body"]} for m in messages])
-            self._delete_batch(self._dlq_url, [m["ReceiptHandle"] for m in messages])
-            total += len(messages)
-        return total
+        return self._dead.move_to(self._url)
 
     def depth(self) -> QueueDepth:
         def counts(url: str) -> list[int]:
@@ -162,7 +173,7 @@ class SqsQueue:
 
         visible, hidden, delayed = counts(self._url)
         return QueueDepth(queued=visible + delayed, in_flight=hidden,
-                          dead=sum(counts(self._dlq_url)))
+                          dead=sum(counts(self._resolve()[1])))
 
     def close(self) -> None:
         self._sqs.close()
@@ -182,10 +193,6 @@ class SqsQueue:
     def _url(self) -> str:
         return self._resolve()[0]
 
-    @property
-    def _dlq_url(self) -> str:
-        return self._resolve()[1]
-
     def _resolve(self) -> tuple[str, str]:
         """Find (or create, like the base queue) this queue and its dead-letter queue."""
         if self._urls is None:
@@ -199,8 +206,9 @@ class SqsQueue:
                 policy = redrive_policy(self._sqs, url) or {}
                 arn = str(policy.get("deadLetterTargetArn", ""))
                 dlq = arn.rsplit(":", 1)[-1] if arn else self.queue_name + DLQ_SUFFIX
-                dlq_url = url_of(self._sqs, dlq, account) or create_pair(
-                    self._sqs, dlq, max_receives=1, account=account)
+                dlq_url = url_of(self._sqs, dlq, account) or str(self._sqs.create_queue(
+                    QueueName=dlq, Attributes={"MessageRetentionPeriod": str(RETENTION_S)},
+                )["QueueUrl"])
             self.max_receives = int(policy.get("maxReceiveCount", 0))
             self._urls = (url, dlq_url)
         return self._urls
@@ -231,65 +239,8 @@ class SqsQueue:
                 self._settled.popitem(last=False)
         return True
 
-    def _send(self, url: str, entries: list[dict[str, Any]]) -> None:
-        """SendMessageBatch, 10 entries and 256 KiB at most per batch; failures retried."""
-        for batch in _batches(entries, 256 * 1024):
-            todo = {str(i): entry for i, entry in enumerate(batch)}
-            for attempt in range(4):
-                with self._translate():
-                    result = self._sqs.send_message_batch(QueueUrl=url, Entries=[
-                        {"Id": i, **entry} for i, entry in todo.items()])
-                todo = {f["Id"]: todo[f["Id"]] for f in result.get("Failed", [])}
-                if not todo:
-                    break
-                time.sleep(0.1 * 2 ** attempt)
-            else:
-                raise self._unavailable(f"could not send {len(todo)} message(s) to SQS")
-
-    def _receive_dead(self, *, visibility_timeout_s: int) -> list[dict[str, Any]]:
-        with self._translate():
-            return list(self._sqs.receive_message(
-                QueueUrl=self._dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                VisibilityTimeout=visibility_timeout_s, MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["SentTimestamp"]).get("Messages", []))
-
-    def _peek_dead(self) -> Iterator[dict[str, Any]]:
-        """Every dead letter: receive them all, then make them visible again at once."""
-        seen: dict[str, dict[str, Any]] = {}
-        handles: list[str] = []
-        try:
-            while messages := self._receive_dead(visibility_timeout_s=30):
-                for m in messages:
-                    seen.setdefault(m["MessageId"], m)
-                    handles.append(m["ReceiptHandle"])
-        finally:
-            for i in range(0, len(handles), 10):
-                with self._translate():
-                    self._sqs.change_message_visibility_batch(QueueUrl=self._dlq_url, Entries=[
-                        {"Id": str(n), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                        for n, h in enumerate(handles[i:i + 10])])
-        return iter(seen.values())
-
-    def _letter(self, m: dict[str, Any]) -> DeadLetter:
-        attrs = {k.removeprefix(_ATTR): v["StringValue"]
-                 for k, v in m.get("MessageAttributes", {}).items() if k.startswith(_ATTR)}
-        receives = int(attrs.get("receives", self.max_receives))
-        error = attrs.get("error") or (f"received {receives} times and never settled (moved "
-                                       "by the queue's redrive policy)")
-        sent = int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
-        return DeadLetter(attrs.get("task-id", m["MessageId"]), m["Body"], receives, error,
-                          float(attrs.get("died-at", sent)))
-
-    def _delete_batch(self, url: str, handles: list[str]) -> None:
-        with self._translate():
-            self._sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(n), "ReceiptHandle": h} for n, h in enumerate(handles)])
-
     def _translate(self) -> Any:
         return translate(f"SQS queue {self.queue_name!r}")
-
-    def _unavailable(self, message: str) -> Exception:
-        return QueueUnavailable(f"SQS queue {self.queue_name!r}: {message}")
 
 
 def _lost(exc: ClientError) -> bool:
@@ -302,23 +253,3 @@ def _lost(exc: ClientError) -> bool:
 
 def _seconds(value: float) -> int:
     return min(MAX_VISIBILITY_S, math.ceil(max(0.0, value)))
-
-
-def _text(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": value}
-
-
-def _batches(entries: list[dict[str, Any]], limit: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        n = len(entry["MessageBody"].encode()) + sum(
-            len(k) + len(v["StringValue"].encode()) + 6
-            for k, v in entry.get("MessageAttributes", {}).items())
-        if batch and (len(batch) == 10 or size + n > limit):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += n
-    if batch:
-        yield batch

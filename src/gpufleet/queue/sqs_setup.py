@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +37,8 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise ConfigError("the SQS queue needs boto3: pip install 'gpufleet[aws]'") from exc
 
-__all__ = ["ClientError", "QueueRef", "create_pair", "ensure_queue_pair", "parse_url",
-           "queue_name", "translate"]
+__all__ = ["DLQ_SUFFIX", "RETENTION_S", "ClientError", "QueueRef", "create_pair",
+           "ensure_queue_pair", "parse_url", "queue_name", "send", "translate"]
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +94,20 @@ def queue_name(base: str, name: str) -> str:
 
 
 def client(region: str | None) -> Any:
-    """An SQS client from the standard AWS configuration, with standard retries."""
+    """An SQS client from the standard AWS configuration, with standard retries.
+
+    The region: the queue URL's, else ``AWS_REGION`` (which the AWS CLI v2, the
+    other SDKs, ECS and Lambda use, but boto3 ignores), else boto3's own
+    (``AWS_DEFAULT_REGION``, the profile).
+    """
+    region = region or os.environ.get("AWS_REGION") or None
     try:
         return boto3.session.Session().client("sqs", region_name=region, config=Config(
             retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32,
             connect_timeout=5, read_timeout=30))
     except NoRegionError as exc:
-        raise ConfigError("no AWS region for SQS: set AWS_REGION (or a profile's region), "
-                          "or give the full queue URL") from exc
+        raise ConfigError("no AWS region for SQS: set AWS_REGION (or a profile with a "
+                          "region), or give the full queue URL") from exc
 
 
 def error_code(exc: ClientError) -> str:
@@ -194,3 +202,34 @@ def ensure_queue_pair(url_or_name: str, *, max_receives: int) -> None:
     with translate(f"SQS queue {ref.base!r}"):
         create_pair(client(ref.region), ref.base, max_receives=max_receives,
                     account=ref.account)
+
+
+def send(sqs: Any, url: str, entries: list[dict[str, Any]]) -> None:
+    """SendMessageBatch: 10 entries and 256 KiB at most to a request, failed entries retried."""
+    for batch in _batches(entries, 256 * 1024):
+        todo = {str(i): entry for i, entry in enumerate(batch)}
+        for attempt in range(4):
+            result = sqs.send_message_batch(QueueUrl=url, Entries=[
+                {"Id": i, **entry} for i, entry in todo.items()])
+            todo = {f["Id"]: todo[f["Id"]] for f in result.get("Failed", [])}
+            if not todo:
+                break
+            time.sleep(0.1 * 2 ** attempt)
+        else:
+            raise QueueUnavailable(f"SQS refused {len(todo)} message(s) for {url}")
+
+
+def _batches(entries: list[dict[str, Any]], limit: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        n = len(entry["MessageBody"].encode()) + sum(
+            len(k) + len(v["StringValue"].encode()) + 6
+            for k, v in entry.get("MessageAttributes", {}).items())
+        if batch and (len(batch) == 10 or size + n > limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += n
+    if batch:
+        yield batch

@@ -27,12 +27,15 @@ from gpufleet.errors import GpufleetError, ItemError, Unavailable
 from gpufleet.index import Index
 from gpufleet.models import Tagger
 from gpufleet.queue import Backoff, Lease, TaskQueue, nack
+from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
 
 log = logging.getLogger(__name__)
 _STOP = object()
 _BATCH_WAIT_S = 0.02  # how long a partial batch waits for company before it runs
 _CANCEL_CHECK_S = 2.0  # how stale a job's cancelled flag may be before it is read again
+_RECEIVE_WAIT_S = 2.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
+_OUTAGE_MAX_S = 5.0  # while the queue is unreachable, receive retries back off up to this
 
 
 @dataclass(eq=False)
@@ -86,6 +89,7 @@ class Pipeline:
         self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._locations: dict[str, Location] = {}
         self._cancel_checks: dict[str, tuple[float, bool]] = {}  # job -> (checked at, cancelled)
+        self._outage_s = 0.0  # the current wait between receives while the queue is unreachable
         self._fetch_pool = ThreadPoolExecutor(settings.fetch_concurrency, "fetch")
         self._decode_pool = ThreadPoolExecutor(
             settings.decode_threads or os.cpu_count() or 1, "decode")
@@ -114,7 +118,7 @@ class Pipeline:
                 busy = self._in_flight > 0
             if stop.is_set():
                 break
-            leases = self._receive(room)
+            leases = self._receive(room, stop)
             if leases:
                 poll_s = 0.05
                 self._set_state("busy")
@@ -143,13 +147,18 @@ class Pipeline:
         self.state = state
         self.on_state(state)
 
-    def _receive(self, room: int) -> list[Lease]:
+    def _receive(self, room: int, stop: threading.Event) -> list[Lease]:
         try:
-            return self.queue.receive(max(1, room // self.settings.chunk_size),
-                                      visibility_timeout_s=self.settings.visibility_timeout_s)
-        except Unavailable as exc:
-            log.warning("cannot receive tasks, retrying: %s", exc)
+            leases = self.queue.receive(max(1, room // self.settings.chunk_size),
+                                        visibility_timeout_s=self.settings.visibility_timeout_s,
+                                        wait_s=_RECEIVE_WAIT_S)
+        except Unavailable as exc:  # wait it out, backing off; in-flight work carries on
+            self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
+            log.warning("cannot receive tasks, retrying in %.1f s: %s", self._outage_s, exc)
+            stop.wait(self._outage_s)
             return []
+        self._outage_s = 0.0
+        return leases
 
     def _drain(self) -> None:
         """Finish what fits in the grace period, then hand the rest back at once."""
@@ -317,10 +326,13 @@ class Pipeline:
                         len(results), exc)
             for o in results:
                 o.transient = f"record: {exc}"
-        for o in outcomes:
-            self._settle(o)
+        # Tasks finished together are acked together: one request where the queue can (SQS).
+        acks = [lease for o in outcomes if (lease := self._settle(o)) is not None]
+        if acks:
+            self._safely(ack_many, self.queue, acks)
 
-    def _settle(self, outcome: _Outcome) -> None:
+    def _settle(self, outcome: _Outcome) -> Lease | None:
+        """Count one item out; when its task is done, retry it or return its lease to ack."""
         run = outcome.run
         with self._lock:
             self._in_flight -= 1
@@ -331,13 +343,12 @@ class Pipeline:
             elif not outcome.transient:
                 self.stats.items += 1
             if run.remaining:
-                return
+                return None
             self._runs.discard(run)
             if run.released:
-                return
+                return None
         if run.error is None:
-            self._safely(self.queue.ack, run.lease)
-            return
+            return run.lease
         error = run.error
 
         def retry() -> None:
@@ -348,6 +359,7 @@ class Pipeline:
                                         error=f"dead-lettered: {error}")
 
         self._safely(retry)
+        return None
 
     def _heartbeat_loop(self) -> None:
         # Leases are extended at a third of their length, so two missed beats are survivable;
