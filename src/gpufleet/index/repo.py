@@ -36,6 +36,14 @@ class WorkerInfo:
     started_at: float
     last_seen: float
     bootstrap_s: float | None
+    # The fleet's columns (issue 4): see index/schema.py.
+    instance: str | None = None
+    capacity: str | None = None
+    price_per_h: float | None = None
+    busy_s: float | None = None
+    idle_s: float | None = None
+    items: int | None = None
+    state_since: float | None = None
 
 
 class Index:
