@@ -40,3 +40,23 @@ def test_download_of_an_s3_result_redirects_to_a_presigned_url(
     finally:
         server.stop()
         home.close()
+
+
+def test_readiness_says_which_dependency_is_down(tmp_path: Path, aws_env: MotoServer) -> None:
+    # Given an API whose output bucket does not exist
+    home = api_home(tmp_path / "home", GPUFLEET_OUTPUT="s3://no-such-bucket/results/",
+                    **aws_env.env)
+    server = ApiServer(home.settings)
+    try:
+        # When readiness is asked for
+        with server.client() as http:
+            response = http.get("/readyz")
+        # Then it is 503, naming the store, while the queue and index are fine
+        assert response.status_code == 503
+        doc = response.json()
+        assert doc["status"] == "unavailable"
+        assert (doc["checks"]["queue"], doc["checks"]["index"]) == ("ok", "ok")
+        assert "no-such-bucket" in doc["checks"]["store"]
+    finally:
+        server.stop()
+        home.close()

@@ -148,11 +148,22 @@ class InProcessMoto:
         self._models.unix_time, self._models.unix_time_millis = self._saved
 
 
+_running: list[InProcessMoto] = []  # one per process: it patches moto's clock
+
+
 @pytest.fixture(scope="session")
 def in_process_moto() -> Iterator[InProcessMoto]:
+    """The one in-process moto; whichever module asks first starts it (and stops it last)."""
+    if _running:
+        yield _running[0]
+        return
     moto = InProcessMoto()
-    yield moto
-    moto.stop()
+    _running.append(moto)
+    try:
+        yield moto
+    finally:
+        _running.clear()
+        moto.stop()
 
 
 def fresh_name(prefix: str) -> str:

@@ -65,18 +65,22 @@ _ERRORS[429]["headers"] = {"Retry-After": {"schema": {"type": "string"},
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                cache: Cache | None = None) -> FastAPI:
     """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
+    # Every setting is checked before anything is opened.
+    if settings.api_max_page < 1 or settings.api_max_items < 1:
+        raise ConfigError("GPUFLEET_API_MAX_PAGE and GPUFLEET_API_MAX_ITEMS must be at least 1")
+    networks = {name: parse_networks(getattr(settings, f"api_{name}"),
+                                     setting=f"GPUFLEET_API_{name.upper()}")
+                for name in ("allow", "deny", "trusted_proxies")}
+    signer = Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock)
+    limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
+                          clock=clock)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
-        signer=Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock),
-        limiter=RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
-                            clock=clock),
-        clock=clock)
+        signer=signer, limiter=limiter, clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
-    if settings.api_max_page < 1 or settings.api_max_items < 1:
-        raise ConfigError("GPUFLEET_API_MAX_PAGE and GPUFLEET_API_MAX_ITEMS must be at least 1")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -104,11 +108,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(
-        ClientFilter, allow=parse_networks(settings.api_allow, setting="GPUFLEET_API_ALLOW"),
-        deny=parse_networks(settings.api_deny, setting="GPUFLEET_API_DENY"),
-        trusted_proxies=parse_networks(settings.api_trusted_proxies,
-                                       setting="GPUFLEET_API_TRUSTED_PROXIES"))
+    app.add_middleware(ClientFilter, allow=networks["allow"], deny=networks["deny"],
+                       trusted_proxies=networks["trusted_proxies"])
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
     return app
 

@@ -43,11 +43,12 @@ class Services:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run an index read from the event loop: inline on SQLite (a local file, and WAL
-        readers never wait for writers), in a worker thread on a networked database.
-        Measured: handing short SQLite reads to threads made p99 latency several times
+        """Run a read (and its cache fill) from the event loop: inline when everything it
+        touches is local (SQLite, whose WAL readers never wait for writers, and an
+        in-process cache), else in a worker thread, so a slow server stalls no one else.
+        Measured: handing short local reads to threads made p99 latency several times
         worse (the event loop waits for the GIL behind them)."""
-        if self.index.engine.dialect.name == "sqlite":
+        if self.index.engine.dialect.name == "sqlite" and self.cache.inline:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
