@@ -34,6 +34,11 @@ from gpufleet.models import load_tagger
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default_samples() -> Path:
+    found = [p / "shared/data/imagenet-sample" for p in REPO.parents]
+    return next((p for p in found if p.is_dir()), Path("/work/shared/data/imagenet-sample"))
+
+
 def _preprocess_many(paths: list[str]) -> int:
     tagger = load_tagger("efficientnet-lite0", Settings.from_env({}))
     for p in paths:
@@ -92,7 +97,7 @@ def end_to_end(files: list[Path], root: Path, photos: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=5)
-    parser.add_argument("--samples", type=Path, default=REPO.parent / "shared/data/imagenet-sample")
+    parser.add_argument("--samples", type=Path, default=_default_samples())
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="gpufleet-bench-") as tmp:

@@ -8,7 +8,6 @@ top-1 0.890 and top-5 0.985 on them.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -38,13 +37,9 @@ class Sample:
 
 
 @pytest.fixture(scope="session")
-def samples() -> list[Sample]:
-    folder = Path(os.environ.get("SAMPLE_IMAGES_DIR")
-                  or REPO / ".." / "shared" / "data" / "imagenet-sample").resolve()
+def samples(sample_dir: Path) -> list[Sample]:
+    folder = sample_dir
     labels = folder / "labels.csv"
-    if not labels.is_file():
-        pytest.fail(f"sample images not found: {labels} is missing; "
-                    "set SAMPLE_IMAGES_DIR to the imagenet-sample folder")
     with labels.open(newline="", encoding="utf-8") as f:
         rows = [Sample(folder / r["file"], r["wnid"], r["names"]) for r in csv.DictReader(f)]
     assert len(rows) == 200
