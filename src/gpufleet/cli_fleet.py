@@ -20,7 +20,7 @@ from gpufleet.cli_common import setup as _setup
 from gpufleet.durations import parse_duration
 from gpufleet.index.fleet import FleetRecords
 from gpufleet.jobs import _check_model as check_model
-from gpufleet.scaler.policy import PolicyConfig
+from gpufleet.scaler.policy import DEFAULT_COOLDOWN_S, PolicyConfig
 
 _DECISION_KEYS = ("at", "desired", "start", "drain", "reasons", "finish_at", "late")
 
@@ -36,7 +36,7 @@ def controller(
         min=0, help="Workers kept ready with no work (a warm pool).")] = 0,
     max_workers: Annotated[int, typer.Option(min=0, help="Never more workers than this.")] = 10,
     cooldown: Annotated[float, typer.Option(
-        min=0, help="Seconds a worker stays idle before it is drained.")] = 60.0,
+        min=0, help="Seconds a worker stays idle before it is drained.")] = DEFAULT_COOLDOWN_S,
     item_ms: Annotated[float | None, typer.Option(
         help="Service time per item until measured (default: the model's item_ms, or 10).")
     ] = None,

@@ -91,6 +91,9 @@ class Capacity(StrEnum):
     ON_DEMAND = "on-demand"
 
 
+DEFAULT_COOLDOWN_S = 30.0
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobBacklog:
     id: str
@@ -133,7 +136,7 @@ class FleetView:
 class PolicyConfig:
     min_workers: int = 0
     max_workers: int = 100
-    cooldown_s: float = 30.0  # idle time before a ready worker is drained
+    cooldown_s: float = DEFAULT_COOLDOWN_S  # idle time before a ready worker is drained
     target_drain_s: float = 1800.0  # deadline of a job that has none: created_at + this
     deadline_margin: float = 0.02  # reserve this fraction of the time left to each deadline
     spot: bool = True
