@@ -12,15 +12,13 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import insert, select, update
 
-from gpufleet.errors import ConfigError, GpufleetError, IndexUnavailable
+from gpufleet.errors import ConfigError, GpufleetError
 from gpufleet.index import Index
 from gpufleet.index.schema import api_keys
 
@@ -81,38 +79,29 @@ class KeyStore:
 
     def __init__(self, index: Index, *, clock: Callable[[], float] = time.time,
                  cache_s: float = 0.0) -> None:
-        self.engine = index.engine
+        self.index = index
         self.clock = clock
         self.cache_s = cache_s
         self._believed: dict[str, tuple[float, Principal]] = {}  # digest -> (until, who)
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-                                   ) from exc
 
     def create(self, *, tenant: str, scopes: str | Iterable[str]) -> tuple[KeyRecord, str]:
         """A new key: its record, and the key itself (shown once, never stored)."""
         record = KeyRecord(id=secrets.token_hex(6), tenant=check_tenant(tenant),
                            scopes=parse_scopes(scopes), created_at=self.clock(), revoked_at=None)
         raw = f"gfk_{record.id}_{secrets.token_urlsafe(32)}"
-        with self._tx() as conn:
+        with self.index.transaction() as conn:
             conn.execute(insert(api_keys).values(
                 id=record.id, hash=_digest(raw), tenant=record.tenant,
                 scopes=",".join(record.scopes), created_at=record.created_at))
         return record, raw
 
     def list(self) -> list[KeyRecord]:
-        with self._tx() as conn:
+        with self.index.transaction() as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings()
             return [_record(r) for r in rows]
 
     def revoke(self, key_id: str) -> KeyRecord:
-        with self._tx() as conn:
+        with self.index.transaction() as conn:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id,
                                                 api_keys.c.revoked_at.is_(None))
                          .values(revoked_at=self.clock()))
@@ -130,7 +119,7 @@ class KeyStore:
         believed = self._believed.get(digest)
         if believed is not None and believed[0] > self.clock():
             return believed[1]
-        with self._tx() as conn:
+        with self.index.transaction() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == match.group(1))
                                ).mappings().first()
         stored = row["hash"] if row is not None else _DUMMY_HASH

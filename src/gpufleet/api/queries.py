@@ -11,15 +11,13 @@ import binascii
 import json
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import and_, exists, func, or_, select
 
-from gpufleet.errors import GpufleetError, IndexUnavailable, JobNotFound
+from gpufleet.errors import GpufleetError, JobNotFound
 from gpufleet.index import Index
 from gpufleet.index.schema import items, jobs, tags
 
@@ -66,19 +64,10 @@ def decode_cursor(text: str | None, *, parts: int = 1) -> Any:
 
 class Reads:
     def __init__(self, index: Index) -> None:
-        self.engine = index.engine
+        self.index = index
         # A job's tenant, output and model never change: remember them (bounded).
         self._owners: OrderedDict[str, Owner] = OrderedDict()
         self._lock = threading.Lock()
-
-    @contextmanager
-    def _conn(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-                                   ) from exc
 
     def lookup(self, job_id: str) -> Owner | None:
         """Who owns a job, whoever asks (for invalidation and the DLQ); None if no such job."""
@@ -86,7 +75,7 @@ class Reads:
             found = self._owners.get(job_id)
         if found is not None:
             return found
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             row = conn.execute(select(jobs.c.tenant, jobs.c.output, jobs.c.model)
                                .where(jobs.c.id == job_id)).first()
         if row is None:
@@ -110,16 +99,16 @@ class Reads:
         query = select(jobs.c.id).where(jobs.c.tenant == tenant)
         if before is not None:
             query = query.where(jobs.c.id < before)
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             return list(conn.execute(query.order_by(jobs.c.id.desc()).limit(limit)).scalars())
 
     def tenant_jobs(self, tenant: str, job_ids: Sequence[str]) -> set[str]:
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             return set(conn.execute(select(jobs.c.id).where(
                 jobs.c.tenant == tenant, jobs.c.id.in_(list(job_ids)))).scalars())
 
     def timing(self, job_id: str) -> Timing:
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             row = conn.execute(select(
                 func.count(items.c.finished_at), func.min(items.c.started_at),
                 func.max(items.c.finished_at)).where(
@@ -155,7 +144,7 @@ class Reads:
         if after is not None:
             query = query.where(or_(tags.c.job_id > after[0],
                                     and_(tags.c.job_id == after[0], tags.c.key > after[1])))
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             hits = list(conn.execute(query))
         by_job: dict[str, list[str]] = defaultdict(list)
         for hit in hits:
@@ -169,12 +158,12 @@ class Reads:
                 if (h.job_id, h.key) in found]
 
     def item_counts(self) -> dict[str, int]:
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             return {status: n for status, n in conn.execute(
                 select(items.c.status, func.count()).group_by(items.c.status))}
 
     def _rows(self, query: Any) -> list[dict[str, Any]]:
-        with self._conn() as conn:
+        with self.index.transaction() as conn:
             rows = list(conn.execute(query).mappings())
             tag_map: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
             by_job: dict[str, list[str]] = defaultdict(list)

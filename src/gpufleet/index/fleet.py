@@ -48,7 +48,7 @@ class FleetRecords:
     # Inbox manifests ---------------------------------------------------------
 
     def manifest(self, inbox: str, key: str, version: str) -> ManifestRecord | None:
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             row = conn.execute(select(manifests).where(
                 manifests.c.id == manifest_id(inbox, key, version))).mappings().first()
         return None if row is None else ManifestRecord(row["state"], row["job_id"],
@@ -60,14 +60,14 @@ class FleetRecords:
                "version": version, "state": state, "job_id": job_id, "reason": reason,
                "seen_at": self.index.clock()}
         ins = self.index._insert(manifests).values(**row)
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             conn.execute(ins.on_conflict_do_nothing(index_elements=[manifests.c.id]))
 
     def manifests(self, inbox: str | None = None) -> list[dict[str, Any]]:
         query = select(manifests).order_by(manifests.c.seen_at)
         if inbox is not None:
             query = query.where(manifests.c.inbox == inbox)
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     # Decisions ---------------------------------------------------------------
@@ -76,7 +76,7 @@ class FleetRecords:
         """Append a decision, or refresh the last one if it acted the same (a hold, say)."""
         now = self.index.clock()
         key = {k: doc.get(k) for k in ("start", "drain", "late")}
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             last = conn.execute(select(decisions.c.id, decisions.c.doc, decisions.c.desired)
                                 .where(decisions.c.model == model)
                                 .order_by(decisions.c.id.desc()).limit(1)).first()
@@ -99,7 +99,7 @@ class FleetRecords:
         query = select(decisions).order_by(decisions.c.id.desc()).limit(limit)
         if model is not None:
             query = query.where(decisions.c.model == model)
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             rows = list(conn.execute(query).mappings())
         return [{"model": r["model"], "at": r["at"], "desired": r["desired"],
                  **json.loads(r["doc"])} for r in rows]
@@ -116,7 +116,7 @@ class FleetRecords:
         query = (select(jobs.c.id, jobs.c.created_at, jobs.c.deadline_s, jobs.c.priority,
                         pending.c.n).join(pending, pending.c.job_id == jobs.c.id)
                  .order_by(jobs.c.created_at, jobs.c.id))
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             return [OpenJob(r.id, r.n, r.created_at, r.deadline_s, r.priority or 0)
                     for r in conn.execute(query)]
 
@@ -127,7 +127,7 @@ class FleetRecords:
         query = (select(workers).where(workers.c.model == model,
                                        workers.c.instance.in_(instances))
                  .order_by(workers.c.last_seen))
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             return {r["instance"]: dict(r) for r in conn.execute(query).mappings()}
 
     def service_time_s(self, model: str, *, min_items: int = 50, recent: int = 20
@@ -137,7 +137,7 @@ class FleetRecords:
         query = (select(workers.c.busy_s, done)
                  .where(workers.c.model == model, done >= min_items, workers.c.busy_s > 0)
                  .order_by(workers.c.last_seen.desc()).limit(recent))
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             rows = [(float(busy), int(n)) for busy, n in conn.execute(query)]
         if not rows:
             return None
@@ -148,7 +148,7 @@ class FleetRecords:
         query = (select(workers.c.bootstrap_s)
                  .where(workers.c.model == model, workers.c.bootstrap_s.is_not(None))
                  .order_by(workers.c.started_at.desc()).limit(recent))
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             values = [float(v) for v in conn.execute(query).scalars()]
         return statistics.median(values) if values else None
 
@@ -157,5 +157,5 @@ class FleetRecords:
         query = select(func.count()).where(workers.c.model == model,
                                            workers.c.state == "interrupted",
                                            workers.c.last_seen >= since)
-        with self.index._tx() as conn:
+        with self.index.transaction() as conn:
             return int(conn.execute(query).scalar() or 0)

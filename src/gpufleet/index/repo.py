@@ -69,7 +69,9 @@ class Index:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; driver errors become IndexUnavailable. For the index's neighbours
+        (fleet records, API keys and queries) that share its engine."""
         try:
             with self.engine.begin() as conn:
                 yield conn
@@ -86,7 +88,7 @@ class Index:
                    keys: Sequence[str], tenant: str = "default",
                    deadline_s: float | None = None, priority: int = 0) -> Job:
         now = self.clock()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
                 total=len(keys), created_at=now, cancelled=False, deadline_s=deadline_s,
@@ -99,13 +101,13 @@ class Index:
         return self.job(job_id)
 
     def delete_job(self, job_id: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             for table in (tags, items):
                 conn.execute(delete(table).where(table.c.job_id == job_id))
             conn.execute(delete(jobs).where(jobs.c.id == job_id))
 
     def job(self, job_id: str) -> Job:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if row is None:
                 raise JobNotFound(f"no job {job_id!r}")
@@ -115,7 +117,7 @@ class Index:
 
     def jobs(self) -> list[Job]:
         """Every job, oldest first."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(select(jobs).order_by(jobs.c.created_at, jobs.c.id)).mappings()
             rows_list = list(rows)
             counts = self._counts(conn, None)
@@ -123,16 +125,16 @@ class Index:
         return [_job(r, counts.get(r["id"], {}), usage.get(r["id"])) for r in rows_list]
 
     def models(self) -> list[str]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return list(conn.execute(select(jobs.c.model).distinct()).scalars())
 
     def cancel_job(self, job_id: str) -> None:
         """Record a cancellation: workers drop the job's queued tasks; running ones finish."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancelled=True))
 
     def is_cancelled(self, job_id: str) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return bool(conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id))
                         .scalar())
 
@@ -173,7 +175,7 @@ class Index:
         tag_rows = [{"job_id": r.job, "key": r.key, "rank": rank, "tag_id": t.id,
                      "label": t.label, "score": t.score}
                     for r in results for rank, t in enumerate(r.tags)]
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(upsert, rows)
             for job_id, keys in by_job.items():
                 conn.execute(delete(tags).where(tags.c.job_id == job_id, tags.c.key.in_(keys)))
@@ -182,7 +184,7 @@ class Index:
 
     def fail_pending(self, job_id: str, keys: Sequence[str], *, error: str) -> int:
         """Mark the items that have no outcome yet as failed (their task was dead-lettered)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 update(items)
                 .where(items.c.job_id == job_id, items.c.key.in_(list(keys)),
@@ -202,7 +204,7 @@ class Index:
             query = query.where(items.c.key.in_(
                 select(tags.c.key).where(tags.c.job_id == job_id, (
                     (func.lower(tags.c.label) == wanted) | (tags.c.tag_id == tag)))))
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = list(conn.execute(query).mappings())
             keys = [r["key"] for r in rows]
             tag_map: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -235,7 +237,7 @@ class Index:
         changes: dict[str, Any] = {"state": state, "last_seen": now, **(extra or {})}
         if bootstrap_s is not None:
             changes["bootstrap_s"] = bootstrap_s
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(ins.on_conflict_do_update(index_elements=[workers.c.id], set_=changes))
 
     def live_workers(self, *, model: str | None = None, within_s: float = 30.0
@@ -244,7 +246,7 @@ class Index:
                                       workers.c.state.not_in(("stopped", "interrupted")))
         if model is not None:
             query = query.where(workers.c.model == model)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
 
 
