@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from gpufleet.config import Settings
 from gpufleet.index import Index
@@ -24,6 +25,12 @@ from tests.servers import (  # noqa: F401  real servers on free ports, for every
 )
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CI replays the same examples on every run, so a landing never hangs on a random draw;
+# developers' runs keep exploring new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def _find_sample_dir() -> Path:

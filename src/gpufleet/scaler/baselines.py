@@ -26,6 +26,9 @@ systems behave, configured the way their documentation recommends:
   15 s, scale-down stabilisation window 300 s). Pods removed first: not
   ready, then the most recently started (ReplicaSet rules).
 
+``compare`` also runs the queue-driven two tuned: their target swept on the
+trace, keeping the cheapest that meets every deadline.
+
 Capacity: every baseline starts spot, on-demand while spot is unavailable,
 like a mixed-instances group with capacity rebalancing.
 """

@@ -63,6 +63,7 @@ class SimResult:
     interruptions: int
     on_demand_hours: float
     timeline: tuple[tuple[float, int, int], ...] = field(repr=False)  # (t, workers, backlog)
+    setting: str = ""  # how the policy was configured, e.g. a baseline's target
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
