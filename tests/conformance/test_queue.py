@@ -428,9 +428,9 @@ def run_processes(args: list[list[str]]) -> None:
         )
         for a in args
     ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=180)
-        assert proc.returncode == 0, stderr
+    outcomes = [(proc.communicate(timeout=180)[1], proc.returncode) for proc in procs]
+    for stderr, returncode in outcomes:
+        assert returncode == 0, stderr
 
 
 def test_two_consumer_processes_drain_every_task_exactly_once(

@@ -22,6 +22,7 @@ from gpufleet.index.migrate import require_current
 from gpufleet.index.postgres import postgres_engine
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
+from gpufleet.sqlite_wal import enable_wal
 
 _ROWS_PER_STATEMENT = 5000
 
@@ -275,8 +276,8 @@ def _engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        enable_wal(dbapi_conn)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 
 from gpufleet.errors import QueueUnavailable, TaskTooLarge
 from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
+from gpufleet.sqlite_wal import enable_wal
 
 __all__ = ["SqliteQueue"]
 
@@ -74,7 +75,7 @@ class SqliteQueue:
         try:
             with self._translate():
                 self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-                self._db.execute("PRAGMA journal_mode = WAL")
+                enable_wal(self._db, timeout_s=_BUSY_TIMEOUT_S)
                 self._db.execute("PRAGMA synchronous = NORMAL")
             with self._tx() as db:
                 for statement in _SCHEMA.split(";"):
