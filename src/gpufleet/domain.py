@@ -120,16 +120,25 @@ class Task:
     keys: tuple[str, ...]
     input: str
     output: str
+    # Deliveries of the task this one was split from that never finished (the worker died):
+    # they count against GPUFLEET_MAX_RECEIVES together with this task's own receives.
+    attempts: int = 0
 
     def encode(self) -> str:
-        return json.dumps({"job": self.job, "keys": list(self.keys),
-                           "input": self.input, "output": self.output})
+        body: dict[str, Any] = {"job": self.job, "keys": list(self.keys),
+                                "input": self.input, "output": self.output}
+        if self.attempts:
+            body["attempts"] = self.attempts
+        return json.dumps(body)
 
     @classmethod
     def decode(cls, body: str) -> Task:
         data = json.loads(body)
+        attempts = data.get("attempts", 0)
+        if not isinstance(attempts, int) or attempts < 0:
+            raise ValueError(f"attempts={attempts!r} is not a count")
         return cls(job=data["job"], keys=tuple(data["keys"]),
-                   input=data["input"], output=data["output"])
+                   input=data["input"], output=data["output"], attempts=attempts)
 
 
 @dataclass(frozen=True, slots=True)

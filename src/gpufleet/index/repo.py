@@ -194,6 +194,17 @@ class Index:
                         finished_at=self.clock()))
             return int(result.rowcount)
 
+    def recorded(self, job_id: str, keys: Sequence[str]) -> set[str]:
+        """Which of these items of the job already have an outcome."""
+        found: set[str] = set()
+        with self.transaction() as conn:
+            for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+                chunk = list(keys[start:start + _ROWS_PER_STATEMENT])
+                found.update(conn.execute(select(items.c.key).where(
+                    items.c.job_id == job_id, items.c.key.in_(chunk),
+                    items.c.status != ItemStatus.PENDING.value)).scalars())
+        return found
+
     def results(self, job_id: str, *, tag: str | None = None, after: str | None = None,
                 limit: int = 1000) -> list[dict[str, Any]]:
         """One page of item results in key order, after the key ``after``."""

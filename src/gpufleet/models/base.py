@@ -13,13 +13,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from gpufleet.domain import Tag
-from gpufleet.errors import ConfigError
+from gpufleet.errors import ConfigError, ItemError
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
 
 
 class Tagger(Protocol):
+    """A model as the worker drives it.
+
+    The worker gathers preprocessed items across tasks into ``batch_size`` and calls
+    ``infer`` from ``streams`` threads at once (an optional attribute, 1 if absent:
+    a GPU tagger sets 2 so one batch's copies overlap another's compute).
+    """
+
     name: str
     batch_size: int  # the micro-batch the worker gathers across tasks
 
@@ -34,8 +41,11 @@ class Tagger(Protocol):
         """
         ...
 
-    def infer(self, batch: Sequence[Any]) -> list[list[Tag]]:
-        """Tags for each input, best first."""
+    def infer(self, batch: Sequence[Any]) -> Sequence[list[Tag] | ItemError]:
+        """Tags for each input, best first; an ItemError for an input found unusable.
+
+        Raising fails the whole batch as a transient fault (its tasks are retried).
+        """
         ...
 
 

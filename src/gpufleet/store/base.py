@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from gpufleet.errors import ConfigError
+from gpufleet.errors import ConfigError, ItemError
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -46,8 +46,11 @@ class Location:
     def key(self, relative: str) -> str:
         return self.prefix + relative
 
-    def get(self, relative: str) -> bytes:
-        return self.store.get(self.key(relative))
+    def get(self, relative: str, *, max_bytes: int | None = None) -> bytes:
+        data = self.store.get(self.key(relative))
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ItemError(f"object is {len(data):,} bytes, over the limit of {max_bytes:,}")
+        return data
 
     def put(self, relative: str, data: bytes, *, content_type: str = "application/octet-stream"
             ) -> None:

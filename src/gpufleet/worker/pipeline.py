@@ -1,62 +1,53 @@
-"""fetch ▶ decode ▶ micro-batch ▶ infer ▶ write, overlapped so the model never waits.
+"""receive ▶ fetch ▶ decode ▶ batch ▶ infer ▶ write, moving lists, never single items.
 
-Threads: the caller receives tasks; a pool fetches objects; a pool sized to
-the cores decodes them; one thread gathers decoded items across tasks into
-the model's batch size and runs inference; one thread writes result objects
-and index rows and then settles each task (ack, or nack with backoff when a
-transient failure touched it); one thread heartbeats the leases. A bounded
-number of items is in flight, so memory stays flat however long the queue.
+Threads: the caller receives tasks and judges each delivery (see delivery.py);
+a pool fetches a task's objects a piece at a time; a pool sized to the cores
+decodes whole pieces; ``tagger.streams`` threads gather decoded items across
+tasks into the model's batch size and run it (two on a GPU, so one batch's
+copy and decode overlap the other's compute); one thread writes each batch of
+outcomes (writer.py) and settles finished tasks, acking them together; one
+thread heartbeats the leases and retries bookkeeping an outage interrupted.
+
+Per item there is no future, no lock and no round trip: futures, index
+statements and acks are per piece, batch or task. A bounded number of items
+is in flight (ledger.py), so memory stays flat however long the queue.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue as stdlib_queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet.config import Settings
-from gpufleet.domain import ItemResult, ItemStatus, Task
+from gpufleet.domain import ItemResult, ItemStatus, Tag, Task
 from gpufleet.errors import GpufleetError, ItemError, Unavailable
 from gpufleet.index import Index
 from gpufleet.models import Tagger
-from gpufleet.queue import Backoff, Lease, TaskQueue, nack
+from gpufleet.queue import Backoff, Lease, TaskQueue
 from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
+from gpufleet.worker import delivery
+from gpufleet.worker.delivery import Verdict
+from gpufleet.worker.ledger import Ledger, Run
+from gpufleet.worker.writer import Outcome, ResultWriter
 
 log = logging.getLogger(__name__)
 _STOP = object()
+_PIECE = 8  # items fetched, then decoded, by one future
 _BATCH_WAIT_S = 0.02  # how long a partial batch waits for company before it runs
+_WRITE_BATCH = 1024  # outcomes written together, at most
 _CANCEL_CHECK_S = 2.0  # how stale a job's cancelled flag may be before it is read again
-_RECEIVE_WAIT_S = 2.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
-_OUTAGE_MAX_S = 5.0  # while the queue is unreachable, receive retries back off up to this
-
-
-@dataclass(eq=False)
-class _Run:
-    """One leased task on its way through the pipeline."""
-
-    lease: Lease
-    task: Task
-    input: Location
-    output: Location
-    remaining: int
-    error: str | None = None  # a transient failure: the task is retried, not acked
-    released: bool = False  # the lease is gone (lost, or handed back on drain)
-
-
-@dataclass(slots=True)
-class _Outcome:
-    run: _Run
-    key: str
-    result: ItemResult | None
-    transient: str | None = None
+_RECEIVE_WAIT_S = 1.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
+_OUTAGE_MAX_S = 5.0  # while the queue or index is unreachable, retries back off up to this
+_Ready = tuple[Run, str, Any, float]  # a decoded item: its task, key, model input, start time
 
 
 @dataclass
@@ -78,52 +69,60 @@ class Pipeline:
         self.state = "ready"
         self.backoff = Backoff(max_receives=settings.max_receives,
                                base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
+        self.streams = max(1, int(getattr(tagger, "streams", 1)))
         # Items received but not yet written: enough to keep every stage busy, no more.
-        self.capacity = max(3 * settings.chunk_size, 4 * tagger.batch_size)
+        self.ledger = Ledger(max(3 * settings.chunk_size,
+                                 (2 + self.streams) * tagger.batch_size))
         self.stats = PipelineStats()
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # notified when items leave the pipeline
-        self._runs: set[_Run] = set()
-        self._in_flight = 0
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._locations: dict[str, Location] = {}
         self._cancel_checks: dict[str, tuple[float, bool]] = {}  # job -> (checked at, cancelled)
-        self._outage_s = 0.0  # the current wait between receives while the queue is unreachable
+        self._outage_s = 0.0  # the current wait between receives while a service is down
+        self._index_down = threading.Event()  # set by a failed write; receiving pauses
+        self._alone: deque[Run] = deque()  # redelivered single items, run one at a time
+        self._running_alone: Run | None = None
+        self._owed: deque[tuple[str, tuple[str, ...], str]] = deque()  # items to fail, retried
+        cores = settings.decode_threads or os.cpu_count() or 1
         self._fetch_pool = ThreadPoolExecutor(settings.fetch_concurrency, "fetch")
-        self._decode_pool = ThreadPoolExecutor(
-            settings.decode_threads or os.cpu_count() or 1, "decode")
+        self._decode_pool = ThreadPoolExecutor(cores, "decode")
+        self._write_pool = ThreadPoolExecutor(settings.fetch_concurrency, "put")
+        self.writer = ResultWriter(index=index, queue=queue, model=tagger.name,
+                                   pool=self._write_pool,
+                                   lease_s=settings.visibility_timeout_s,
+                                   on_index_down=self._on_index_down)
 
     # The receiving loop ------------------------------------------------------
 
     def run(self, *, stop: threading.Event, max_idle_s: float | None = None) -> PipelineStats:
-        threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in
-                   ((self._infer_loop, "infer"), (self._write_loop, "write"),
-                    (self._heartbeat_loop, "heartbeat"))]
-        hb_stop = threading.Event()
-        self._hb_stop = hb_stop
+        threads = [threading.Thread(target=self._infer_loop, name=f"infer-{i}", daemon=True)
+                   for i in range(self.streams)]
+        threads += [threading.Thread(target=fn, name=name, daemon=True) for fn, name in
+                    ((self._write_loop, "write"), (self._heartbeat_loop, "heartbeat"))]
+        self._hb_stop = threading.Event()
         for t in threads:
             t.start()
         idle_since = time.monotonic()
         poll_s = 0.05
         self._set_state("ready")
         while not stop.is_set():
-            with self._room:
-                # A full pipeline waits for room to free up, not for a poll interval.
-                while self.capacity - self._in_flight < self.settings.chunk_size:
-                    if stop.is_set():
-                        break
-                    self._room.wait(0.5)
-                room = self.capacity - self._in_flight
-                busy = self._in_flight > 0
+            if self._index_down.is_set():
+                self._wait_for_index(stop)
+                continue
+            if self._alone or self._running_alone is not None:
+                self._run_alone(stop)
+                continue
+            room = self.ledger.wait_for_room(self.settings.chunk_size, stop)
             if stop.is_set():
                 break
+            busy = self.ledger.in_flight > 0
+            asked_at = time.monotonic()  # a lease received is ours at least until then + its length
             leases = self._receive(room, stop)
             if leases:
                 poll_s = 0.05
                 self._set_state("busy")
                 for lease in leases:
-                    self._start(lease)
+                    self._start(lease, asked_at)
                 continue
             if busy:
                 idle_since = time.monotonic()
@@ -135,12 +134,13 @@ class Pipeline:
             stop.wait(poll_s)  # the queue is empty: back off, up to half a second
             poll_s = min(0.5, poll_s * 2)
         self._drain()
-        hb_stop.set()
-        self._ready.put(_STOP)
+        self._hb_stop.set()
+        for _ in range(self.streams):
+            self._ready.put(_STOP)
         for t in threads:
-            t.join(timeout=5)
-        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+            t.join(timeout=1)
+        for pool in (self._fetch_pool, self._decode_pool, self._write_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
         return self.stats
 
     def _set_state(self, state: str) -> None:
@@ -153,37 +153,50 @@ class Pipeline:
                                         visibility_timeout_s=self.settings.visibility_timeout_s,
                                         wait_s=_RECEIVE_WAIT_S)
         except Unavailable as exc:  # wait it out, backing off; in-flight work carries on
-            self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
-            log.warning("cannot receive tasks, retrying in %.1f s: %s", self._outage_s, exc)
-            stop.wait(self._outage_s)
+            self._back_off(stop, f"cannot receive tasks: {exc}")
             return []
         self._outage_s = 0.0
         return leases
 
+    def _back_off(self, stop: threading.Event, why: str) -> None:
+        self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
+        log.warning("%s; retrying in %.1f s", why, self._outage_s)
+        stop.wait(self._outage_s)
+
+    def _on_index_down(self, error: str) -> None:
+        self._index_down.set()
+
+    def _wait_for_index(self, stop: threading.Event) -> None:
+        """Receive nothing while results cannot be recorded: tasks would only burn receives."""
+        self._set_state("ready" if not self.ledger.in_flight else "busy")
+        try:
+            self.index.is_cancelled("")
+        except GpufleetError as exc:
+            self._back_off(stop, f"the index is unreachable, not receiving: {exc}")
+            return
+        log.info("the index is back: receiving again")
+        self._outage_s = 0.0
+        self._index_down.clear()
+
     def _drain(self) -> None:
         """Finish what fits in the grace period, then hand the rest back at once."""
         self._set_state("draining")
-        deadline = time.monotonic() + self.drain_grace_s()
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._in_flight:
-                    return
-            time.sleep(0.05)
-        with self._lock:
-            runs = [r for r in self._runs if not r.released]
-            for r in runs:
-                r.released = True
+        finished = self.ledger.wait_until_empty(self.drain_grace_s())
+        runs = self.ledger.release_all()  # unfinished, or waiting to run alone
         for r in runs:
             self._safely(self.queue.release, r.lease, delay_s=0.0)
-        log.warning("grace period over: released %d unfinished task(s)", len(runs))
+        if runs:
+            log.warning("%shanded back %d task(s)", "" if finished else "grace period over: ",
+                        len(runs))
 
-    def _start(self, lease: Lease) -> None:
+    # Deliveries --------------------------------------------------------------
+
+    def _start(self, lease: Lease, asked_at: float) -> None:
         try:
             task = Task.decode(lease.body)
             # Results go to <output>/<job>/<item key>.json: rewriting one is harmless.
+            input_location = self._location(task.input)
             output = self._location(task.output).child(task.job)
-            run = _Run(lease, task, self._location(task.input), output,
-                       remaining=len(task.keys))
         except (ValueError, KeyError, TypeError, GpufleetError) as exc:
             # A message no worker can read will never succeed: dead-letter it now.
             self._safely(self.queue.dead_letter, lease, error=f"bad task: {exc}")
@@ -192,12 +205,60 @@ class Pipeline:
             log.info("dropping a task of cancelled job %s", task.job)
             self._safely(self.queue.ack, lease)
             return
-        with self._lock:
-            self._runs.add(run)
-            self._in_flight += run.remaining
+        verdict = delivery.judge(task, lease, max_receives=self.settings.max_receives)
+        if verdict is Verdict.GIVE_UP:
+            self._give_up(task, lease, delivery.give_up_reason(task, lease))
+            return
+        if verdict is Verdict.SPLIT:
+            self._split(task, lease)
+            return
+        run = Run(lease, task, input_location, output, keys=task.keys,
+                  confirmed_at=asked_at)
         self.stats.tasks += 1
-        for key in task.keys:
-            self._fetch_pool.submit(self._fetch, run, key)
+        if verdict is Verdict.ALONE:
+            self.ledger.add(run, counted=False)  # heartbeats keep it while it waits its turn
+            self._alone.append(run)
+            return
+        self.ledger.add(run)
+        self._launch(run)
+
+    def _launch(self, run: Run) -> None:
+        keys = run.keys
+        for start in range(0, len(keys), _PIECE):
+            self._fetch_pool.submit(self._fetch, run, keys[start:start + _PIECE])
+
+    def _give_up(self, task: Task, lease: Lease, reason: str) -> None:
+        log.error("job %s: %s; %d item(s) fail", task.job, reason, len(task.keys))
+        self._owed.append((task.job, task.keys, reason))
+        self._settle_owed()
+        self._safely(self.queue.dead_letter, lease, error=reason)
+
+    def _split(self, task: Task, lease: Lease) -> None:
+        """A redelivered task of several items: one task per item still without an outcome."""
+        try:
+            recorded = self.index.recorded(task.job, task.keys)
+            pieces = delivery.split(task, lease, recorded=recorded)
+            if pieces:
+                self.queue.enqueue([p.encode() for p in pieces])
+        except GpufleetError as exc:  # the lease expires and the task comes back
+            log.warning("cannot split a redelivered task of job %s: %s", task.job, exc)
+            return
+        log.info("job %s: a task came back after %d deliveries: split into %d item task(s)",
+                 task.job, delivery.deliveries(task, lease) - 1, len(pieces))
+        self._safely(self.queue.ack, lease)
+
+    def _run_alone(self, stop: threading.Event) -> None:
+        """Run redelivered single items one at a time, with nothing else in the worker."""
+        if not self.ledger.wait_until_empty(0.5) or stop.is_set():
+            return
+        self._running_alone = None
+        while self._alone:
+            run = self._alone.popleft()
+            if not run.released:
+                self.ledger.count_in(run)
+                self._running_alone = run
+                self._launch(run)
+                return
 
     def _location(self, uri: str) -> Location:
         if uri not in self._locations:
@@ -220,60 +281,70 @@ class Pipeline:
 
     # Stages ----------------------------------------------------------------
 
-    def _fetch(self, run: _Run, key: str) -> None:
+    def _fetch(self, run: Run, keys: tuple[str, ...]) -> None:
         started = time.time()
-        try:
-            data = run.input.get(key)
-            if len(data) > self.settings.max_object_bytes:
-                raise ItemError(f"object is {len(data):,} bytes, over the limit of "
-                                f"{self.settings.max_object_bytes:,}")
-        except ItemError as exc:
-            self._ready.put(self._failed(run, key, str(exc), started))
-        except Exception as exc:  # store trouble: retry the whole task later
-            self._ready.put(_Outcome(run, key, None, transient=f"fetch {key}: {exc}"))
-        else:
-            self._decode_pool.submit(self._decode, run, key, data, started)
+        fetched: list[tuple[str, bytes]] = []
+        failed: list[Outcome] = []
+        for key in keys:
+            try:
+                fetched.append((key, run.input.get(key, max_bytes=self.settings.max_object_bytes)))
+            except ItemError as exc:
+                failed.append(self._failed(run, key, str(exc), started))
+            except Exception as exc:  # store trouble: retry the whole task later
+                failed.append(Outcome(run, key, None, transient=f"fetch {key}: {exc}"))
+        if failed:
+            self._written.put(failed)
+        if fetched:
+            self._decode_pool.submit(self._decode, run, fetched, started)
 
-    def _decode(self, run: _Run, key: str, data: bytes, started: float) -> None:
-        try:
-            payload = self.tagger.preprocess(data)
-        except ItemError as exc:
-            self._ready.put(self._failed(run, key, str(exc), started))
-        except Exception as exc:  # an input must never kill the worker
-            log.exception("unexpected error decoding %s", key)
-            self._ready.put(self._failed(run, key, f"cannot decode: {exc!r}", started))
-        else:
-            self._ready.put((run, key, payload, started))
+    def _decode(self, run: Run, fetched: list[tuple[str, bytes]], started: float) -> None:
+        ready: list[_Ready] = []
+        failed: list[Outcome] = []
+        for key, data in fetched:
+            try:
+                ready.append((run, key, self.tagger.preprocess(data), started))
+            except ItemError as exc:
+                failed.append(self._failed(run, key, str(exc), started))
+            except Exception as exc:  # an input must never kill the worker
+                log.exception("unexpected error decoding %s", key)
+                failed.append(self._failed(run, key, f"cannot decode: {exc!r}", started))
+        if failed:
+            self._written.put(failed)
+        if ready:
+            self._ready.put(ready)
 
-    def _failed(self, run: _Run, key: str, error: str, started: float) -> _Outcome:
-        return _Outcome(run, key, ItemResult(
+    def _failed(self, run: Run, key: str, error: str, started: float) -> Outcome:
+        return Outcome(run, key, ItemResult(
             job=run.task.job, key=key, status=ItemStatus.FAILED, error=error,
             worker=self.worker_id, started_at=started, finished_at=time.time()))
 
     def _infer_loop(self) -> None:
-        batch: list[tuple[_Run, str, Any, float]] = []
+        batch: list[_Ready] = []
         deadline = 0.0
+        size = self.tagger.batch_size
         while True:
             timeout = max(0.0, deadline - time.monotonic()) if batch else None
             try:
-                entry = self._ready.get(timeout=timeout)
+                entries = self._ready.get(timeout=timeout)
             except stdlib_queue.Empty:
-                entry = None
-            if entry is _STOP:
+                entries = None
+            if entries is _STOP:
                 self._infer(batch)
                 self._written.put(_STOP)
                 return
-            if isinstance(entry, _Outcome):
-                self._written.put([entry])
-            elif entry is not None:
+            if entries:
                 if not batch:
                     deadline = time.monotonic() + _BATCH_WAIT_S
-                batch.append(entry)
-            if batch and (entry is None or len(batch) >= self.tagger.batch_size):
+                batch.extend(entries)
+            while len(batch) >= size:
+                self._infer(batch[:size])
+                batch = batch[size:]
+                deadline = time.monotonic() + _BATCH_WAIT_S
+            if batch and entries is None:
                 self._infer(batch)
                 batch = []
 
-    def _infer(self, batch: list[tuple[_Run, str, Any, float]]) -> None:
+    def _infer(self, batch: list[_Ready]) -> None:
         if not batch:
             return
         t0 = time.perf_counter()
@@ -283,103 +354,96 @@ class Pipeline:
                 raise RuntimeError(f"model returned {len(all_tags)} results for {len(batch)}")
         except Exception as exc:
             log.exception("inference failed on a batch of %d", len(batch))
-            self._written.put([_Outcome(run, key, None, transient=f"inference: {exc!r}")
+            self._written.put([Outcome(run, key, None, transient=f"inference: {exc!r}")
                                for run, key, _, _ in batch])
             return
-        per_item_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        per_item_ms = round((time.perf_counter() - t0) * 1000 / len(batch), 3)
         now = time.time()
-        self._written.put([
-            _Outcome(run, key, ItemResult(
-                job=run.task.job, key=key, status=ItemStatus.DONE, tags=tuple(tags),
-                worker=self.worker_id, started_at=started, finished_at=now,
-                infer_ms=round(per_item_ms, 3)))
-            for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
+        self._written.put([self._tagged(run, key, tags, started, now, per_item_ms)
+                           for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
+
+    def _tagged(self, run: Run, key: str, tags: list[Tag] | ItemError, started: float,
+                now: float, infer_ms: float) -> Outcome:
+        if isinstance(tags, ItemError):  # the model found this input unusable
+            return self._failed(run, key, str(tags), started)
+        return Outcome(run, key, ItemResult(
+            job=run.task.job, key=key, status=ItemStatus.DONE, tags=tuple(tags),
+            worker=self.worker_id, started_at=started, finished_at=now, infer_ms=infer_ms))
 
     def _write_loop(self) -> None:
-        while True:
+        stops = 0
+        while stops < self.streams:
+            outcomes: list[Outcome] = []
             first = self._written.get()
             if first is _STOP:
-                return
-            outcomes: list[_Outcome] = list(first)
-            while len(outcomes) < 256:  # write what has piled up in one transaction
+                stops += 1
+                continue
+            outcomes.extend(first)
+            while len(outcomes) < _WRITE_BATCH:  # write what has piled up, together
                 try:
                     more = self._written.get_nowait()
                 except stdlib_queue.Empty:
                     break
                 if more is _STOP:
-                    self._written.put(_STOP)
-                    break
+                    stops += 1
+                    continue
                 outcomes.extend(more)
             self._write(outcomes)
 
-    def _write(self, outcomes: list[_Outcome]) -> None:
-        results = [o for o in outcomes if o.result is not None]
-        try:
-            for o in results:
-                assert o.result is not None
-                body = {**o.result.to_json(), "model": self.tagger.name}
-                o.run.output.put(f"{o.key}.json", json.dumps(body).encode(),
-                                 content_type="application/json")
-            self.index.record([o.result for o in results if o.result is not None])
-        except Exception as exc:
-            log.warning("cannot record %d result(s), their tasks will be retried: %s",
-                        len(results), exc)
-            for o in results:
-                o.transient = f"record: {exc}"
-        # Tasks finished together are acked together: one request where the queue can (SQS).
-        acks = [lease for o in outcomes if (lease := self._settle(o)) is not None]
-        if acks:
+    def _write(self, outcomes: list[Outcome]) -> None:
+        self.writer.write(outcomes)
+        finished = self.ledger.count_out((o.run, o.transient) for o in outcomes)
+        self.stats.items += sum(1 for o in outcomes if o.transient is None)
+        acks = [s.run.lease for s in finished if s.error is None]
+        for s in finished:
+            if s.error is not None:
+                self._safely(self._retry, s.run, s.error)
+        if acks:  # tasks finished together are acked together: one request where it can be
             self._safely(ack_many, self.queue, acks)
 
-    def _settle(self, outcome: _Outcome) -> Lease | None:
-        """Count one item out; when its task is done, retry it or return its lease to ack."""
-        run = outcome.run
-        with self._lock:
-            self._in_flight -= 1
-            self._room.notify()
-            run.remaining -= 1
-            if outcome.transient and not run.error:
-                run.error = outcome.transient
-            elif not outcome.transient:
-                self.stats.items += 1
-            if run.remaining:
-                return None
-            self._runs.discard(run)
-            if run.released:
-                return None
-        if run.error is None:
-            return run.lease
-        error = run.error
+    def _retry(self, run: Run, error: str) -> None:
+        used = delivery.deliveries(run.task, run.lease)
+        if used >= self.settings.max_receives:
+            reason = f"dead-lettered after {used} tries: {error}"
+            log.error("task of job %s %s", run.task.job, reason)
+            self._owed.append((run.task.job, run.keys, reason))
+            self._settle_owed()
+            self.queue.dead_letter(run.lease, error=error)
+            return
+        self.queue.release(run.lease, delay_s=self.backoff.delay_s(used), error=error)
 
-        def retry() -> None:
-            if nack(self.queue, run.lease, error=error, backoff=self.backoff):
-                log.error("task of job %s dead-lettered after %d receives: %s",
-                          run.task.job, run.lease.receives, error)
-                self.index.fail_pending(run.task.job, run.task.keys,
-                                        error=f"dead-lettered: {error}")
-
-        self._safely(retry)
-        return None
+    def _settle_owed(self) -> None:
+        """Fail the items of given-up tasks; kept and retried until the index has them."""
+        while self._owed:
+            job, keys, reason = self._owed[0]
+            try:
+                self.index.fail_pending(job, keys, error=reason)
+            except GpufleetError as exc:
+                log.warning("cannot record %d failed item(s) of job %s yet: %s",
+                            len(keys), job, exc)
+                return
+            self._owed.popleft()
 
     def _heartbeat_loop(self) -> None:
         # Leases are extended at a third of their length, so two missed beats are survivable;
         # the worker registry hears from us more often, so a fleet view stays fresh.
-        extend_every_s = self.settings.visibility_timeout_s / 3
+        lease_s = self.settings.visibility_timeout_s
+        extend_every_s = lease_s / 3
         last_extend = time.monotonic()
         while not self._hb_stop.wait(min(5.0, extend_every_s)):
             self._safely(self.on_state, self.state)
+            self._settle_owed()
             if time.monotonic() - last_extend < extend_every_s * 0.99:
                 continue
             last_extend = time.monotonic()
-            with self._lock:
-                runs = [r for r in self._runs if not r.released]
-            for run in runs:
-                kept = self._safely(self.queue.extend, run.lease,
-                                    visibility_timeout_s=self.settings.visibility_timeout_s)
-                if kept is False:
+            for run in self.ledger.live():
+                asked_at = time.monotonic()
+                kept = self._safely(self.queue.extend, run.lease, visibility_timeout_s=lease_s)
+                if kept:
+                    run.confirmed_at = asked_at
+                elif kept is False:
                     log.warning("lost the lease on a task of job %s", run.task.job)
-                    with self._lock:
-                        run.released = True
+                    run.released = True
 
     def _safely(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Queue and index calls off the hot path: an outage is logged, the lease expires."""

@@ -1,0 +1,100 @@
+"""Writing a batch of outcomes: result objects concurrently, index rows in one statement.
+
+Three promises are kept here:
+
+- **Fenced.** A task whose lease is gone writes nothing. A lease the heartbeat
+  has not confirmed for half its length (the worker was frozen: SIGSTOP, a long
+  pause, a stalled VM) is asked of the queue before writing, so a worker that
+  thaws after another finished the task does not overwrite its results.
+- **One item's failure is that item's.** A result that no retry can write (a
+  key the store refuses) fails that item with its own reason; a transient store
+  error retries only the tasks it touched. Other items, jobs and tenants in the
+  same batch never see it.
+- **Idempotent.** Objects are rewritten whole and rows are upserts, so a task
+  delivered twice leaves the same result once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+
+from gpufleet.domain import ItemResult, ItemStatus
+from gpufleet.errors import GpufleetError, ItemError
+from gpufleet.index import Index
+from gpufleet.queue import TaskQueue
+from gpufleet.worker.ledger import Run
+
+log = logging.getLogger(__name__)
+_PIECE = 32  # result objects written by one thread in a row
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One item out of the pipeline: a result to write, or a transient failure."""
+
+    run: Run
+    key: str
+    result: ItemResult | None
+    transient: str | None = None
+
+
+class ResultWriter:
+    def __init__(self, *, index: Index, queue: TaskQueue, model: str, pool: Executor,
+                 lease_s: float, on_index_down: Callable[[str], None]) -> None:
+        self.index, self.queue, self.model, self.pool = index, queue, model, pool
+        self.lease_s = lease_s
+        self.on_index_down = on_index_down
+
+    def write(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Write what may be written; returns every outcome, transient where it failed."""
+        self._fence({o.run for o in outcomes})
+        live = [o for o in outcomes if o.result is not None and not o.run.released]
+        pieces = [live[i:i + _PIECE] for i in range(0, len(live), _PIECE)]
+        for _ in self.pool.map(self._put_objects, pieces):
+            pass
+        rows = [o.result for o in live if o.transient is None and o.result is not None]
+        try:
+            self.index.record(rows)
+        except GpufleetError as exc:
+            log.warning("cannot record %d result(s), their tasks will be retried: %s",
+                        len(rows), exc)
+            self.on_index_down(str(exc))
+            for o in live:
+                o.transient = o.transient or f"record: {exc}"
+        return list(outcomes)
+
+    def _fence(self, runs: set[Run]) -> None:
+        now = time.monotonic()
+        for run in runs:
+            if run.released or now - run.confirmed_at < self.lease_s / 2:
+                continue
+            try:
+                held = self.queue.extend(run.lease, visibility_timeout_s=self.lease_s)
+            except GpufleetError as exc:  # cannot tell: do not write over someone else
+                log.warning("cannot confirm a lease of job %s before writing: %s",
+                            run.task.job, exc)
+                held = False
+            if held:
+                run.confirmed_at = now
+            else:
+                log.warning("lost the lease on a task of job %s: its results are not written",
+                            run.task.job)
+                run.released = True
+
+    def _put_objects(self, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            result = o.result
+            assert result is not None
+            body = json.dumps({**result.to_json(), "model": self.model}).encode()
+            try:
+                o.run.output.put(f"{o.key}.json", body, content_type="application/json")
+            except ItemError as exc:  # this key can never be written: fail this item alone
+                o.result = replace(result, status=ItemStatus.FAILED, tags=(),
+                                   error=f"cannot write the result: {exc}")
+            except Exception as exc:  # store trouble: retry this item's task later
+                o.transient = f"write {o.key}: {exc}"
