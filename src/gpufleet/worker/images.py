@@ -33,7 +33,7 @@ from PIL import (  # the plugins register the only openers we use, once, at impo
 
 from gpufleet.errors import ImageError
 
-__all__ = ["decode_photo", "sniff_format"]
+__all__ = ["decode_photo", "jpeg_orientation", "sniff_format"]
 
 Image.MAX_IMAGE_PIXELS = None
 
@@ -63,6 +63,29 @@ def sniff_format(data: bytes) -> str | None:
     if data.startswith(b"BM"):
         return "BMP"
     return None
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of a JPEG, read from its APP1 segment alone; 1 if none.
+
+    Cheaper than opening the image: the markers before the first frame are walked and
+    only the EXIF block is parsed (by Pillow). Unreadable metadata counts as upright.
+    """
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        if marker == 0xDA or (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)):
+            break  # the image data or a frame header: metadata comes before them
+        if marker == 0xE1 and data[at + 4:at + 10] == b"Exif\x00\x00":
+            exif = Image.Exif()
+            try:
+                exif.load(data[at + 10:at + 2 + length])
+                orientation = int(exif.get(_ORIENTATION, 1))
+            except _DECODE_ERRORS:
+                return 1
+            return orientation if 1 <= orientation <= 8 else 1
+        at += 2 + length
+    return 1
 
 
 def decode_photo(

@@ -185,9 +185,10 @@ class Pipeline:
         runs = self.ledger.release_all()  # unfinished, or waiting to run alone
         for r in runs:
             self._safely(self.queue.release, r.lease, delay_s=0.0)
-        if runs:
-            log.warning("%shanded back %d task(s)", "" if finished else "grace period over: ",
-                        len(runs))
+        if runs and finished:
+            log.info("released %d task(s) waiting to run alone", len(runs))
+        elif runs:
+            log.warning("grace period over: released %d unfinished task(s)", len(runs))
 
     # Deliveries --------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""How close one worker comes to the hardware's limit, measured in one run.
+
+Prints, on the machine it runs on:
+
+- the CPU decode bound: the reference decode + preprocess (Pillow), one process per core;
+- on CUDA, the GPU decode bound: nvJPEG batched decode (``torchvision.io.decode_jpeg``,
+  512 per call), alone and with the GPU crop the worker applies;
+- the model bound: EfficientNet-Lite0 fp32 at batch 16, and on CUDA fp16 channels-last
+  at several batch sizes; on a CPU, ONNX Runtime at the tagger's batch size;
+- ``gpufleet submit --wait`` end to end over N photos with one worker, GPU utilisation
+  sampled from NVML during the run, top-1 of its tags on the labelled photos, and the
+  ratio to the bound that applies: ``1 / (1/decode + 1/model)``.
+
+It runs on a CPU-only machine too, skipping what needs CUDA and saying so.
+
+    python benchmarks/gpu.py [--photos 20000] [--samples DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import (
+    GpuSampler,
+    cpu_decode_rate,
+    cpu_model_rate,
+    default_samples,
+    end_to_end,
+    labels,
+    link_photos,
+    timed,
+)
+
+from gpufleet.config import Settings
+
+
+def _cuda() -> Any | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def gpu_decode_rates(torch: Any, datas: list[bytes]) -> tuple[float, float]:
+    """nvJPEG images/s: decode alone, and decode + the worker's crop and normalisation."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from gpufleet.models.cuda import _normalise, _resize_crop
+
+    batch = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in (datas * 3)[:512]]
+
+    def decode() -> Any:
+        return decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda")
+
+    def decode_crop() -> None:
+        for image in decode():
+            _normalise(_resize_crop(torch, image))
+
+    return timed(decode, len(batch), 5, torch), timed(decode_crop, len(batch), 5, torch)
+
+
+def gpu_model_rates(torch: Any, settings: Settings) -> dict[str, float]:
+    from gpufleet.models.efficientnet import _torch_model, _weights_path
+
+    model = _torch_model(_weights_path()).cuda()
+    rates: dict[str, float] = {}
+    with torch.inference_mode():
+        x = torch.randn(16, 3, 224, 224, device="cuda")
+        rates["fp32 batch 16"] = timed(lambda: model(x), 16, 50, torch)
+        half = model.half().to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+        for size in (64, 128, 256, 512):
+            xh = torch.randn(size, 3, 224, 224, device="cuda").half().to(
+                memory_format=torch.channels_last)
+            rates[f"fp16 channels-last batch {size}"] = timed(
+                lambda xh=xh: half(xh), size, max(5, 4096 // size), torch)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=0,
+                        help="photos end to end (default: 20,000 on a GPU, 600 on a CPU)")
+    parser.add_argument("--samples", type=Path, default=default_samples())
+    args = parser.parse_args()
+    torch = _cuda()
+    cores = len(os.sched_getaffinity(0))
+    settings = Settings.from_env({})
+    files = sorted(args.samples.glob("*.JPEG"))
+    device = torch.cuda.get_device_name(0) if torch is not None else "no CUDA GPU"
+    print(f"{device}, {cores} cores, {len(files)} sample photos")
+
+    cpu_decode = cpu_decode_rate(files * 3, cores)
+    print(f"CPU decode + preprocess, {cores} processes: {cpu_decode:9,.0f} img/s")
+    if torch is None:
+        print("nvJPEG decode: skipped (no CUDA GPU)")
+        model, batch = cpu_model_rate(files, settings)
+        print(f"model, ONNX Runtime on the CPU, batch {batch}: {model:9,.0f} img/s")
+        decode = cpu_decode
+    else:
+        datas = [f.read_bytes() for f in files]
+        nvjpeg, nvjpeg_crop = gpu_decode_rates(torch, datas)
+        print(f"nvJPEG decode, 512 per call:            {nvjpeg:9,.0f} img/s")
+        print(f"nvJPEG decode + GPU crop, 512 per call: {nvjpeg_crop:9,.0f} img/s")
+        rates = gpu_model_rates(torch, settings)
+        for name, rate in rates.items():
+            print(f"model, {name}: {rate:9,.0f} img/s")
+        model, decode = rates["fp16 channels-last batch 256"], nvjpeg_crop
+    bound = 1 / (1 / decode + 1 / model)
+    print(f"bound 1/(1/decode + 1/model):           {bound:9,.0f} img/s")
+
+    count = args.photos or (20_000 if torch is not None else 600)
+    truth = labels(args.samples)
+    with tempfile.TemporaryDirectory(prefix="gpufleet-gpu-") as tmp:
+        root = Path(tmp)
+        keys = link_photos(args.samples, root / "photos", count)
+        sampler = GpuSampler()
+        with sampler.running():
+            e2e = end_to_end(root, root / "photos", keys, model="efficientnet-lite0")
+        # The same objects through a model that does nothing: the worker's own cost per item.
+        noop = end_to_end(root, root / "photos", keys, model="synthetic?item_ms=0")
+    right = [e2e.top.get(k) == truth.get(k.split("/", 1)[1]) for k in keys]
+    print(f"gpufleet end to end, 1 worker, {count:,} photos: {e2e.rate:9,.0f} img/s "
+          f"({e2e.done} done, {e2e.failed} failed; bootstrap {e2e.bootstrap:.1f} s, "
+          f"wall {e2e.wall:.1f} s)")
+    print(f"  {sampler.summary()}")
+    print(f"  top-1 on the labelled photos: {np.mean(right):.3f}")
+    print(f"ratio end to end / bound:               {e2e.rate / bound:9.2f}")
+    print(f"bookkeeping alone (synthetic?item_ms=0), 1 worker: {noop.rate:9,.0f} items/s "
+          f"({noop.done} done)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""A classifier on a CUDA GPU, fed the way a GPU wants: whole batches, never a pixel on the host.
+
+- ``preprocess`` (CPU threads, per item) reads only the JPEG header (simplejpeg,
+  in C): the pixel limit is checked there, before any decode, and a JPEG nvJPEG
+  can decode (grey or YCbCr) travels on as its compressed bytes. Anything else
+  (PNG, WebP, TIFF, BMP, CMYK JPEGs, a JPEG whose header libjpeg cannot read) is
+  decoded on the CPU by the reference path, or fails there with its reason.
+- ``infer`` (one of ``streams`` threads, each on its own CUDA stream so one
+  batch's decode and copies overlap another's compute) decodes the batch's JPEGs
+  with nvJPEG in one call (``torchvision.io.decode_jpeg``), turns each upright
+  by the EXIF orientation read with the header, resizes and crops each on the
+  GPU like the reference (shorter side to 256, bilinear with antialiasing,
+  centre 224), normalises, and runs the
+  network in half precision, channels-last. Softmax and top-k run on the GPU
+  too: only k scores and indices per image come back to the host. A JPEG that
+  nvJPEG refuses (progressive oddities, truncated data) is retried alone on the
+  GPU, then on the CPU, then fails as that item's error.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpufleet.errors import ImageError, ItemError, ModelError
+from gpufleet.worker.images import jpeg_orientation
+
+CROP, RESIZE = 224, 256
+_NVJPEG_COLOURS = ("Gray", "YCbCr")
+_MAX_RESIZED_PIXELS = 4_000_000  # above: resample only the region under the crop
+_SHAPE_STEP = 32  # batches are padded to a multiple of this: few shapes, cuDNN plans reused
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedJpeg:
+    """A JPEG whose header passed the checks, to be decoded on the GPU."""
+
+    data: bytes
+    width: int
+    height: int
+    orientation: int = 1  # EXIF: nvJPEG ignores it, so it is applied after decoding
+
+
+def jpeg_header(data: bytes, *, max_pixels: int) -> EncodedJpeg | None:
+    """The JPEG as GPU input, None if nvJPEG should not get it; ImageError over the limit."""
+    import simplejpeg  # the [gpu] extra: a header read in C, a few microseconds
+
+    try:
+        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None  # let the CPU path read it and give the reason
+    if width * height > max_pixels:
+        raise ImageError(f"image declares {width}x{height} = {width * height:,} pixels, "
+                         f"over the limit of {max_pixels:,}")
+    if colour not in _NVJPEG_COLOURS:
+        return None
+    return EncodedJpeg(data, width, height, jpeg_orientation(data))
+
+
+class CudaClassifier:
+    """Runs an ImageNet-style classifier on one GPU; see the module's docstring."""
+
+    streams = 2
+
+    def __init__(self, model: Any, *, device: str, top_k: int,
+                 cpu_preprocess: Callable[[bytes], np.ndarray[Any, Any]]) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelError(f"device={device} but PyTorch sees no CUDA GPU")
+        self.torch: Any = torch  # untyped on purpose: the model and kernels are dynamic
+        self.device = torch.device(device)
+        self.top_k = top_k
+        self.cpu_preprocess = cpu_preprocess
+        torch.backends.cudnn.benchmark = True  # padded batch shapes repeat: plans pay off
+        self.model = model.to(self.device).half().to(memory_format=torch.channels_last).eval()
+        self._local = threading.local()
+        try:
+            from torchvision.io import ImageReadMode, decode_jpeg
+        except ImportError as exc:
+            raise ModelError(f"GPU decoding needs torchvision ({exc}): "
+                             "pip install 'gpufleet[gpu]'") from exc
+        self._decode_jpeg, self._rgb = decode_jpeg, ImageReadMode.RGB
+
+    def warm_up(self, batch_size: int) -> None:
+        x = self.torch.zeros((1, 3, CROP, CROP), dtype=self.torch.float32).numpy()
+        for n in sorted({1, min(batch_size, _SHAPE_STEP), batch_size}):
+            self.infer([x[0]] * n)
+
+    def _stream(self) -> Any:
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = self.torch.cuda.Stream(self.device)
+        return stream
+
+    def infer(self, batch: Sequence[Any]) -> list[tuple[list[int], list[float]] | ItemError]:
+        """Top-k class indices and probabilities per input, or that input's error."""
+        torch = self.torch
+        with torch.inference_mode(), torch.cuda.stream(self._stream()):
+            padded = _SHAPE_STEP * math.ceil(len(batch) / _SHAPE_STEP)
+            x = torch.zeros((padded, 3, CROP, CROP), dtype=torch.float16, device=self.device
+                            ).to(memory_format=torch.channels_last)
+            errors = self._fill(x, batch)
+            logits = self.model(x[:len(batch)]).float()
+            scores, classes = torch.softmax(logits, dim=1).topk(self.top_k, dim=1)
+            scores, classes = scores.cpu().tolist(), classes.cpu().tolist()
+        return [errors.get(i) or (classes[i], scores[i]) for i in range(len(batch))]
+
+    def _fill(self, x: Any, batch: Sequence[Any]) -> dict[int, ItemError]:
+        """Write each input's normalised 224x224 crop into x; returns the inputs that failed."""
+        errors: dict[int, ItemError] = {}
+        on_host: dict[int, np.ndarray[Any, Any]] = {}  # preprocessed by the CPU path
+        jpegs = [i for i, item in enumerate(batch) if isinstance(item, EncodedJpeg)]
+        decoded = self._decode([batch[i] for i in jpegs])
+        for i, image in zip(jpegs, decoded, strict=True):
+            if isinstance(image, ItemError):
+                errors[i] = image
+            elif isinstance(image, np.ndarray):  # nvJPEG refused it: the CPU did it
+                on_host[i] = image
+            else:
+                upright = orient(image, batch[i].orientation)
+                x[i] = _normalise(_resize_crop(self.torch, upright))
+        on_host.update((i, item) for i, item in enumerate(batch)
+                       if not isinstance(item, EncodedJpeg))
+        if on_host:  # one pinned buffer, one asynchronous copy
+            rows = list(on_host)
+            host = self.torch.from_numpy(np.stack([on_host[i] for i in rows])).pin_memory()
+            x[rows] = host.to(self.device, non_blocking=True).half()
+        return errors
+
+    def _decode(self, jpegs: list[EncodedJpeg]) -> list[Any]:
+        """Decoded images on the GPU; a CPU-preprocessed array or an error for a refused one."""
+        if not jpegs:
+            return []
+        try:
+            return list(self._decode_jpeg([self._as_tensor(j) for j in jpegs], mode=self._rgb,
+                                          device=self.device))
+        except RuntimeError:
+            if len(jpegs) == 1:
+                return [self._on_cpu(jpegs[0])]
+            return [image for j in jpegs for image in self._decode([j])]
+
+    def _as_tensor(self, jpeg: EncodedJpeg) -> Any:
+        # A writable copy: torch refuses to wrap read-only bytes without a warning.
+        return self.torch.frombuffer(bytearray(jpeg.data), dtype=self.torch.uint8)
+
+    def _on_cpu(self, jpeg: EncodedJpeg) -> np.ndarray[Any, Any] | ItemError:
+        try:
+            return self.cpu_preprocess(jpeg.data)
+        except ItemError as exc:
+            return exc
+
+
+def orient(image: Any, orientation: int) -> Any:
+    """A CHW image turned upright by its EXIF orientation, as Pillow's exif_transpose does."""
+    if orientation == 2:
+        return image.flip(2)
+    if orientation == 3:
+        return image.flip([1, 2])
+    if orientation == 4:
+        return image.flip(1)
+    if orientation == 5:
+        return image.transpose(1, 2)
+    if orientation == 6:
+        return image.rot90(-1, (1, 2))
+    if orientation == 7:
+        return image.transpose(1, 2).flip([1, 2])
+    if orientation == 8:
+        return image.rot90(1, (1, 2))
+    return image
+
+
+def _resize_crop(torch: Any, image: Any) -> Any:
+    """The reference crop of a CHW uint8 image on the GPU, as 3x224x224 float in 0..255.
+
+    As the reference: the shorter side resized to 256 (bilinear, antialiased as
+    Pillow's filter is when it shrinks), then the centre 224. A strip so long that its
+    resized copy would be huge has only the source region under the crop resampled.
+    """
+    _, height, width = image.shape
+    new_w, new_h = (RESIZE, int(RESIZE * height / width)) if width <= height else \
+        (int(RESIZE * width / height), RESIZE)
+    left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
+    interpolate = torch.nn.functional.interpolate
+    if new_w * new_h <= _MAX_RESIZED_PIXELS:
+        resized = interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return resized[0, :, top:top + CROP, left:left + CROP]
+    sx, sy = width / new_w, height / new_h
+    x0, y0 = int(left * sx), int(top * sy)
+    x1, y1 = min(width, math.ceil((left + CROP) * sx)), min(height, math.ceil((top + CROP) * sy))
+    region = image[None, :, y0:y1, x0:x1].float()
+    return interpolate(region, size=(CROP, CROP), mode="bilinear", antialias=True,
+                       align_corners=False)[0]
+
+
+def _normalise(x: Any) -> Any:
+    return ((x - 127.0) / 128.0).half()
