@@ -7,6 +7,8 @@
     ├── TaskTooLarge           a task body over the queue's message limit
     ├── ItemError              one item cannot be processed; the rest of the job goes on
     │   ├── ObjectMissing      the input object does not exist
+    │   ├── ObjectTooLarge     the input object is over the size limit (and was not read)
+    │   ├── ObjectRejected     the store can never hold this key (too long, a path conflict)
     │   └── ImageError         not a photo, corrupt, truncated, too many pixels
     ├── Unavailable            transient: retry the task later (nack with backoff)
     │   ├── StoreUnavailable
@@ -30,6 +32,8 @@ __all__ = [
     "ManifestError",
     "ModelError",
     "ObjectMissing",
+    "ObjectRejected",
+    "ObjectTooLarge",
     "QueueUnavailable",
     "StoreUnavailable",
     "TaskTooLarge",
@@ -63,6 +67,21 @@ class ItemError(GpufleetError):
 
 class ObjectMissing(ItemError):
     """The input object does not exist."""
+
+
+class ObjectTooLarge(ItemError):
+    """The object is over the size limit; the store refused it before reading its body."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"object is {size:,} bytes, over the limit of {limit:,}")
+        self.size, self.limit = size, limit
+
+    def __reduce__(self) -> tuple[type[ObjectTooLarge], tuple[int, int]]:
+        return type(self), (self.size, self.limit)
+
+
+class ObjectRejected(ItemError):
+    """The store can never write this key, however often it is retried."""
 
 
 class ImageError(ItemError):

@@ -1,4 +1,5 @@
-"""One suite every ObjectStore passes: put, get, list, missing keys, overwrite, presign.
+"""One suite every ObjectStore passes: put, get, list, missing keys, overwrite, size
+limits, keys a store can never hold, presign.
 
 Tests talk to the ObjectStore Protocol (and the optional ``presign`` capability).
 The ``store`` fixture opens each backend: a directory, and S3 as served by moto
@@ -7,9 +8,13 @@ in server mode, reached by boto3 over HTTP through AWS_ENDPOINT_URL_S3.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +26,14 @@ import httpx
 import pytest
 
 from gpufleet.config import Settings
-from gpufleet.errors import ConfigError, ItemError, ObjectMissing, StoreUnavailable
+from gpufleet.errors import (
+    ConfigError,
+    ItemError,
+    ObjectMissing,
+    ObjectRejected,
+    ObjectTooLarge,
+    StoreUnavailable,
+)
 from gpufleet.store import ObjectStore, open_location
 from gpufleet.store.local import LocalStore
 from gpufleet.store.s3 import MAX_PRESIGN_S, S3Store
@@ -107,6 +119,127 @@ def test_readers_see_the_old_object_or_the_new_never_a_mix(store: ObjectStore) -
         seen.add(data[0])
     thread.join()
     assert store.get("big.bin") == b"\x0f" * size
+
+
+# -- size limits ---------------------------------------------------------------------------
+
+
+def test_an_object_over_max_bytes_is_object_too_large(store: ObjectStore) -> None:
+    # Given a 2 KiB object
+    store.put("big.bin", b"x" * 2048)
+    # When it is read with a lower limit, then it is an item error naming both sizes
+    with pytest.raises(ObjectTooLarge, match="object is 2,048 bytes, over the limit of 1,000"):
+        store.get("big.bin", max_bytes=1000)
+    # And at or under the limit it reads whole, as without one
+    assert store.get("big.bin", max_bytes=2048) == b"x" * 2048
+    assert store.get("big.bin") == b"x" * 2048
+    store.put("empty.bin", b"")
+    assert store.get("empty.bin", max_bytes=0) == b""
+    # And a missing object is still missing, whatever the limit
+    with pytest.raises(ObjectMissing):
+        store.get("absent.bin", max_bytes=1000)
+
+
+def peak_traced_bytes(read: object) -> int:
+    """The most Python memory allocated at once while read() runs."""
+    assert callable(read)
+    tracemalloc.start()
+    try:
+        read()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_huge_object_is_refused_without_reading_it(store: ObjectStore, tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    if isinstance(store, LocalStore):
+        # Given a 1 GiB file (sparse: it costs no disk)
+        store.put("huge.bin", b"")
+        with open(store.root / "huge.bin", "r+b") as f:
+            f.truncate(1024 ** 3)
+        size = 1024 ** 3
+    else:
+        # Given an 8 MiB object (moto keeps objects in memory: big enough to tell)
+        size = 8 * limit
+        store.put("huge.bin", b"\0" * size)
+    store.put("warm.bin", b"x")
+    store.get("warm.bin", max_bytes=limit)  # connections and lazy imports made before measuring
+    failures: list[ObjectTooLarge] = []
+
+    def read() -> None:
+        with pytest.raises(ObjectTooLarge) as caught:
+            store.get("huge.bin", max_bytes=limit)
+        failures.append(caught.value)
+
+    # When it is read with a 1 MiB limit, then it is refused
+    peak = peak_traced_bytes(read)
+    assert (failures[0].size, failures[0].limit) == (size, limit)
+    # And reading it allocated less than the limit itself: its body was never read
+    assert peak < limit
+
+
+# -- keys a store can never hold ------------------------------------------------------------
+
+
+def test_a_key_the_store_can_never_hold_is_object_rejected(store: ObjectStore) -> None:
+    # Given a key over 1,024 bytes whose last segment is 305 bytes: too long for S3 and for
+    # a file name alike
+    key = ("d" * 200 + "/") * 5 + "f" * 300 + ".json"
+    # When it is written, then it is a permanent item error naming the key, not an outage
+    with pytest.raises(ObjectRejected, match=r"cannot write .*dddd.*too long"):
+        store.put(key, b"{}")
+    # And it cannot be read either, and the store goes on as before
+    with pytest.raises(ObjectMissing):
+        store.get(key)
+    assert not store.exists(key)
+    store.put("fine.json", b"{}")
+    assert list(store.list()) == ["fine.json"]
+
+
+def test_a_file_and_a_folder_cannot_share_a_path_on_disk(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "bucket")
+    # Given an object, and a folder of objects
+    store.put("p.bin.json", b"1")
+    store.put("r/q.bin.json", b"2")
+    # When keys are written that would make the object a folder, or the folder an object,
+    # then each is a permanent item error with its reason
+    with pytest.raises(ObjectRejected, match=r"cannot write p\.bin\.json/q\.bin\.json: part "
+                                             "of its path is an object, not a folder"):
+        store.put("p.bin.json/q.bin.json", b"3")
+    with pytest.raises(ObjectRejected, match="part of its path is an object"):
+        store.put("p.bin.json/deeper/q.bin.json", b"4")
+    with pytest.raises(ObjectRejected, match="cannot write r: it is a folder of other objects"):
+        store.put("r", b"5")
+    # And what was there is untouched, with no temporary file left behind
+    assert list(store.list()) == ["p.bin.json", "r/q.bin.json"]
+    assert [p.name for p in (tmp_path / "bucket").rglob(".tmp-*")] == []
+    assert store.get("p.bin.json") == b"1"
+
+
+_OVER_QUOTA = """
+import resource, signal, sys
+from gpufleet.errors import StoreUnavailable
+from gpufleet.store.local import LocalStore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+try:
+    LocalStore(sys.argv[1]).put("a/big.bin", b"x" * 5000)
+except StoreUnavailable as exc:
+    print("StoreUnavailable:", exc)
+"""
+
+
+def test_a_write_that_may_succeed_later_is_store_unavailable(tmp_path: Path) -> None:
+    # Given a process that may write no file over 1,000 bytes (as a full disk or a quota
+    # refuses a write: for now, not for ever)
+    done = subprocess.run([sys.executable, "-c", _OVER_QUOTA, str(tmp_path)], env=os.environ,
+                          capture_output=True, text=True, timeout=60, check=True)
+    # When it writes 5,000 bytes, then that is transient: StoreUnavailable, retried later
+    assert done.stdout.startswith("StoreUnavailable: cannot write"), done.stdout + done.stderr
+    assert "File too large" in done.stdout
+    assert list(LocalStore(tmp_path).list()) == []
 
 
 # -- list --------------------------------------------------------------------------------
@@ -226,8 +359,7 @@ def test_s3_writes_ask_for_server_side_encryption(aws_env: MotoServer) -> None:
 
 def test_s3_store_follows_the_settings(aws_env: MotoServer, tmp_path: Path) -> None:
     # Given settings for a worker fetching 24 objects at once, encrypting with SSE-S3
-    settings = Settings(home=tmp_path, fetch_concurrency=24, sse="AES256",
-                        max_object_bytes=1000)
+    settings = Settings(home=tmp_path, fetch_concurrency=24, sse="AES256")
     bucket = new_bucket()
     location = open_location(f"s3://{bucket}/results/", settings=settings)
     store = location.store
@@ -242,7 +374,7 @@ def test_s3_store_follows_the_settings(aws_env: MotoServer, tmp_path: Path) -> N
     # And an object over the size limit is an item error, not a download
     location.put("huge.bin", b"x" * 1001)
     with pytest.raises(ItemError, match="over the limit"):
-        location.get("huge.bin")
+        location.get("huge.bin", max_bytes=1000)
 
 
 def test_s3_unreachable_is_store_unavailable(aws_env: MotoServer,

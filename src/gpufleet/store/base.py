@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from gpufleet.errors import ConfigError, ItemError
+from gpufleet.errors import ConfigError
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -16,12 +16,20 @@ if TYPE_CHECKING:
 class ObjectStore(Protocol):
     """A flat namespace of keys to bytes. Keys are validated object keys."""
 
-    def get(self, key: str) -> bytes:
-        """The object's bytes; ObjectMissing if absent, StoreUnavailable if unreachable."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ObjectMissing if absent, StoreUnavailable if unreachable.
+
+        With max_bytes, an object over it is ObjectTooLarge, found from its size
+        before its body is read: memory stays bounded by max_bytes, whatever is stored.
+        """
         ...
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        """Write atomically: a reader sees the old object or the new one, never a part."""
+        """Write atomically: a reader sees the old object or the new one, never a part.
+
+        ObjectRejected if the store can never hold this key (no retry helps);
+        StoreUnavailable if it cannot now (unreachable, full, refused).
+        """
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -47,10 +55,7 @@ class Location:
         return self.prefix + relative
 
     def get(self, relative: str, *, max_bytes: int | None = None) -> bytes:
-        data = self.store.get(self.key(relative))
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ItemError(f"object is {len(data):,} bytes, over the limit of {max_bytes:,}")
-        return data
+        return self.store.get(self.key(relative), max_bytes=max_bytes)
 
     def put(self, relative: str, data: bytes, *, content_type: str = "application/octet-stream"
             ) -> None:

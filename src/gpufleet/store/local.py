@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpufleet.errors import ObjectMissing, StoreUnavailable
+from gpufleet.errors import ObjectMissing, ObjectRejected, ObjectTooLarge, StoreUnavailable
+
+# Write failures no retry can fix: the key itself cannot be a file here. Anything
+# else (disk full, permissions, I/O errors) may pass, so it stays StoreUnavailable.
+_REJECTED = {
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "part of its path is an object, not a folder",
+    errno.EEXIST: "part of its path is an object, not a folder",
+    errno.EISDIR: "it is a folder of other objects",
+}
+# Read failures that mean "there is no such object" rather than "cannot read now".
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
 
 
 class LocalStore:
@@ -21,13 +33,24 @@ class LocalStore:
             raise ObjectMissing(f"key {key!r} is outside the store")
         return path
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
         try:
-            return path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectMissing(f"no such object: {key}") from None
+            with path.open("rb") as f:
+                if max_bytes is None:
+                    return f.read()
+                size = os.fstat(f.fileno()).st_size
+                if size > max_bytes:
+                    raise ObjectTooLarge(size, max_bytes)
+                # One byte more than allowed: a file that grew since fstat is caught too.
+                data = f.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise ObjectTooLarge(max(len(data), os.fstat(f.fileno()).st_size),
+                                         max_bytes)
+                return data
         except OSError as exc:
+            if exc.errno in _ABSENT:
+                raise ObjectMissing(f"no such object: {key}") from None
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from exc
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
@@ -43,10 +66,18 @@ class LocalStore:
                 os.unlink(tmp)
                 raise
         except OSError as exc:
+            reason = _REJECTED.get(exc.errno or 0)
+            if reason:
+                raise ObjectRejected(f"cannot write {key}: {reason}") from exc
             raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from exc
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                return False
+            raise StoreUnavailable(f"cannot check {key}: {exc.strerror}") from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root

@@ -5,8 +5,8 @@ The endpoint and the credentials come only from the standard AWS configuration
 roles), so one URL, ``s3://bucket/prefix/``, works everywhere. The connection
 pool is sized to the worker's fetch concurrency, retries use botocore's
 standard mode (throttling and 5xx answers are retried with backoff), reads
-stream in chunks and stop at the object size limit, and writes can ask for
-server-side encryption (SSE-S3 or a KMS key).
+check the object's size before its body and stream in chunks, and writes can
+ask for server-side encryption (SSE-S3 or a KMS key).
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gpufleet.errors import ConfigError, ItemError, ObjectMissing, StoreUnavailable
+from gpufleet.errors import (
+    ConfigError,
+    ObjectMissing,
+    ObjectRejected,
+    ObjectTooLarge,
+    StoreUnavailable,
+)
 from gpufleet.manifest import key_problem
 
 if TYPE_CHECKING:
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 _CHUNK_BYTES = 1024 * 1024
 SSE_MODES = ("AES256", "aws:kms")
 
@@ -48,8 +55,7 @@ class S3Store:
     """One bucket. Keys are object keys; ``url()`` names them as ``s3://bucket/key``."""
 
     def __init__(self, bucket: str, *, max_pool_connections: int = 10, max_attempts: int = 5,
-                 sse: str = "", sse_kms_key_id: str = "", max_object_bytes: int | None = None,
-                 client: Any = None) -> None:
+                 sse: str = "", sse_kms_key_id: str = "", client: Any = None) -> None:
         if not bucket:
             raise ConfigError("an s3:// location needs a bucket: s3://bucket/prefix/")
         if sse_kms_key_id and not sse:
@@ -57,7 +63,6 @@ class S3Store:
         if sse and sse not in SSE_MODES:
             raise ConfigError(f"GPUFLEET_SSE={sse!r}: expected AES256 or aws:kms")
         self.bucket = bucket
-        self.max_object_bytes = max_object_bytes
         self._sse: dict[str, str] = {}
         if sse:
             self._sse["ServerSideEncryption"] = sse
@@ -71,28 +76,31 @@ class S3Store:
         if settings is None:
             return cls(bucket)
         return cls(bucket, max_pool_connections=max(10, settings.fetch_concurrency + 2),
-                   sse=settings.sse, sse_kms_key_id=settings.sse_kms_key_id,
-                   max_object_bytes=settings.max_object_bytes)
+                   sse=settings.sse, sse_kms_key_id=settings.sse_kms_key_id)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with _translated(self, key):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-            size = response.get("ContentLength")
-            limit = self.max_object_bytes
             body = response["Body"]
             try:
-                if limit is not None and size is not None and size > limit:
-                    raise ItemError(f"object is {size:,} bytes, over the limit of {limit:,}")
+                # The size is in the response headers: an object over the limit is
+                # refused before a byte of its body is read (close() drops the connection).
+                size = int(response.get("ContentLength", 0))
+                if max_bytes is not None and size > max_bytes:
+                    raise ObjectTooLarge(size, max_bytes)
                 data = bytearray()
                 for chunk in body.iter_chunks(_CHUNK_BYTES):
                     data += chunk
-                    if limit is not None and len(data) > limit:
-                        raise ItemError(f"object is over the limit of {limit:,} bytes")
+                    if max_bytes is not None and len(data) > max_bytes:
+                        raise ObjectTooLarge(len(data), max_bytes)  # a lying Content-Length
             finally:
                 body.close()
             return bytes(data)
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise ObjectRejected(f"cannot write s3://{self.bucket}/{key}: key too long "
+                                 f"(over S3's {MAX_KEY_BYTES:,} bytes)")
         # A PUT is atomic in S3: readers see the old object or the new one.
         with _translated(self, key):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
@@ -165,6 +173,8 @@ def _translated(store: S3Store, key: str) -> Iterator[None]:
             raise ObjectMissing(f"no such object: {where}") from None
         if code == "NoSuchBucket":
             raise StoreUnavailable(f"{where}: no such bucket") from exc
+        if code == "KeyTooLongError":
+            raise ObjectRejected(f"cannot write {where}: key too long") from exc
         raise StoreUnavailable(f"{where}: {code}: {error.get('Message') or code}") from exc
     except BotoCoreError as exc:
         # Connection refused or reset, timeouts, no credentials, a broken stream.
