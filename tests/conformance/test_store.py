@@ -412,3 +412,27 @@ def test_s3_location_uris_are_normalised(aws_env: MotoServer) -> None:
     assert open_location("s3://bucket").uri == "s3://bucket/"
     assert open_location("s3://bucket/a/b").uri == "s3://bucket/a/b/"
     assert open_location("s3://bucket/a/b/").prefix == "a/b/"
+
+
+def test_links_never_lead_a_directory_store_outside_its_root(tmp_path: Path) -> None:
+    # Given a bucket holding links to a secret outside it, a file and a folder, and a link
+    # to an object inside it
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.pem").write_bytes(b"PRIVATE")
+    store = LocalStore(tmp_path / "bucket")
+    store.put("inside/real.bin", b"ok")
+    root = tmp_path / "bucket"
+    (root / "file-link").symlink_to(secret / "key.pem")
+    (root / "folder-link").symlink_to(secret)
+    (root / "inside" / "alias.bin").symlink_to(root / "inside" / "real.bin")
+    # When each is read, twice (the second time from the remembered folders)
+    for _ in range(2):
+        # Then a link within the root is followed, and nothing outside it is read or written
+        assert store.get("inside/alias.bin") == b"ok"
+        for key in ("file-link", "folder-link/key.pem", "inside/..", "inside/.", "inside/"):
+            with pytest.raises(ObjectMissing):
+                store.get(key)
+        with pytest.raises(ObjectMissing):
+            store.put("folder-link/new.bin", b"x")
+    assert sorted(p.name for p in secret.iterdir()) == ["key.pem"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,16 +22,42 @@ _REJECTED = {
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
 
 
+_DIRS_CACHED = 4096  # resolved folders remembered: a worker touches a few folders many times
+
+
 class LocalStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._root = str(self.root)
+        self._dirs: dict[str, str] = {}  # a key's folder -> its real path, checked inside root
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        # Keys are validated upstream; this is the last guard against escaping the root.
-        if not path.is_relative_to(self.root) or path == self.root:
+        """The file of a key, never outside the root, whatever links lie on the way.
+
+        Keys are validated upstream; this is the last guard against escaping the root.
+        Resolving every component costs a system call each, per object, so a folder's
+        real path is resolved once and remembered, and only the file itself is looked
+        at each time: if it is a link, the whole path is resolved and checked again.
+        """
+        folder, _, name = key.rpartition("/")
+        if name in ("", ".", ".."):
             raise ObjectMissing(f"key {key!r} is outside the store")
-        return path
+        base = self._dirs.get(folder)
+        if base is None:
+            base = os.path.realpath(os.path.join(self._root, folder)) if folder else self._root
+            self._check_inside(key, base, folder_ok=True)
+            if len(self._dirs) >= _DIRS_CACHED:
+                self._dirs.clear()
+            self._dirs[folder] = base
+        path = os.path.join(base, name)
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+            self._check_inside(key, path, folder_ok=False)
+        return Path(path)
+
+    def _check_inside(self, key: str, path: str, *, folder_ok: bool) -> None:
+        if not (path.startswith(self._root + os.sep) or (folder_ok and path == self._root)):
+            raise ObjectMissing(f"key {key!r} is outside the store")
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
@@ -57,7 +83,9 @@ class LocalStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            # A name no other writer can pick (mkstemp's retry loop costs more, per object).
+            tmp = str(path.parent / f".tmp-{uuid.uuid4().hex}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
