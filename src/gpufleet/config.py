@@ -50,6 +50,7 @@ class Settings:
     decode_threads: int = 0  # 0: one per core
     drain_grace_s: float = 120.0
     max_pixels: int = 120_000_000
+    decode_budget_mb: int = 512  # decoded bytes in flight per worker; bigger images queue
     max_object_bytes: int = 64 * 1024 * 1024
     # Scale-out backends (issue 3): the cache; encryption of what gpufleet writes to S3.
     cache: str = "memory://"  # memory:// (one per process) or redis://host:6379/1
@@ -94,7 +95,8 @@ class Settings:
         for name, value in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
-        for name in ("chunk_size", "max_receives", "fetch_concurrency", "max_pixels"):
+        for name in ("chunk_size", "max_receives", "fetch_concurrency", "max_pixels",
+                     "decode_budget_mb"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.visibility_timeout_s <= 0:

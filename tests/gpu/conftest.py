@@ -1,19 +1,16 @@
-"""Tests that need a CUDA GPU: skipped, with the reason, on a machine without one."""
+"""The GPU path's tests. On a CUDA machine they run on the GPU; where torchvision is
+installed without a GPU they run the very same steps on the CPU (slowly); elsewhere
+they are skipped, with the reason."""
 
 from __future__ import annotations
 
 import pytest
 
 
-def _cuda() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "PyTorch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU (these run on a GPU machine: pytest -m gpu)"
+def _missing() -> str | None:
     try:
         import simplejpeg  # noqa: F401
+        import torch  # noqa: F401
         import torchvision  # noqa: F401
     except ImportError as exc:
         return f"the GPU extra is not installed ({exc}): pip install 'gpufleet[gpu]'"
@@ -21,9 +18,22 @@ def _cuda() -> str | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    reason = _cuda()
+    reason = _missing()
     for item in items:
         if "tests/gpu/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.gpu)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def cuda_only(device: str) -> None:
+    if device != "cuda":
+        pytest.skip("needs a CUDA GPU")

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -63,7 +64,11 @@ def jpeg_header(data: bytes, *, max_pixels: int) -> EncodedJpeg | None:
 
 
 class CudaClassifier:
-    """Runs an ImageNet-style classifier on one GPU; see the module's docstring."""
+    """Runs an ImageNet-style classifier on one GPU; see the module's docstring.
+
+    ``device="cpu"`` runs the very same steps in float32 on the CPU, torchvision
+    decoding there: slow, for tests on machines without a GPU, never for work.
+    """
 
     streams = 2
 
@@ -71,14 +76,17 @@ class CudaClassifier:
                  cpu_preprocess: Callable[[bytes], np.ndarray[Any, Any]]) -> None:
         import torch
 
-        if not torch.cuda.is_available():
-            raise ModelError(f"device={device} but PyTorch sees no CUDA GPU")
         self.torch: Any = torch  # untyped on purpose: the model and kernels are dynamic
         self.device = torch.device(device)
+        self.on_gpu = self.device.type == "cuda"
+        if self.on_gpu and not torch.cuda.is_available():
+            raise ModelError(f"device={device} but PyTorch sees no CUDA GPU")
         self.top_k = top_k
         self.cpu_preprocess = cpu_preprocess
+        self.dtype = torch.float16 if self.on_gpu else torch.float32
         torch.backends.cudnn.benchmark = True  # padded batch shapes repeat: plans pay off
-        self.model = model.to(self.device).half().to(memory_format=torch.channels_last).eval()
+        self.model = model.to(self.device, self.dtype).to(
+            memory_format=torch.channels_last).eval()
         self._local = threading.local()
         try:
             from torchvision.io import ImageReadMode, decode_jpeg
@@ -93,17 +101,20 @@ class CudaClassifier:
             self.infer([x[0]] * n)
 
     def _stream(self) -> Any:
+        """This thread's own CUDA stream (nothing to enter on the CPU)."""
+        if not self.on_gpu:
+            return contextlib.nullcontext()
         stream = getattr(self._local, "stream", None)
         if stream is None:
             stream = self._local.stream = self.torch.cuda.Stream(self.device)
-        return stream
+        return self.torch.cuda.stream(stream)
 
     def infer(self, batch: Sequence[Any]) -> list[tuple[list[int], list[float]] | ItemError]:
         """Top-k class indices and probabilities per input, or that input's error."""
         torch = self.torch
-        with torch.inference_mode(), torch.cuda.stream(self._stream()):
+        with torch.inference_mode(), self._stream():
             padded = _SHAPE_STEP * math.ceil(len(batch) / _SHAPE_STEP)
-            x = torch.zeros((padded, 3, CROP, CROP), dtype=torch.float16, device=self.device
+            x = torch.zeros((padded, 3, CROP, CROP), dtype=self.dtype, device=self.device
                             ).to(memory_format=torch.channels_last)
             errors = self._fill(x, batch)
             logits = self.model(x[:len(batch)]).float()
@@ -129,8 +140,10 @@ class CudaClassifier:
                        if not isinstance(item, EncodedJpeg))
         if on_host:  # one pinned buffer, one asynchronous copy
             rows = list(on_host)
-            host = self.torch.from_numpy(np.stack([on_host[i] for i in rows])).pin_memory()
-            x[rows] = host.to(self.device, non_blocking=True).half()
+            host = self.torch.from_numpy(np.stack([on_host[i] for i in rows]))
+            if self.on_gpu:
+                host = host.pin_memory()
+            x[rows] = host.to(self.device, non_blocking=True).to(self.dtype)
         return errors
 
     def _decode(self, jpegs: list[EncodedJpeg]) -> list[Any]:
@@ -200,4 +213,4 @@ def _resize_crop(torch: Any, image: Any) -> Any:
 
 
 def _normalise(x: Any) -> Any:
-    return ((x - 127.0) / 128.0).half()
+    return (x - 127.0) / 128.0

@@ -40,6 +40,7 @@ from PIL import Image
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ItemError, ModelError
 from gpufleet.models.cuda import CudaClassifier, EncodedJpeg, jpeg_header
+from gpufleet.worker.budget import DecodeBudget
 from gpufleet.worker.images import decode_photo
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class EfficientNetLite0:
         self.threads = _int_param("threads", threads, low=0) or _usable_cores()
         self.backend = ""  # "onnxruntime" or "torch:<device>" once bootstrapped
         self.streams = 1  # batches in flight at once: two on a GPU
+        self.budget = DecodeBudget(settings.decode_budget_mb * 2**20)
         self._run: Callable[[Array], Array] | None = None
         self._gpu: CudaClassifier | None = None
         self._ids: list[str] = []
@@ -119,7 +121,8 @@ class EfficientNetLite0:
         return self.cpu_preprocess(data)
 
     def cpu_preprocess(self, data: bytes) -> Array:
-        im = decode_photo(data, max_pixels=self.settings.max_pixels, draft_size=(RESIZE, RESIZE))
+        im = decode_photo(data, max_pixels=self.settings.max_pixels, draft_size=(RESIZE, RESIZE),
+                          budget=self.budget)
         return reference_preprocess(im)
 
     def infer(self, batch: Sequence[Any]) -> list[list[Tag] | ItemError]:

@@ -16,6 +16,7 @@ only through :func:`decode_photo`, which enforces the limit itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 
@@ -32,6 +33,7 @@ from PIL import (  # the plugins register the only openers we use, once, at impo
 )
 
 from gpufleet.errors import ImageError
+from gpufleet.worker.budget import DecodeBudget
 
 __all__ = ["decode_photo", "jpeg_orientation", "sniff_format"]
 
@@ -48,6 +50,7 @@ _DECODE_ERRORS = (
 _ORIENTATION = 0x0112
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "PA")
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "F")
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -89,14 +92,17 @@ def jpeg_orientation(data: bytes) -> int:
 
 
 def decode_photo(
-    data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None
+    data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Image.Image:
     """Decode ``data`` into an RGB image, upright, alpha composited on white.
 
     ``draft_size`` (width, height of the upright image) lets a JPEG decode at 1/2,
-    1/4 or 1/8 scale while staying at least that large. Raises ImageError, with a
-    short reason, for any input that is not a supported, intact photo within
-    ``max_pixels``.
+    1/4 or 1/8 scale while staying at least that large, and any other image be
+    reduced by a whole factor right after decoding, before any conversion, while
+    staying at least twice that large. ``budget`` bounds the decoded bytes in flight
+    (see budget.py). Raises ImageError, with a short reason, for any input that is
+    not a supported, intact photo within ``max_pixels``.
     """
     if not data:
         raise ImageError("empty object (0 bytes)")
@@ -111,17 +117,38 @@ def decode_photo(
                 f"image declares {width}x{height} = {width * height:,} pixels, "
                 f"over the limit of {max_pixels:,}"
             )
-        if draft_size is not None:
+        if draft_size is not None and fmt == "JPEG":
+            # (Only a JPEG's EXIF is read up front: a PNG's getexif() decodes the image.)
             if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # stored on its side
                 draft_size = (draft_size[1], draft_size[0])
             im.draft("RGB", draft_size)
-        im.load()
-        ImageOps.exif_transpose(im, in_place=True)
-        return _to_rgb(im)
+        with budget.hold(_decoded_bytes(im)) if budget else contextlib.nullcontext():
+            im.load()
+            small = _eight_bit(im)
+            if draft_size is not None:
+                small = _reduced(small, draft_size)
+            ImageOps.exif_transpose(small, in_place=True)
+            return _to_rgb(small)
     except ImageError:
         raise
     except _DECODE_ERRORS as exc:
         raise ImageError(_reason(fmt, exc)) from exc
+
+
+def _decoded_bytes(im: Image.Image) -> int:
+    """What decoding and converting an image of this header may hold at its peak."""
+    width, height = im.size  # after draft(): the size it decodes at
+    sample = 4 if im.mode in ("I", "F") else 2 if im.mode in _SIXTEEN_BIT else 1
+    return width * height * (len(im.getbands()) * sample + 4)  # + one RGBA copy
+
+
+def _reduced(im: Image.Image, at_least: tuple[int, int]) -> Image.Image:
+    """Shrink by a whole factor (box filter) while staying twice at_least: the later
+    resize then sees nearly the pixels it would have, and conversions cost little."""
+    factor = min(im.size[0] // (2 * at_least[0]), im.size[1] // (2 * at_least[1]))
+    if factor < 2 or im.mode not in _REDUCIBLE:
+        return im
+    return im.reduce(factor)
 
 
 def _reason(fmt: str, exc: BaseException) -> str:
@@ -138,12 +165,24 @@ def _reason(fmt: str, exc: BaseException) -> str:
     return f"corrupt {fmt} image ({detail})"
 
 
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit grey onto 8 bits (65535 -> 255), where convert() would clip; others as they are.
+
+    In integers, never through floats: 4 bytes a pixel, several times over, for an image
+    that may be 100 megapixels.
+    """
+    if im.mode not in _SIXTEEN_BIT:
+        return im
+    grey = np.asarray(im)
+    if grey.dtype != np.uint16:  # 32-bit "I", or big-endian: the 16-bit range, native
+        grey = np.clip(grey, 0, 65535).astype(np.uint16)
+    eight = Image.fromarray((grey >> 8).astype(np.uint8))
+    eight.info = im.info  # EXIF, transparency
+    return eight
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in _SIXTEEN_BIT:
-        # Scale the 16-bit range onto 8 bits (65535 -> 255); convert() would clip.
-        grey = np.asarray(im).astype(np.float32).clip(0, 65535) / 257.0
-        im = Image.fromarray(np.rint(grey).astype(np.uint8))
-    elif im.mode not in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", *_ALPHA):
+    if im.mode not in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", *_ALPHA):
         raise ImageError(f"unsupported pixel mode {im.mode}")
     if im.mode in _ALPHA or "transparency" in im.info:
         rgba = im.convert("RGBA")

@@ -153,14 +153,14 @@ class Pipeline:
                                         visibility_timeout_s=self.settings.visibility_timeout_s,
                                         wait_s=_RECEIVE_WAIT_S)
         except Unavailable as exc:  # wait it out, backing off; in-flight work carries on
-            self._back_off(stop, f"cannot receive tasks: {exc}")
+            self._back_off(stop, "cannot receive tasks", exc)
             return []
         self._outage_s = 0.0
         return leases
 
-    def _back_off(self, stop: threading.Event, why: str) -> None:
+    def _back_off(self, stop: threading.Event, what: str, exc: Exception) -> None:
         self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
-        log.warning("%s; retrying in %.1f s", why, self._outage_s)
+        log.warning("%s, retrying in %.1f s: %s", what, self._outage_s, exc)
         stop.wait(self._outage_s)
 
     def _on_index_down(self, error: str) -> None:
@@ -172,7 +172,7 @@ class Pipeline:
         try:
             self.index.is_cancelled("")
         except GpufleetError as exc:
-            self._back_off(stop, f"the index is unreachable, not receiving: {exc}")
+            self._back_off(stop, "the index is unreachable: not receiving tasks", exc)
             return
         log.info("the index is back: receiving again")
         self._outage_s = 0.0
