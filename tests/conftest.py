@@ -51,7 +51,8 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=str(REPO),
+        # This checkout's code, whatever is installed; and its tests package (plugins).
+        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}",
                         GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
         self.procs: list[subprocess.Popen[bytes]] = []
 

@@ -11,7 +11,9 @@ whatever the names contain.
 
 Redis trouble never reaches the caller: the cache serves misses (and drops
 writes) with one logged warning per outage, and tries Redis again after a
-pause. An entry a delete could not remove lives at most its TTL.
+pause (half to all of ``retry_after_s``, at random, so that API processes
+that lost Redis together do not all come back at once). An entry a delete
+could not remove lives at most its TTL.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from gpufleet.errors import ConfigError
+from gpufleet.jitter import equal_jitter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,7 +171,7 @@ class RedisCache:
         except self._errors as exc:
             with self._lock:
                 first = self._down_until is None
-                self._down_until = self.clock() + self.retry_after_s
+                self._down_until = self.clock() + equal_jitter(self.retry_after_s)
             if first:
                 log.warning("cache %s unavailable, serving misses: %s", self.where, exc)
             return None

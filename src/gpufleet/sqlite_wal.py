@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from gpufleet.jitter import equal_jitter
+
 
 def enable_wal(conn: sqlite3.Connection, *, timeout_s: float = 30.0) -> None:
     """``PRAGMA journal_mode=WAL``, retried while another process holds the file.
@@ -21,4 +23,4 @@ def enable_wal(conn: sqlite3.Connection, *, timeout_s: float = 30.0) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)
+            time.sleep(equal_jitter(0.1))

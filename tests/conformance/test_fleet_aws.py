@@ -31,6 +31,7 @@ from gpufleet.scaler.inbox import Ingest
 from gpufleet.scaler.inbox_s3 import S3Inbox
 from gpufleet.scaler.policy import Capacity, PolicyConfig
 from gpufleet.scaler.providers.aws import HOOK, AwsProvider, create_group, spot_refused_in
+from tests.conftest import Home
 from tests.servers import MotoServer
 
 MODEL = "synthetic?item_ms=10&bootstrap_s=300"
@@ -255,3 +256,18 @@ def test_the_controller_sizes_the_group_to_the_backlog_and_back_to_zero(
     assert provider.machines() == []
     queue.close()
     ctl.close()
+
+
+def test_the_controller_runs_on_aws_with_only_aws_region_set(
+        group: str, bucket_with_inbox: tuple[str, str], aws: MotoServer, home: Home) -> None:
+    # Given the AWS configuration the README shows: AWS_REGION, no AWS_DEFAULT_REGION
+    bucket, _ = bucket_with_inbox
+    home.env.update(aws.env, AWS_ENDPOINT_URL_AUTO_SCALING=aws.endpoint,
+                    AWS_ENDPOINT_URL_EC2=aws.endpoint, GPUFLEET_AWS_ASG=group)
+    del home.env["AWS_DEFAULT_REGION"]
+    # When the controller decides once on the Auto Scaling group, with an S3 inbox
+    home.run("controller", "--provider", "aws", "--inbox", f"s3://{bucket}/manifests/",
+             "--model", MODEL, "--once")
+    # Then it reached both (an empty inbox, no backlog: nothing to start) and recorded it
+    [decision] = home.json("fleet", "--model", MODEL)["decisions"]
+    assert decision["desired"] == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -274,7 +275,7 @@ def fail_until_dead(backend: Backend, queue: TaskQueue, backoff: Backoff) -> Lea
         assert lease.receives == attempt
         dead = nack(queue, lease, error=f"boom {attempt}", backoff=backoff)
         assert dead == (attempt == backoff.max_receives)
-        backend.wait(backoff.delay_s(attempt) * 1.2)
+        backend.wait(backoff.ceiling_s(attempt) * 1.2)
     return lease
 
 
@@ -291,6 +292,26 @@ def test_nack_dead_letters_after_max_receives_with_the_last_error(
     assert (dead.id, dead.body, dead.receives, dead.error) == (last.id, "poison", 3, "boom 3")
     assert receive_all(queue, backend.lease_s) == []
     assert queue.depth() == QueueDepth(queued=0, in_flight=0, dead=1)
+
+
+def test_tasks_nacked_together_come_back_spread_out(
+    backend: Backend, queue: TaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend.clock is None or not queue.supports_delay:
+        pytest.skip("needs delayed delivery on a clock the test moves")
+    monkeypatch.setattr("gpufleet.jitter.random", random.Random(11))  # the same draws each run
+    backoff = Backoff(base_s=backend.lease_s, max_s=backend.lease_s)
+    # Given ten tasks that failed together (their store went down, say)
+    queue.enqueue([f"t{i}" for i in range(10)])
+    for lease in receive_all(queue, backend.lease_s):
+        nack(queue, lease, error="store down", backoff=backoff)
+    # When three quarters of the backoff have passed, then some are back, not all
+    backend.wait(backend.lease_s * 0.75)
+    early = receive_all(queue, backend.lease_s)
+    assert 0 < len(early) < 10
+    # And by the end of it the rest are back too: none waits longer than the backoff
+    backend.wait(backend.lease_s * 0.3)
+    assert len(early) + len(receive_all(queue, backend.lease_s)) == 10
 
 
 def test_redrive_puts_dead_letters_back(backend: Backend, queue: TaskQueue) -> None:
@@ -512,7 +533,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert backend.clock is not None
         self.clock = backend.clock
         self.unit = backend.unit_s
-        self.backoff = Backoff(max_receives=2, base_s=2.0 * self.unit, max_s=10.0 * self.unit)
+        # No jitter: the model must know when a nacked task is due again.
+        self.backoff = Backoff(max_receives=2, base_s=2.0 * self.unit, max_s=10.0 * self.unit,
+                               jitter=False)
         self.queue = backend.opener(f"machine-{next(names)}")
         self.fifo = backend.fifo
         self.tasks: dict[str, ModelTask] = {}  # body -> task, for every task in the queue

@@ -3,11 +3,13 @@
 The CLI's submit, status and results use it when ``--api URL`` or
 ``GPUFLEET_API`` is set, so their output is the same either way. Errors come
 back as gpufleet errors carrying the server's one-line reason; 429 answers
-are retried after their Retry-After.
+are retried after their Retry-After (and up to half as long again, at random,
+so that clients refused together do not come back together).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import fields
@@ -68,7 +70,8 @@ class ApiClient:
                 raise ApiUnavailable(f"cannot reach the API at {self.base_url}: {exc}") from exc
             if response.status_code != 429:
                 break
-            self.sleep(float(response.headers.get("Retry-After", "1")))
+            after = float(response.headers.get("Retry-After", "1"))
+            self.sleep(random.uniform(after, 1.5 * after))
         if response.status_code < 400:
             return response.json()
         try:

@@ -47,7 +47,7 @@ from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
 
 try:
     import redis
-    from redis.backoff import ExponentialBackoff
+    from redis.backoff import EqualJitterBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise ConfigError("the Redis queue needs redis-py: pip install 'gpufleet[redis]'") from exc
@@ -87,7 +87,7 @@ class RedisQueue:
         try:
             self._client = redis.Redis.from_url(
                 target, socket_connect_timeout=5, socket_timeout=_MAX_WAIT_S + 25,
-                health_check_interval=30, retry=Retry(ExponentialBackoff(0.5, 0.05), 1))
+                health_check_interval=30, retry=Retry(EqualJitterBackoff(0.5, 0.05), 1))
         except ValueError as exc:
             raise ConfigError(f"bad Redis queue URL {url!r}: {exc}") from exc
         self._scripts = {n: self._client.register_script(s) for n, s in _SCRIPTS.items()}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from gpufleet import aws
 from gpufleet.errors import ConfigError, QueueUnavailable
+from gpufleet.jitter import equal_jitter
 
 try:
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -94,20 +93,13 @@ def queue_name(base: str, name: str) -> str:
 
 
 def client(region: str | None) -> Any:
-    """An SQS client from the standard AWS configuration, with standard retries.
+    """An SQS client from the standard AWS configuration (gpufleet.aws).
 
-    The region: the queue URL's, else ``AWS_REGION`` (which the AWS CLI v2, the
-    other SDKs, ECS and Lambda use, but boto3 ignores), else boto3's own
+    The region: the queue URL's, else ``AWS_REGION``, else boto3's own
     (``AWS_DEFAULT_REGION``, the profile).
     """
-    region = region or os.environ.get("AWS_REGION") or None
-    try:
-        return boto3.session.Session().client("sqs", region_name=region, config=Config(
-            retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32,
-            connect_timeout=5, read_timeout=30))
-    except NoRegionError as exc:
-        raise ConfigError("no AWS region for SQS: set AWS_REGION (or a profile with a "
-                          "region), or give the full queue URL") from exc
+    return aws.client("sqs", region=region, attempts=4, max_pool_connections=32,
+                      connect_timeout=5, read_timeout=30)
 
 
 def error_code(exc: ClientError) -> str:
@@ -214,7 +206,7 @@ def send(sqs: Any, url: str, entries: list[dict[str, Any]]) -> None:
             todo = {f["Id"]: todo[f["Id"]] for f in result.get("Failed", [])}
             if not todo:
                 break
-            time.sleep(0.1 * 2 ** attempt)
+            time.sleep(equal_jitter(0.1 * 2 ** attempt))
         else:
             raise QueueUnavailable(f"SQS refused {len(todo)} message(s) for {url}")
 

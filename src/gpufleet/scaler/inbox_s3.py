@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+from gpufleet import aws
 from gpufleet.errors import ConfigError, ObjectMissing, Unavailable
 from gpufleet.scaler.inbox import Arrival
 
@@ -80,12 +81,8 @@ class S3Inbox:
     _open: dict[str, _Message] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        try:
-            import boto3
-        except ImportError:
-            raise ConfigError("an s3:// inbox needs boto3: pip install 'gpufleet[aws]'") from None
         self.uri = f"s3://{self.bucket}/{self.prefix}"
-        self.s3, self.sqs = boto3.client("s3"), boto3.client("sqs")
+        self.s3, self.sqs = aws.client("s3"), aws.client("sqs")
         self.queue_url = self._queue_url()
 
     @classmethod

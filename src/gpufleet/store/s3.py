@@ -1,10 +1,11 @@
 """Amazon S3, or any S3-compatible store (MinIO, Ceph, ...), through boto3.
 
-The endpoint and the credentials come only from the standard AWS configuration
-(``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, environment keys, instance and task
-roles), so one URL, ``s3://bucket/prefix/``, works everywhere. The connection
-pool is sized to the worker's fetch concurrency, retries use botocore's
-standard mode (throttling and 5xx answers are retried with backoff), reads
+The endpoint, the credentials and the retry settings come only from the
+standard AWS configuration (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``,
+environment keys, instance and task roles; see gpufleet.aws), so one URL,
+``s3://bucket/prefix/``, works everywhere. The connection pool is sized to the
+worker's fetch concurrency, retries default to botocore's standard mode
+(throttling and 5xx answers are retried with jittered backoff), reads
 check the object's size before its body and stream in chunks, and writes can
 ask for server-side encryption (SSE-S3 or a KMS key).
 """
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gpufleet import aws
 from gpufleet.errors import (
     ConfigError,
     ObjectMissing,
@@ -68,8 +70,9 @@ class S3Store:
             self._sse["ServerSideEncryption"] = sse
         if sse_kms_key_id:
             self._sse["SSEKMSKeyId"] = sse_kms_key_id
-        self.client = client if client is not None else _client(max_pool_connections,
-                                                               max_attempts)
+        self.client = client if client is not None else aws.client(
+            "s3", attempts=max_attempts, max_pool_connections=max_pool_connections,
+            signature_version="s3v4", connect_timeout=10, read_timeout=60)
 
     @classmethod
     def from_settings(cls, bucket: str, settings: Settings | None) -> S3Store:
@@ -143,19 +146,6 @@ class S3Store:
                 self.client.head_bucket(Bucket=self.bucket)
         except ObjectMissing:
             raise StoreUnavailable(f"s3://{self.bucket}/: no such bucket") from None
-
-
-def _client(max_pool_connections: int, max_attempts: int) -> Any:
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise ConfigError("s3:// locations need boto3: pip install 'gpufleet[aws]'") from None
-    config = Config(max_pool_connections=max_pool_connections, signature_version="s3v4",
-                    retries={"mode": "standard", "max_attempts": max_attempts},
-                    connect_timeout=10, read_timeout=60)
-    # A session per store: boto3's default session is not thread-safe to build clients from.
-    return boto3.session.Session().client("s3", config=config)
 
 
 @contextmanager

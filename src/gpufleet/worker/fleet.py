@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet import aws
 from gpufleet.config import Settings
 from gpufleet.errors import ConfigError, Unavailable
 from gpufleet.worker.imds import Imds
@@ -92,12 +93,7 @@ def complete_lifecycle_action(settings: Settings, instance: str | None) -> bool:
     if not (settings.aws_asg and settings.aws_lifecycle_hook and instance):
         return False
     try:
-        import boto3
-    except ImportError:
-        log.error("cannot complete the lifecycle action: pip install 'gpufleet[aws]'")
-        return False
-    try:
-        boto3.client("autoscaling").complete_lifecycle_action(
+        aws.client("autoscaling").complete_lifecycle_action(
             AutoScalingGroupName=settings.aws_asg, LifecycleHookName=settings.aws_lifecycle_hook,
             InstanceId=instance, LifecycleActionResult="CONTINUE")
     except Exception as exc:  # the worker's last act: log it, the hook's timeout ends it anyway

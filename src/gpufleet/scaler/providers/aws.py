@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from gpufleet import aws
 from gpufleet.config import Settings
 from gpufleet.errors import ConfigError, Unavailable
 from gpufleet.scaler.policy import Capacity
@@ -41,14 +42,6 @@ SPOT_REFUSED_WINDOW_S = 600.0
 _SPOT_TROUBLE = ("spot", "InsufficientInstanceCapacity", "capacity-not-available",
                  "MaxSpotInstanceCountExceeded")
 _GONE = ("Terminated", "Detached", "Detaching")
-
-
-def _boto3() -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise ConfigError("the aws provider needs boto3: pip install 'gpufleet[aws]'") from None
-    return boto3
 
 
 def _call(what: str, fn: Any, **kwargs: Any) -> Any:
@@ -69,7 +62,7 @@ def create_group(name: str, *, launch_template: str, instance_types: Sequence[st
                  subnets: Sequence[str], max_size: int, hook_timeout_s: int = 300,
                  client: Any = None) -> None:
     """Create the Auto Scaling group the aws provider drives, with its lifecycle hook."""
-    client = client or _boto3().client("autoscaling")
+    client = client or aws.client("autoscaling")
     _call("create the group", client.create_auto_scaling_group,
           AutoScalingGroupName=name, MinSize=0, MaxSize=max_size, DesiredCapacity=0,
           VPCZoneIdentifier=",".join(subnets), NewInstancesProtectedFromScaleIn=True,
@@ -117,8 +110,8 @@ class AwsProvider:
         if not self.group:
             raise ConfigError("--provider aws needs the Auto Scaling group: GPUFLEET_AWS_ASG")
         self.model = model
-        self.autoscaling = autoscaling or _boto3().client("autoscaling")
-        self.ec2 = ec2 or _boto3().client("ec2")
+        self.autoscaling = autoscaling or aws.client("autoscaling")
+        self.ec2 = ec2 or aws.client("ec2")
 
     def _describe(self) -> dict[str, Any]:
         groups = _call("describe the group", self.autoscaling.describe_auto_scaling_groups,

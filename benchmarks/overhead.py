@@ -1,0 +1,161 @@
+"""Bookkeeping overhead of the embedded pipeline, against Ray Data doing the same work.
+
+N small objects (a few hundred random bytes each) in a temporary folder; a model
+that costs nothing (``synthetic?item_ms=0``: it hashes each object), so what is
+measured is everything around the model: manifest, queue, fetch, index rows,
+result objects, acks. In one run:
+
+- gpufleet: ``gpufleet submit MANIFEST --input DIR --model synthetic?item_ms=0
+  --wait --workers W`` for each W, each in a fresh GPUFLEET_HOME. items/s from
+  the first item started to the last finished (read from the index), and over
+  the command's whole wall time (start-up, enqueue and worker start included).
+- Ray Data: ``read_binary_files(DIR)`` -> ``map`` (hash each file into one small
+  JSON record, as the synthetic model does) -> ``write_json(OUT)``; Ray is
+  started (``num_cpus`` = the cores) and its workers warmed up on a few files
+  before the clock starts, so its figure is the pipeline's wall time.
+
+Prints items/s of each and the ratio gpufleet / Ray Data. Ray is not a
+dependency of gpufleet: without it the comparison is skipped, saying so.
+
+Usage: python benchmarks/overhead.py [--items 20000] [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gpufleet.config import Settings
+from gpufleet.index import Index
+
+MODEL = "synthetic?item_ms=0"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_objects(folder: Path, count: int) -> list[str]:
+    """count files of 200 to 500 random bytes; their keys, in order."""
+    folder.mkdir(parents=True)
+    rng = random.Random(0)
+    keys = [f"obj-{i:06d}.bin" for i in range(count)]
+    for key in keys:
+        (folder / key).write_bytes(rng.randbytes(rng.randint(200, 500)))
+    return keys
+
+
+def run_gpufleet(root: Path, objects: Path, manifest: Path, workers: int) -> dict[str, float]:
+    home = root / f"home-{workers}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
+    # This checkout's code, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                      env.get("PYTHONPATH")]))
+    env["GPUFLEET_HOME"] = str(home)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "gpufleet", "submit", str(manifest), "--input",
+         objects.as_uri() + "/", "--model", MODEL, "--wait", "--workers", str(workers),
+         "--json"], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"gpufleet submit failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    summary = json.loads(done.stdout)
+    index = Index(Settings(home=home).db)
+    try:
+        with index.engine.connect() as conn:
+            first, last = conn.exec_driver_sql(
+                "SELECT min(started_at), max(finished_at) FROM items WHERE job_id = ?",
+                (summary["job"],)).one()
+    finally:
+        index.close()
+    return {"done": summary["done"], "failed": summary["failed"],
+            "window": last - first, "wall": wall}
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """One small JSON record per file, as the synthetic model makes from each object."""
+    return {"key": os.path.basename(row["path"]), "bytes": len(row["bytes"]),
+            "sha256": hashlib.sha256(row["bytes"]).hexdigest()}
+
+
+def run_ray_data(root: Path, objects: Path, cores: int) -> dict[str, float] | None:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        return None
+    setup = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # a line per run otherwise
+        # Warm-up: start Ray's workers and import its operators before the clock starts.
+        warm = root / "ray-warm"
+        warm.mkdir()
+        for path in sorted(objects.iterdir())[:cores * 4]:
+            (warm / path.name).write_bytes(path.read_bytes())
+        _ray_pipeline(ray, warm, root / "ray-warm-out")
+        out = root / "ray-out"
+        started = time.perf_counter()
+        setup = started - setup
+        _ray_pipeline(ray, objects, out)
+        wall = time.perf_counter() - started
+    finally:
+        ray.shutdown()
+    records = sum(len(p.read_text().splitlines()) for p in out.rglob("*.json"))
+    return {"done": records, "wall": wall, "setup": setup}
+
+
+def _ray_pipeline(ray: Any, objects: Path, out: Path) -> None:
+    dataset = ray.data.read_binary_files(str(objects), include_paths=True)
+    dataset.map(_record).write_json(str(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--workers", default="1,2",
+                        help="gpufleet worker counts to run, comma-separated")
+    args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)  # the cores this process may use, in a container too
+    with tempfile.TemporaryDirectory(prefix="gpufleet-overhead-") as tmp:
+        root = Path(tmp)
+        objects = root / "objects"
+        keys = make_objects(objects, args.items)
+        manifest = root / "manifest.txt"
+        manifest.write_text("\n".join(keys) + "\n")
+        print(f"{args.items:,} objects of 200-500 bytes, model {MODEL}, {cores} cores")
+        rates: dict[int, tuple[float, float]] = {}
+        for workers in counts:
+            r = run_gpufleet(root, objects, manifest, workers)
+            rates[workers] = (r["done"] / r["window"], args.items / r["wall"])
+            print(f"gpufleet, {workers} worker(s): {rates[workers][0]:8,.0f} items/s first item "
+                  f"started to last finished ({r['done']:,.0f} done, {r['failed']:,.0f} failed)\n"
+                  f"                        {rates[workers][1]:8,.0f} items/s over the whole "
+                  f"{r['wall']:.1f} s")
+        ray_result = run_ray_data(root, objects, cores)
+        if ray_result is None:
+            print("Ray Data not installed (pip install 'ray[data]'): skipping the comparison")
+            return
+        ray_rate = ray_result["done"] / ray_result["wall"]
+        print(f"Ray Data (map, {cores} CPUs):  {ray_rate:8,.0f} items/s over "
+              f"{ray_result['wall']:.1f} s ({ray_result['done']:,.0f} records written; "
+              f"starting Ray and warming it up took {ray_result['setup']:.1f} s more)")
+        for workers, (window, wall) in rates.items():
+            print(f"gpufleet / Ray Data, {workers} worker(s): {window / ray_rate:5.2f}x "
+                  f"(first to last item), {wall / ray_rate:5.2f}x (whole wall time)")
+
+
+if __name__ == "__main__":
+    main()
