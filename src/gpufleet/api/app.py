@@ -23,6 +23,7 @@ from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
 from gpufleet.api.context import Services
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
+from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics, MetricsMiddleware
 from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
@@ -74,12 +75,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     signer = Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock)
     limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
                           clock=clock)
+    locations = TenantLocations(settings)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
-        signer=signer, limiter=limiter, clock=clock)
+        signer=signer, limiter=limiter, locations=locations, clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
 
     @asynccontextmanager

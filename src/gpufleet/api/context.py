@@ -14,12 +14,12 @@ from starlette.requests import Request
 
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import RateLimiter
+from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics
 from gpufleet.api.queries import Reads
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.signing import Signer
 from gpufleet.config import Settings
-from gpufleet.errors import ConfigError
 from gpufleet.index import Index
 from gpufleet.queue import QueueDepth, TaskQueue, open_queue
 from gpufleet.store import Location, open_location
@@ -36,6 +36,7 @@ class Services:
     cache: ReadThrough
     signer: Signer
     limiter: RateLimiter
+    locations: TenantLocations
     clock: Callable[[], float] = time.time
     metrics: Metrics | None = None
     _queues: dict[str, TaskQueue] = field(default_factory=dict)
@@ -67,18 +68,6 @@ class Services:
 
     def depths(self) -> dict[str, QueueDepth]:
         return {model: self.queue(model).depth() for model in self.index.models()}
-
-    def allowed(self, uri: str, *, what: str) -> Location:
-        """The location, if jobs submitted through the API may use it; ConfigError if not."""
-        location = open_location(uri, settings=self.settings)
-        roots = [self.settings.input, self.settings.output,
-                 *(p.strip() for p in self.settings.api_locations.split(",") if p.strip())]
-        for root in roots:
-            prefix = open_location(root, settings=self.settings).uri
-            if location.uri.startswith(prefix):
-                return location
-        raise ConfigError(f"{what} {uri!r} is not under a location the API may use "
-                          "(GPUFLEET_INPUT, GPUFLEET_OUTPUT or GPUFLEET_API_LOCATIONS)")
 
     def close(self) -> None:
         with self._lock:

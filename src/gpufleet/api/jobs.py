@@ -28,7 +28,11 @@ def view_bytes(svc: Services, tenant: str, job_id: str) -> bytes:
         return cached
     svc.reads.owner(tenant, job_id)
     job = svc.index.job(job_id)
-    body = json.dumps(job_view(job, svc.reads.timing(job_id))).encode()
+    view = job_view(job, svc.reads.timing(job_id))
+    # The tenant's own locations, relative to its roots: nothing of the deployment's paths.
+    for use in ("input", "output"):
+        view[use] = svc.locations.shown(tenant, view[use], use=use)
+    body = json.dumps(view).encode()
     ttl_s = svc.settings.api_cache_ttl_s if job.state.finished else min(
         _RUNNING_TTL_S, svc.settings.api_cache_ttl_s)
     svc.cache.set(tenant, "job", job_id, body, ttl_s=ttl_s)
