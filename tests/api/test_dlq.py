@@ -32,7 +32,7 @@ def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path:
     assert all(d["job"] != job for d in theirs)
     # When a redrives, once the model is healed, and a worker runs
     with world.client("a") as http:
-        assert http.post("/v1/dlq/redrive").json() == {"redriven": 1}
+        assert http.post("/v1/dlq/redrive").json() == {"redriven": 1, "left_shared": []}
     heal.touch()
     run_worker(world.home, model)
     # Then the job's items are done (the cached view was dropped by the redrive)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gpufleet.api.context import services
 from gpufleet.api.keys import Principal
 from gpufleet.api.limits import too_many_requests
+from gpufleet.api.tenant import TenantView
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: gpufleet keys create")
 KEY_PARAMETERS = {"api_key", "apikey", "api-key", "key", "token", "access_token",
@@ -57,3 +58,20 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require("read"))]
 Submitter = Annotated[Principal, Depends(require("submit"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def viewer(scope: str) -> Callable[..., Awaitable[TenantView]]:
+    """A dependency: the index as the tenant of the request's key sees it."""
+    principal = require(scope)
+
+    # (a default, not Annotated: the annotation could not name this local dependency)
+    async def view(request: Request,
+                   who: Principal = Depends(principal)) -> TenantView:  # noqa: B008
+        return services(request).view(who.tenant)
+
+    return view
+
+
+ReadView = Annotated[TenantView, Depends(viewer("read"))]
+SubmitView = Annotated[TenantView, Depends(viewer("submit"))]
+AdminView = Annotated[TenantView, Depends(viewer("admin"))]

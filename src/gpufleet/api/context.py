@@ -19,6 +19,7 @@ from gpufleet.api.metrics import Metrics
 from gpufleet.api.queries import Reads
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.signing import Signer
+from gpufleet.api.tenant import TenantView
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.queue import QueueDepth, TaskQueue, open_queue
@@ -66,8 +67,16 @@ class Services:
                 self._locations[uri] = open_location(uri, settings=self.settings)
             return self._locations[uri]
 
+    def view(self, tenant: str) -> TenantView:
+        """The index as tenant sees it: what routes read through."""
+        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue)
+
     def depths(self) -> dict[str, QueueDepth]:
-        return {model: self.queue(model).depth() for model in self.index.models()}
+        """Queue depth of the models an operator configured (never tenants' own specs)."""
+        return {model: self.queue(model).depth() for model in self.operator_models()}
+
+    def operator_models(self) -> list[str]:
+        return [self.settings.model]
 
     def close(self) -> None:
         with self._lock:

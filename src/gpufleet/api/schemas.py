@@ -119,6 +119,8 @@ class DeadLetters(BaseModel):
 
 class Redriven(BaseModel):
     redriven: int
+    left_shared: list[str] = Field(description="Models whose queues also hold other "
+                                   "tenants' dead letters: an operator redrives those.")
 
 
 class Health(BaseModel):
@@ -131,5 +133,7 @@ class Readiness(BaseModel):
 
 
 class Fleet(BaseModel):
-    workers: dict[str, int] = Field(description="Live workers by state.")
-    queues: dict[str, dict[str, int]] = Field(description="Per model: queued, in_flight, dead.")
+    workers: dict[str, int] = Field(description="Live workers serving the tenant's models, "
+                                    "by state.")
+    models: dict[str, dict[str, int]] = Field(description="Per model of the tenant's open "
+                                              "jobs: jobs, pending (items).")
