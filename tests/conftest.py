@@ -51,7 +51,10 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=str(REPO),
+        # This checkout's src first: a worktree's processes run its own code, not the
+        # editable install's.
+        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=os.pathsep.join(
+                            (str(REPO / "src"), str(REPO))),
                         GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
         self.procs: list[subprocess.Popen[bytes]] = []
 

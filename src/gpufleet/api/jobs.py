@@ -7,6 +7,7 @@ import json
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from gpufleet.api.auth import ReadView, SubmitView
+from gpufleet.api.bodies import SafeJsonRoute
 from gpufleet.api.context import Services, Svc
 from gpufleet.api.queries import decode_cursor, encode_cursor
 from gpufleet.api.schemas import JobPage, JobRequest, JobView
@@ -14,7 +15,7 @@ from gpufleet.api.submit import submit
 from gpufleet.api.tenant import TenantView
 from gpufleet.api.views import job_view
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=SafeJsonRoute)
 _RUNNING_TTL_S = 1.0  # a running job's view is cached this long: its counts move
 
 
