@@ -1,7 +1,8 @@
 """The application factory: one FastAPI app from Settings, with nothing global.
 
 Middleware, outermost first: metrics (every answer is counted), the client
-address filter (CIDR allow/deny, trusted proxies), the body size limit. Keys,
+address filter (CIDR allow/deny, trusted proxies), a valid key before any
+body is read, the body size limit. Keys,
 scopes and the rate limit are checked per route (``auth.require``).
 """
 
@@ -20,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gpufleet import __version__
 from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
+from gpufleet.api.auth import KeyBeforeBody
 from gpufleet.api.context import Services
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
@@ -110,6 +112,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(KeyBeforeBody, svc=svc)
     app.add_middleware(ClientFilter, allow=networks["allow"], deny=networks["deny"],
                        trusted_proxies=networks["trusted_proxies"])
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)

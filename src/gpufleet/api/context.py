@@ -50,9 +50,14 @@ class Services:
         in-process cache), else in a worker thread, so a slow server stalls no one else.
         Measured: handing short local reads to threads made p99 latency several times
         worse (the event loop waits for the GIL behind them)."""
-        if self.index.engine.dialect.name == "sqlite" and self.cache.inline:
+        if self.inline_reads:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
+
+    @property
+    def inline_reads(self) -> bool:
+        """Whether reads are local enough to run on the event loop (see ``read``)."""
+        return self.index.engine.dialect.name == "sqlite" and self.cache.inline
 
     def queue(self, model: str) -> TaskQueue:
         """The queue of a model, opened once and shared (queues are thread-safe)."""
