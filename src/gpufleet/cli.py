@@ -21,6 +21,7 @@ from gpufleet.domain import Job
 from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.jobs import submit as submit_job
+from gpufleet.manifest import MAX_PRIORITY
 from gpufleet.progress import wait_for_job
 from gpufleet.queue import open_queue
 
@@ -46,6 +47,7 @@ def submit(
     deadline: Annotated[str | None, typer.Option(
         help="Finish within this long, e.g. 30m (default: GPUFLEET_TARGET_DRAIN_S).")] = None,
     priority: Annotated[int | None, typer.Option(
+        min=-MAX_PRIORITY, max=MAX_PRIORITY,
         help="Higher first when deadlines tie (default 0).")] = None,
     as_json: JsonOpt = False,
     api: ApiOpt = None,

@@ -80,7 +80,7 @@ class Settings:
     api_allow: str = ""  # client CIDRs, comma-separated; empty: any client
     api_deny: str = ""  # client CIDRs refused (wins over api_allow)
     api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
-    api_locations: str = ""  # more location prefixes API jobs may read and write
+    api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
     api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
 
     def __post_init__(self) -> None:

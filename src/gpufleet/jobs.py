@@ -12,7 +12,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Job, Task
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
-from gpufleet.manifest import key_problem, read_manifest
+from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, read_manifest
 from gpufleet.models import parse_spec
 from gpufleet.models.base import MODELS
 from gpufleet.queue import open_queue
@@ -61,8 +61,11 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
                 priority: int = 0, tenant: str = "default") -> Job:
-    if deadline_s is not None and not 0 < deadline_s < float("inf"):
-        raise ConfigError(f"deadline must be a positive number of seconds, not {deadline_s}")
+    if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
+        raise ConfigError(f"deadline must be more than 0 and at most {MAX_DEADLINE_S:,} s "
+                          f"(30 days), not {deadline_s:g}")
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ConfigError(f"priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}")
     input_location = open_location(input, settings=settings)
     output_location = open_location(output, settings=settings)
     job = index.create_job(job_id, model=model, input=input_location.uri,

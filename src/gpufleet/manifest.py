@@ -20,8 +20,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gpufleet.errors import ManifestError
+from gpufleet.jsonsafe import JsonRefused, loads
 
 MAX_KEY_BYTES = 1024
+MAX_DEADLINE_S = 30 * 86400  # a deadline further off than this is a mistake
+MAX_PRIORITY = 1000
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
 _SHOWN_PROBLEMS = 5
 
@@ -117,9 +120,11 @@ def _item_key(item: Any) -> Any:
 
 def _json(text: str, name: str, declared: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     try:
-        doc = json.loads(text)
+        doc = loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{name} line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except JsonRefused as exc:
+        raise ManifestError(f"{name}: refused: {exc}") from None
     if isinstance(doc, dict):
         if not isinstance(doc.get("items"), list):
             raise ManifestError(f'{name}: expected a list of keys or {{"items": [...]}}')
@@ -139,12 +144,15 @@ def _options(doc: dict[str, Any], name: str, declared: dict[str, Any]) -> None:
     deadline, priority = doc.get("deadline_s"), doc.get("priority")
     if deadline is not None:
         if isinstance(deadline, bool) or not isinstance(deadline, int | float) \
-                or not 0 < deadline < float("inf"):
-            raise ManifestError(f'{name}: "deadline_s" must be a positive number of seconds')
+                or not 0 < deadline <= MAX_DEADLINE_S:
+            raise ManifestError(f'{name}: "deadline_s" must be a number of seconds, more than '
+                                f"0 and at most {MAX_DEADLINE_S:,} (30 days)")
         declared["deadline_s"] = float(deadline)
     if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ManifestError(f'{name}: "priority" must be an integer')
+        if isinstance(priority, bool) or not isinstance(priority, int) \
+                or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            raise ManifestError(f'{name}: "priority" must be an integer from {-MAX_PRIORITY} '
+                                f"to {MAX_PRIORITY}")
         declared["priority"] = priority
 
 
@@ -153,9 +161,11 @@ def _jsonl(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{name} line {n}: invalid JSON: {exc.msg}") from None
+        except JsonRefused as exc:
+            raise ManifestError(f"{name} line {n}: refused: {exc}") from None
         yield f"line {n}", _item_key(item)
 
 

@@ -81,6 +81,11 @@ def api_home(path: Path, **env: str) -> Home:
     return home
 
 
+def tenant_input(home: Home, tenant: str) -> Path:
+    """The folder of a tenant's own input location on the embedded default."""
+    return home.path / "buckets" / "input" / tenant
+
+
 def make_key(home: Home, tenant: str, scopes: str) -> tuple[str, str]:
     """A new key of tenant (its id, and the key), made straight in the index."""
     index = home.index()
@@ -122,16 +127,16 @@ class World:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = api_home(tmp_path_factory.mktemp("api") / "home")
-    photos = home.path / "buckets" / "input" / "photos"
-    keys = write_files(photos, ITEMS)
     server = ApiServer(home.settings)
     w = World(home, server)
     for tenant in ("a", "b"):
+        # Each tenant's objects lie in its own input location (the same files, twice)
+        keys = write_files(tenant_input(home, tenant) / "photos", ITEMS)
         w.make_key(tenant, tenant, "submit,read,admin")
         w.make_key(f"{tenant}-read", tenant, "read")
         w.make_key(f"{tenant}-submit", tenant, "submit")
         job = w.submit(tenant, {"items": [*keys, "missing.bin"], "model": MODEL,
-                                "input": photos.as_uri() + "/"})
+                                "input": "photos/"})
         w.jobs[tenant] = job["job"]
     run_worker(home)
     yield w

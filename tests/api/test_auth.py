@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -96,3 +97,23 @@ def test_no_key_is_stored_in_the_index(world: World) -> None:
         assert not _grep(secret, files), name
         # While its public id is (it finds the row)
         assert _grep(world.key_ids[name], files), name
+
+
+def test_a_body_without_a_valid_key_is_refused_before_it_is_read(world: World) -> None:
+    # Given a client that announces a 30 MB body but sends none of it
+    host, port = world.server.url.removeprefix("http://").split(":")
+    for auth in (b"", b"Authorization: Bearer gfk_000000000000_" + b"x" * 43 + b"\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: api\r\n"
+                         b"Content-Type: application/json\r\n"
+                         + auth + b"Content-Length: 31457280\r\n\r\n")
+            # When the API answers (it has nothing of the body to read)
+            data = b""
+            while not data.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            answer = data.decode("latin-1")
+        # Then the answer is a 401 at once, not a wait for the body
+        assert answer.startswith("HTTP/1.1 401"), answer
+        assert "valid API key" in answer

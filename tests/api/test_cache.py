@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker
+from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker, tenant_input
 from tests.conftest import write_files
 from tests.servers import RedisServer
 
@@ -25,14 +25,14 @@ def test_results_are_cached_in_redis_and_served_from_the_index_when_it_is_down(
         tmp_path: Path, own_redis: RedisServer) -> None:
     # Given an API whose cache is Redis, and a processed job of tenant t
     home = api_home(tmp_path / "home", GPUFLEET_CACHE=own_redis.url)
-    photos = home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(home, "t") / "photos"
     write_files(photos, 3)
     _, key = make_key(home, "t", "submit,read")
     server = ApiServer(home.settings)
     try:
         with server.client(key) as http:
             job = http.post("/v1/jobs", json={"items": ["item-00000.bin"], "model": MODEL,
-                                              "input": photos.as_uri() + "/"}).json()["job"]
+                                              "input": "photos/"}).json()["job"]
             run_worker(home)
             # When an item and the job are read
             item = http.get(f"/v1/items/{job}/item-00000.bin").json()

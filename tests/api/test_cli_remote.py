@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.api.conftest import MODEL, World
+from tests.api.conftest import MODEL, World, tenant_input
 
 
 def test_status_and_results_print_the_same_through_the_api(world: World) -> None:
@@ -19,10 +19,13 @@ def test_status_and_results_print_the_same_through_the_api(world: World) -> None
         local = world.home.run(*args)
         through_api = world.home.run(*args, **remote)
         # Then the output is the same (a live worker's idle time still accrues to the job's
-        # usage between the two calls, so usage is compared by its shape)
+        # usage between the two calls, so usage is compared by its shape; the API shows the
+        # tenant its locations relative to its own roots, the operator's CLI absolute)
         if args[0] == "status":
             mine, theirs = json.loads(local.stdout), json.loads(through_api.stdout)
             assert set(mine.pop("usage")) == set(theirs.pop("usage"))
+            assert (theirs.pop("input"), theirs.pop("output")) == ("photos/", ".")
+            assert mine.pop("input").endswith("/input/a/photos/") and mine.pop("output")
             assert theirs == mine
         else:
             assert through_api.stdout == local.stdout, args
@@ -35,7 +38,7 @@ def test_submit_through_the_api_makes_a_job_of_the_keys_tenant(world: World) -> 
     # Given a manifest file whose objects live in the input location
     manifest = world.home.path / "remote.txt"
     manifest.write_text("item-00001.bin\nitem-00002.bin\n")
-    photos = world.home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(world.home, "b") / "photos"
     # When it is submitted with --api and b's key
     job = json.loads(world.home.run(
         "submit", manifest, "--input", photos.as_uri() + "/", "--model", MODEL, "--json",
@@ -67,7 +70,7 @@ def test_submit_wait_through_the_api_prints_the_final_line(world: World) -> None
     worker = world.home.spawn("worker", "--model", model, "--max-idle", "3")
     manifest = world.home.path / "wait.txt"
     manifest.write_text("item-00004.bin\nitem-00005.bin\nnot-there.bin\n")
-    photos = world.home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(world.home, "a") / "photos"
     # When a job is submitted through the API with --wait
     result = world.home.run("submit", manifest, "--input", photos.as_uri() + "/", "--model",
                             model, "--wait", "--api", world.server.url,

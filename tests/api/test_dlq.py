@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpufleet.jobs import enqueue_job, new_job_id
-from tests.api.conftest import World, run_worker
+from tests.api.conftest import World, run_worker, tenant_input
 
 
 def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path: Path) -> None:
@@ -13,7 +13,7 @@ def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path:
     # only task a worker dead-letters at its first failure
     heal = tmp_path / "healed"
     model = f"tests.e2e.plugins:FlakyTagger?heal_file={heal}"
-    photos = world.home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(world.home, "a") / "photos"
     index = world.home.index()
     job = enqueue_job(world.home.settings, index, new_job_id(),
                       ["item-00001.bin", "item-00002.bin"], input=photos.as_uri() + "/",
@@ -32,7 +32,7 @@ def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path:
     assert all(d["job"] != job for d in theirs)
     # When a redrives, once the model is healed, and a worker runs
     with world.client("a") as http:
-        assert http.post("/v1/dlq/redrive").json() == {"redriven": 1}
+        assert http.post("/v1/dlq/redrive").json() == {"redriven": 1, "left_shared": []}
     heal.touch()
     run_worker(world.home, model)
     # Then the job's items are done (the cached view was dropped by the redrive)

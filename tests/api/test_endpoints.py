@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gpufleet.queue import open_queue
-from tests.api.conftest import ITEMS, MODEL, PAGE_MAX, World, run_worker
+from tests.api.conftest import ITEMS, MODEL, PAGE_MAX, World, run_worker, tenant_input
 
 
 def test_a_job_view_has_state_counts_rate_eta_and_cost(world: World) -> None:
@@ -34,11 +34,13 @@ def test_submitting_items_returns_201_and_the_queued_job(world: World) -> None:
 
 def test_submitting_a_manifest_location_reads_it_from_the_store(world: World) -> None:
     # Given a manifest object in the input location
-    manifest = world.home.path / "buckets" / "input" / "manifests" / "m.jsonl"
+    manifest = tenant_input(world.home, "a") / "manifests" / "m.jsonl"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text('"a.jpg"\n{"key": "b/c.jpg"}\n')
-    # When it is submitted by location
+    # When it is submitted by location, absolute or relative to the tenant's input
     job = world.submit("a", {"manifest": manifest.as_uri(), "model": "synthetic"})
+    assert world.submit("a", {"manifest": "manifests/m.jsonl", "model": "synthetic"}
+                        )["total"] == 2
     # Then the job has its two items
     assert job["total"] == 2
     with world.client("a") as http:
@@ -123,7 +125,7 @@ def test_download_redirects_to_a_signed_url_that_serves_the_result_object(world:
     with world.client() as anonymous:
         response = anonymous.get(url)
     assert response.status_code == 200
-    stored = world.home.path / "buckets" / "results" / job / "item-00004.bin.json"
+    stored = world.home.path / "buckets" / "results" / "a" / job / "item-00004.bin.json"
     assert response.json() == json.loads(stored.read_text())
 
 
@@ -176,12 +178,14 @@ def test_health_readiness_metrics_fleet_and_dashboard(world: World) -> None:
         metrics = anonymous.get("/metrics").text
         assert 'gpufleet_api_requests_total{method="GET",route="/healthz",status="200"}' in metrics
         assert "gpufleet_api_request_duration_seconds_bucket" in metrics
-        assert f'gpufleet_queue_tasks{{model="{MODEL}",state="dead"}} 0.0' in metrics
+        # (only the models an operator configured: never a tenant's own spec)
+        operator_model = world.home.settings.model
+        assert f'gpufleet_queue_tasks{{model="{operator_model}",state="dead"}} 0.0' in metrics
+        assert MODEL not in metrics
         assert 'gpufleet_items_processed_total{status="failed"}' in metrics
         dashboard = anonymous.get("/dashboard/")
         assert dashboard.status_code == 200 and "/v1/fleet" in dashboard.text
         assert anonymous.get("/openapi.json").json()["info"]["title"] == "gpufleet"
     with world.client("b-read") as http:
         fleet = http.get("/v1/fleet").json()
-    assert set(fleet["queues"][MODEL]) == {"queued", "in_flight", "dead"}
-    assert fleet["queues"][MODEL]["dead"] == 0
+    assert set(fleet) == {"workers", "models"}

@@ -111,6 +111,20 @@ def test_client_addresses_are_checked_against_allow_and_deny_lists(
     assert _get(allow_other, key2, **{"X-Forwarded-For": "10.1.2.3"}) == 403
 
 
+def test_an_ipv4_rule_holds_for_the_ipv4_mapped_form_of_the_address(
+        tmp_path: Path, servers: list[ApiServer]) -> None:
+    # Given a deny rule for one IPv4 client, behind a trusted proxy
+    server, key = _server(tmp_path / "mapped", GPUFLEET_API_DENY="203.0.113.7/32",
+                          GPUFLEET_API_TRUSTED_PROXIES="127.0.0.1/32")
+    servers.append(server)
+    # When the proxy reports it in its IPv4-mapped IPv6 form, in either spelling
+    for spelling in ("::ffff:203.0.113.7", "::ffff:cb00:7107", "203.0.113.7"):
+        # Then the rule holds
+        assert _get(server, key, **{"X-Forwarded-For": spelling}) == 403, spelling
+    # While its neighbour, mapped or not, is served
+    assert _get(server, key, **{"X-Forwarded-For": "::ffff:203.0.113.8"}) == 200
+
+
 def test_bad_network_settings_are_refused_at_start(tmp_path: Path) -> None:
     from gpufleet.api.app import create_app
     from gpufleet.errors import ConfigError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpufleet.index.migrate import upgrade
-from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker
+from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker, tenant_input
 from tests.conftest import write_files
 
 
@@ -13,7 +13,7 @@ def test_jobs_items_search_and_keys_on_postgresql(tmp_path: Path, postgres_url: 
     # Given an installation whose index is a migrated PostgreSQL database
     upgrade(postgres_url)
     home = api_home(tmp_path / "home", GPUFLEET_DB=postgres_url)
-    photos = home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(home, "t") / "photos"
     write_files(photos, 5)
     _, mine = make_key(home, "t", "submit,read")
     _, other = make_key(home, "u", "read")
@@ -22,7 +22,7 @@ def test_jobs_items_search_and_keys_on_postgresql(tmp_path: Path, postgres_url: 
         with server.client(mine) as http:
             job = http.post("/v1/jobs", json={
                 "items": [f"item-{i:05d}.bin" for i in range(5)], "model": MODEL,
-                "input": photos.as_uri() + "/"}).json()["job"]
+                "input": "photos/"}).json()["job"]
             run_worker(home)
             # When the job, its items, one item and a search are asked for
             view = http.get(f"/v1/jobs/{job}").json()

@@ -7,7 +7,7 @@ from pathlib import Path
 import boto3
 import httpx
 
-from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker
+from tests.api.conftest import MODEL, ApiServer, api_home, make_key, run_worker, tenant_input
 from tests.conftest import write_files
 from tests.servers import MotoServer
 
@@ -16,16 +16,16 @@ def test_download_of_an_s3_result_redirects_to_a_presigned_url(
         tmp_path: Path, aws_env: MotoServer) -> None:
     # Given results written to an S3 bucket by a real worker
     boto3.client("s3").create_bucket(Bucket="api-results")
-    home = api_home(tmp_path / "home", GPUFLEET_API_LOCATIONS="s3://api-results/",
+    home = api_home(tmp_path / "home", GPUFLEET_API_LOCATIONS="t=s3://api-results/",
                     **aws_env.env)
-    photos = home.path / "buckets" / "input" / "photos"
+    photos = tenant_input(home, "t") / "photos"
     write_files(photos, 2)
     _, key = make_key(home, "t", "submit,read")
     server = ApiServer(home.settings)
     try:
         with server.client(key) as http:
             job = http.post("/v1/jobs", json={
-                "items": ["item-00001.bin"], "model": MODEL, "input": photos.as_uri() + "/",
+                "items": ["item-00001.bin"], "model": MODEL, "input": "photos/",
                 "output": "s3://api-results/out/"}).json()["job"]
             run_worker(home)
             # When its download is asked for

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from gpufleet.jobs import enqueue_job, new_job_id
+from gpufleet.queue import open_queue
 from tests.api.conftest import World
 
 
@@ -63,3 +65,48 @@ def test_a_signed_url_of_another_tenant_is_not_found_with_a_key_and_useless_alte
     # While b (or anyone holding the URL, keyless) gets the object
     with world.client("b") as http:
         assert http.get(url).status_code == 200
+
+
+def test_fleet_and_metrics_show_no_other_tenants_specs_or_counts(world: World) -> None:
+    # Given a job of tenant a on a spec of its own, with no worker for it
+    spec = "synthetic?item_ms=7"
+    job = world.submit("a", {"items": ["photos/item-00001.bin", "photos/item-00002.bin"],
+                             "model": spec})
+    # When a, b and an anonymous scraper look at the fleet and the metrics
+    with world.client("a-read") as http:
+        mine = http.get("/v1/fleet").json()
+    with world.client("b-read") as http:
+        theirs = http.get("/v1/fleet").json()
+    with world.client() as anonymous:
+        metrics = anonymous.get("/metrics").text
+    # Then a sees its model with its counts; b and the scraper do not see the spec
+    assert mine["models"][spec] == {"jobs": 1, "pending": 2}
+    assert spec not in theirs["models"] and spec not in metrics
+    with world.client("a") as http:
+        assert http.delete(f"/v1/jobs/{job['job']}").status_code == 200
+
+
+def test_a_tenants_redrive_leaves_a_queue_shared_with_another_tenant(world: World) -> None:
+    # Given dead letters of a and of b on one model's queue
+    model = "synthetic?item_ms=9"
+    index = world.home.index()
+    svc_queue = open_queue(world.home.settings.queue, name=model)
+    try:
+        for tenant in ("a", "b"):
+            job = enqueue_job(world.home.settings, index, new_job_id(), ["x.bin"],
+                              input=world.home.settings.input, output=world.home.settings.output,
+                              model=model, tenant=tenant)
+            index.cancel_job(job.id)
+        for lease in svc_queue.receive(10, visibility_timeout_s=30):
+            svc_queue.dead_letter(lease, error="boom")
+        # When a's admin lists and redrives
+        with world.client("a") as http:
+            listed = http.get("/v1/dlq").json()["dead_letters"]
+            answer = http.post("/v1/dlq/redrive").json()
+        # Then a sees only its own letter, and the shared queue is left to an operator
+        assert [d["model"] for d in listed if d["model"] == model] == [model]
+        assert answer["left_shared"] == [model]
+        assert svc_queue.depth().dead == 2
+    finally:
+        svc_queue.close()
+        index.close()

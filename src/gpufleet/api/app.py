@@ -1,7 +1,8 @@
 """The application factory: one FastAPI app from Settings, with nothing global.
 
 Middleware, outermost first: metrics (every answer is counted), the client
-address filter (CIDR allow/deny, trusted proxies), the body size limit. Keys,
+address filter (CIDR allow/deny, trusted proxies), a valid key before any
+body is read, the body size limit. Keys,
 scopes and the rate limit are checked per route (``auth.require``).
 """
 
@@ -20,9 +21,11 @@ from fastapi.staticfiles import StaticFiles
 
 from gpufleet import __version__
 from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
+from gpufleet.api.auth import KeyBeforeBody
 from gpufleet.api.context import Services
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
+from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics, MetricsMiddleware
 from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
@@ -74,12 +77,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     signer = Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock)
     limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
                           clock=clock)
+    locations = TenantLocations(settings)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
-        signer=signer, limiter=limiter, clock=clock)
+        signer=signer, limiter=limiter, locations=locations, clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
 
     @asynccontextmanager
@@ -108,6 +112,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(KeyBeforeBody, svc=svc)
     app.add_middleware(ClientFilter, allow=networks["allow"], deny=networks["deny"],
                        trusted_proxies=networks["trusted_proxies"])
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)

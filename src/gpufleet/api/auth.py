@@ -7,10 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gpufleet.api.context import services
+from gpufleet.api.context import Services, services
 from gpufleet.api.keys import Principal
-from gpufleet.api.limits import too_many_requests
+from gpufleet.api.limits import send_json, too_many_requests
+from gpufleet.api.tenant import TenantView
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: gpufleet keys create")
 KEY_PARAMETERS = {"api_key", "apikey", "api-key", "key", "token", "access_token",
@@ -57,3 +60,54 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require("read"))]
 Submitter = Annotated[Principal, Depends(require("submit"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def viewer(scope: str) -> Callable[..., Awaitable[TenantView]]:
+    """A dependency: the index as the tenant of the request's key sees it."""
+    principal = require(scope)
+
+    # (a default, not Annotated: the annotation could not name this local dependency)
+    async def view(request: Request,
+                   who: Principal = Depends(principal)) -> TenantView:  # noqa: B008
+        return services(request).view(who.tenant)
+
+    return view
+
+
+ReadView = Annotated[TenantView, Depends(viewer("read"))]
+SubmitView = Annotated[TenantView, Depends(viewer("submit"))]
+AdminView = Annotated[TenantView, Depends(viewer("admin"))]
+
+
+class KeyBeforeBody:
+    """Refuse a request that carries a body without a valid key before reading a byte of
+    the body: an anonymous client cannot make the API buffer or parse anything (the route
+    checks the key's scope and rate afterwards, as for every request)."""
+
+    def __init__(self, app: ASGIApp, *, svc: Services) -> None:
+        self.app, self.svc = app, svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        header = next((v.decode("latin-1") for n, v in scope["headers"]
+                       if n == b"authorization"), "")
+        scheme, _sep, raw = header.partition(" ")
+        found = None
+        if scheme.lower() == "bearer" and raw.strip():
+            found = (self.svc.keys.authenticate(raw.strip()) if self.svc.inline_reads
+                     else await run_in_threadpool(self.svc.keys.authenticate, raw.strip()))
+        if found is None:
+            await send_json(send, 401, {"detail": "a request with a body needs a valid API "
+                                        "key: send Authorization: Bearer KEY"},
+                            headers=_CHALLENGE)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False

@@ -14,12 +14,13 @@ from starlette.requests import Request
 
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import RateLimiter
+from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics
 from gpufleet.api.queries import Reads
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.signing import Signer
+from gpufleet.api.tenant import TenantView
 from gpufleet.config import Settings
-from gpufleet.errors import ConfigError
 from gpufleet.index import Index
 from gpufleet.queue import QueueDepth, TaskQueue, open_queue
 from gpufleet.store import Location, open_location
@@ -36,6 +37,7 @@ class Services:
     cache: ReadThrough
     signer: Signer
     limiter: RateLimiter
+    locations: TenantLocations
     clock: Callable[[], float] = time.time
     metrics: Metrics | None = None
     _queues: dict[str, TaskQueue] = field(default_factory=dict)
@@ -48,9 +50,14 @@ class Services:
         in-process cache), else in a worker thread, so a slow server stalls no one else.
         Measured: handing short local reads to threads made p99 latency several times
         worse (the event loop waits for the GIL behind them)."""
-        if self.index.engine.dialect.name == "sqlite" and self.cache.inline:
+        if self.inline_reads:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
+
+    @property
+    def inline_reads(self) -> bool:
+        """Whether reads are local enough to run on the event loop (see ``read``)."""
+        return self.index.engine.dialect.name == "sqlite" and self.cache.inline
 
     def queue(self, model: str) -> TaskQueue:
         """The queue of a model, opened once and shared (queues are thread-safe)."""
@@ -65,20 +72,16 @@ class Services:
                 self._locations[uri] = open_location(uri, settings=self.settings)
             return self._locations[uri]
 
-    def depths(self) -> dict[str, QueueDepth]:
-        return {model: self.queue(model).depth() for model in self.index.models()}
+    def view(self, tenant: str) -> TenantView:
+        """The index as tenant sees it: what routes read through."""
+        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue)
 
-    def allowed(self, uri: str, *, what: str) -> Location:
-        """The location, if jobs submitted through the API may use it; ConfigError if not."""
-        location = open_location(uri, settings=self.settings)
-        roots = [self.settings.input, self.settings.output,
-                 *(p.strip() for p in self.settings.api_locations.split(",") if p.strip())]
-        for root in roots:
-            prefix = open_location(root, settings=self.settings).uri
-            if location.uri.startswith(prefix):
-                return location
-        raise ConfigError(f"{what} {uri!r} is not under a location the API may use "
-                          "(GPUFLEET_INPUT, GPUFLEET_OUTPUT or GPUFLEET_API_LOCATIONS)")
+    def depths(self) -> dict[str, QueueDepth]:
+        """Queue depth of the models an operator configured (never tenants' own specs)."""
+        return {model: self.queue(model).depth() for model in self.operator_models()}
+
+    def operator_models(self) -> list[str]:
+        return [self.settings.model]
 
     def close(self) -> None:
         with self._lock:

@@ -1,68 +1,40 @@
-"""/v1/dlq: the tenant's dead-lettered tasks, and redrive (admin scope).
+"""/v1/dlq: the tenant's dead-lettered tasks, and their redrive (admin scope).
 
-A queue can only redrive all of its dead letters at once, so redrive acts on
-the queues of the models the tenant has dead letters on, other tenants'
-tasks included: it is an operator's action, and says so in its answer. The
-listing shows only the tenant's own tasks.
+A queue redrives all of its dead letters at once, so a tenant's admin key
+redrives a model's queue only when every dead letter on it is the tenant's;
+a queue that also holds another tenant's is left alone and named in the
+answer (an operator redrives it with the CLI, across tenants).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter
 
-from gpufleet.api.auth import Admin
-from gpufleet.api.context import Services, Svc
+from gpufleet.api.auth import AdminView
+from gpufleet.api.context import Svc
 from gpufleet.api.schemas import DeadLetters, Redriven
-from gpufleet.queue import DeadLetter
 
 router = APIRouter(prefix="/v1/dlq", tags=["dead letters"])
 
 
-def _body(letter: DeadLetter) -> tuple[str | None, list[str]]:
-    try:
-        body = json.loads(letter.body)
-        job, keys = body.get("job"), body.get("keys", [])
-    except (ValueError, AttributeError):
-        return None, []
-    ok = isinstance(job, str) and isinstance(keys, list)
-    return (job, [k for k in keys if isinstance(k, str)]) if ok else (None, [])
-
-
-def _letters(svc: Services) -> list[tuple[str, DeadLetter, str | None, list[str]]]:
-    found = []
-    for model in svc.index.models():
-        for letter in svc.queue(model).dead_letters():
-            found.append((model, letter, *_body(letter)))
-    return found
-
-
 @router.get("", response_model=DeadLetters, summary="The tenant's dead-lettered tasks")
-def list_dead_letters(who: Admin,
-                      svc: Svc) -> dict[str, Any]:
-    letters = _letters(svc)
-    own = svc.reads.tenant_jobs(who.tenant, [job for _, _, job, _ in letters if job])
+def list_dead_letters(tenant: AdminView) -> dict[str, Any]:
     return {"dead_letters": [
-        {"id": d.id, "job": job, "items": len(keys), "receives": d.receives, "model": model,
-         "error": d.error, "died_at": d.died_at}
-        for model, d, job, keys in letters if job in own]}
+        {"id": lt.letter.id, "job": lt.job, "items": len(lt.keys),
+         "receives": lt.letter.receives, "model": lt.model, "error": lt.letter.error,
+         "died_at": lt.letter.died_at} for lt in tenant.dead_letters()]}
 
 
 @router.post("/redrive", response_model=Redriven,
-             summary="Put dead letters back on their queues (whole queues: see the docs)")
-def redrive(who: Admin,
-            svc: Svc) -> dict[str, int]:
-    letters = _letters(svc)
-    own = svc.reads.tenant_jobs(who.tenant, [job for _, _, job, _ in letters if job])
-    models = sorted({model for model, _, job, _ in letters if job in own})
-    moved = sum(svc.queue(model).redrive() for model in models)
+             summary="Put the tenant's dead letters back on their queues")
+def redrive(tenant: AdminView, svc: Svc) -> dict[str, Any]:
+    moved, shared = tenant.redrive()
     # Their items will change (failed -> done): drop what the cache holds about them.
-    for model, _, job, keys in letters:
-        owner = svc.reads.lookup(job) if job is not None and model in models else None
-        if job is not None and owner is not None:
-            svc.cache.delete(owner.tenant, "job", job)
-            for key in keys:
-                svc.cache.delete(owner.tenant, "item", f"{job}/{key}")
-    return {"redriven": moved}
+    for letter in moved:
+        if letter.job is not None:
+            svc.cache.delete(tenant.tenant, "job", letter.job)
+            for key in letter.keys:
+                svc.cache.delete(tenant.tenant, "item", f"{letter.job}/{key}")
+    return {"redriven": len(moved), "left_shared": shared}

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gpufleet.api.auth import Reader
+from gpufleet.api.auth import ReadView
 from gpufleet.api.context import Svc
 from gpufleet.api.signing import SignatureError
 from gpufleet.errors import JobNotFound, ObjectMissing
@@ -30,10 +30,10 @@ _OBJECT: dict[int | str, dict[str, Any]] = {200: {"description": "The result obj
 @router.get("/v1/items/{job_id}/{key:path}/download", status_code=307,
             response_class=RedirectResponse, responses=_REDIRECT,
             summary="Redirect to a signed URL for the item's result object")
-def download(job_id: str, key: str, request: Request, who: Reader,
+def download(job_id: str, key: str, request: Request, tenant: ReadView,
              svc: Svc) -> RedirectResponse:
-    owner = svc.reads.owner(who.tenant, job_id)
-    row = svc.reads.item(job_id, key)
+    owner = tenant.owner(job_id)
+    row = tenant.item(job_id, key)
     if row is None or row["status"] == "pending":
         raise HTTPException(404, f"no result for item {key!r} in job {job_id!r}")
     location = svc.location(owner.output).child(job_id)
@@ -42,7 +42,7 @@ def download(job_id: str, key: str, request: Request, who: Reader,
         url = str(presign(location.key(f"{key}.json"), expires_s=int(svc.signer.ttl_s)))
     else:
         url = (f"{request.base_url}v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
-               + urlencode(svc.signer.sign(who.tenant, job_id, key)))
+               + urlencode(svc.signer.sign(tenant.tenant, job_id, key)))
     return RedirectResponse(url, status_code=307)
 
 
@@ -65,7 +65,7 @@ def signed_download(job_id: str, key: str, request: Request, svc: Svc,
                                 headers={"WWW-Authenticate": "Bearer"})
         if who.tenant != tenant:
             raise JobNotFound(f"no job {job_id!r}")
-    owner = svc.reads.owner(tenant, job_id)
+    owner = svc.view(tenant).owner(job_id)
     try:
         data = svc.location(owner.output).child(job_id).get(f"{key}.json")
     except ObjectMissing:

@@ -6,30 +6,30 @@ import json
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from gpufleet.api.auth import Reader
+from gpufleet.api.auth import ReadView
 from gpufleet.api.context import Services, Svc
 from gpufleet.api.queries import decode_cursor, encode_cursor
 from gpufleet.api.schemas import ItemPage, ItemStatusName, ItemView
+from gpufleet.api.tenant import TenantView
 
 router = APIRouter(tags=["items"])
 
 
-def item_bytes(svc: Services, tenant: str, job_id: str, key: str) -> bytes:
+def item_bytes(svc: Services, tenant: TenantView, job_id: str, key: str) -> bytes:
     """One result as JSON, read through the cache. Pending items are not cached."""
-    svc.reads.owner(tenant, job_id)
-    row = svc.reads.item(job_id, key)
+    row = tenant.item(job_id, key)
     if row is None:
         raise HTTPException(404, f"no item {key!r} in job {job_id!r}")
     body = json.dumps(row).encode()
     if row["status"] != "pending":
-        svc.cache.set(tenant, "item", f"{job_id}/{key}", body,
+        svc.cache.set(tenant.tenant, "item", f"{job_id}/{key}", body,
                       ttl_s=svc.settings.api_cache_ttl_s)
     return body
 
 
 @router.get("/v1/jobs/{job_id}/items", response_model=ItemPage,
             summary="A job's items in key order, by page, filtered by status, tag and score")
-def list_items(job_id: str, who: Reader, svc: Svc,
+def list_items(job_id: str, tenant: ReadView, svc: Svc,
                status: ItemStatusName | None = None,
                tag: str | None = Query(None, min_length=1, max_length=256,
                                        description="A label (any case) or a tag id."),
@@ -38,8 +38,7 @@ def list_items(job_id: str, who: Reader, svc: Svc,
                limit: int = Query(100, ge=1, description="Capped at GPUFLEET_API_MAX_PAGE.")
                ) -> Response:
     limit = min(limit, svc.settings.api_max_page)
-    svc.reads.owner(who.tenant, job_id)
-    rows = svc.reads.items(job_id, status=status, tag=tag, min_score=min_score,
+    rows = tenant.items(job_id, status=status, tag=tag, min_score=min_score,
                            after=decode_cursor(cursor), limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]["key"]) if len(rows) > limit else None
     return Response(json.dumps({"items": rows[:limit], "next": next_cursor}).encode(),
@@ -48,8 +47,8 @@ def list_items(job_id: str, who: Reader, svc: Svc,
 
 @router.get("/v1/items/{job_id}/{key:path}", response_model=ItemView,
             summary="One item's result")
-async def get_item(job_id: str, key: str, who: Reader, svc: Svc) -> Response:
-    body = await svc.cache.aget(who.tenant, "item", f"{job_id}/{key}")
+async def get_item(job_id: str, key: str, tenant: ReadView, svc: Svc) -> Response:
+    body = await svc.cache.aget(tenant.tenant, "item", f"{job_id}/{key}")
     if body is None:
-        body = await svc.read(item_bytes, svc, who.tenant, job_id, key)
+        body = await svc.read(item_bytes, svc, tenant, job_id, key)
     return Response(body, media_type="application/json")

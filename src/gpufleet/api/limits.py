@@ -94,9 +94,11 @@ async def _send_413(send: Send, limit: int) -> None:
     await send_json(send, 413, {"detail": BodyTooLarge(limit).detail})
 
 
-async def send_json(send: Send, status: int, doc: Any) -> None:
+async def send_json(send: Send, status: int, doc: Any,
+                    headers: dict[str, str] | None = None) -> None:
     body = json.dumps(doc).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})

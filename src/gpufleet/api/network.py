@@ -33,6 +33,14 @@ def parse_networks(text: str, *, setting: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def _address(text: str) -> Address:
+    """An address, an IPv4-mapped IPv6 one (``::ffff:203.0.113.7``) as the IPv4 it is, so
+    IPv4 rules hold whichever way a proxy or a dual-stack socket reports the client."""
+    address = ipaddress.ip_address(text)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
 def _within(address: Address, networks: Sequence[Network]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
@@ -45,7 +53,7 @@ class ClientFilter:
     def client_address(self, scope: Scope) -> Address | None:
         peer = scope.get("client")
         try:
-            address = ipaddress.ip_address(peer[0]) if peer else None
+            address = _address(peer[0]) if peer else None
         except ValueError:  # a Unix socket or test transport: no address
             return None
         if address is None or not _within(address, self.proxies):
@@ -55,7 +63,7 @@ class ClientFilter:
         hops = [h.strip() for line in forwarded for h in line.split(",") if h.strip()]
         for hop in reversed(hops):
             try:
-                address = ipaddress.ip_address(hop)
+                address = _address(hop)
             except ValueError:
                 return None  # garbage from a trusted proxy: treat the client as unknown
             if not _within(address, self.proxies):

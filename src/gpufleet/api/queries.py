@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from gpufleet.errors import GpufleetError, JobNotFound
 from gpufleet.index import Index
 from gpufleet.index.schema import items, jobs, tags
+from gpufleet.jsonsafe import loads
 
 _OWNERS_KEPT = 100_000
 
@@ -51,8 +52,8 @@ def decode_cursor(text: str | None, *, parts: int = 1) -> Any:
     if text is None:
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError) as exc:
+        value = loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), max_depth=2)
+    except (binascii.Error, ValueError) as exc:  # (JsonRefused and bad UTF-8 included)
         raise InvalidCursor(f"invalid cursor {text[:40]!r}") from exc
     if parts == 1 and isinstance(value, str):
         return value

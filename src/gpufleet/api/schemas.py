@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY
+
 JobStateName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 ItemStatusName = Literal["pending", "done", "failed"]
 
@@ -25,9 +27,10 @@ class JobRequest(BaseModel):
     input: str | None = Field(None, description="Where the keys live.")
     output: str | None = Field(None, description="Where result objects go.")
     model: str | None = Field(None, description="A built-in model spec.")
-    deadline_s: float | None = Field(None, gt=0, le=366 * 86400, allow_inf_nan=False,
+    deadline_s: float | None = Field(None, gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False,
                                      description="Should be done this many seconds from now.")
-    priority: int | None = Field(None, ge=-1000, le=1000, description="Higher first.")
+    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                                 description="Higher first.")
 
     @field_validator("manifest", "input", "output", "model")
     @classmethod
@@ -119,6 +122,8 @@ class DeadLetters(BaseModel):
 
 class Redriven(BaseModel):
     redriven: int
+    left_shared: list[str] = Field(description="Models whose queues also hold other "
+                                   "tenants' dead letters: an operator redrives those.")
 
 
 class Health(BaseModel):
@@ -131,5 +136,7 @@ class Readiness(BaseModel):
 
 
 class Fleet(BaseModel):
-    workers: dict[str, int] = Field(description="Live workers by state.")
-    queues: dict[str, dict[str, int]] = Field(description="Per model: queued, in_flight, dead.")
+    workers: dict[str, int] = Field(description="Live workers serving the tenant's models, "
+                                    "by state.")
+    models: dict[str, dict[str, int]] = Field(description="Per model of the tenant's open "
+                                              "jobs: jobs, pending (items).")

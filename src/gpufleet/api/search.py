@@ -6,7 +6,7 @@ import json
 
 from fastapi import APIRouter, Query, Response
 
-from gpufleet.api.auth import Reader
+from gpufleet.api.auth import ReadView
 from gpufleet.api.context import Svc
 from gpufleet.api.queries import decode_cursor, encode_cursor
 from gpufleet.api.schemas import SearchPage
@@ -16,7 +16,7 @@ router = APIRouter(tags=["items"])
 
 @router.get("/v1/search", response_model=SearchPage,
             summary="Items of every job of the tenant with this tag, by (job, key)")
-def search(who: Reader, svc: Svc,
+def search(tenant: ReadView, svc: Svc,
            tag: str = Query(min_length=1, max_length=256,
                             description="A label (any case) or a tag id, e.g. n02123045."),
            min_score: float | None = Query(None, allow_inf_nan=False),
@@ -25,7 +25,7 @@ def search(who: Reader, svc: Svc,
            ) -> Response:
     limit = min(limit, svc.settings.api_max_page)
     after = decode_cursor(cursor, parts=2)
-    hits = svc.reads.search(who.tenant, tag=tag, min_score=min_score,
+    hits = tenant.search(tag=tag, min_score=min_score,
                             after=None if after is None else (after[0], after[1]),
                             limit=limit + 1)
     next_cursor = (encode_cursor([hits[limit - 1]["job"], hits[limit - 1]["key"]])

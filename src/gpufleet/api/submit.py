@@ -1,9 +1,9 @@
 """A job submitted over HTTP: its items or its manifest object, checked, then enqueued.
 
-Locations must lie under the installation's input or output location (or
-GPUFLEET_API_LOCATIONS), so a tenant cannot make workers read or write
-anywhere else; only built-in models are accepted (a plugin spec would import
-code the caller names).
+Manifests, inputs and outputs must be the tenant's own locations
+(``locations.py``), so a tenant cannot make workers read or write anywhere
+else; only built-in models are accepted (a plugin spec would import code the
+caller names).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
         manifest = parse_manifest(json.dumps(request.items).encode(), fmt="json", name="items")
     else:
         assert request.manifest is not None
-        manifest = _read_manifest(svc, request.manifest)
+        manifest = _read_manifest(svc, tenant, request.manifest)
     _check_count(len(manifest.keys), svc)
-    input_uri = svc.allowed(request.input or manifest.input or settings.input, what="input").uri
-    output_uri = svc.allowed(request.output or settings.output, what="output").uri
+    input_uri = svc.locations.resolve(tenant, request.input or manifest.input, what="input",
+                                      use="input")
+    output_uri = svc.locations.resolve(tenant, request.output, what="output", use="output")
     model = request.model or settings.model
     name, _ = parse_spec(model)
     if name not in MODELS:
@@ -53,13 +54,14 @@ def _check_count(count: int, svc: Services) -> None:
                             "per job (GPUFLEET_API_MAX_ITEMS)")
 
 
-def _read_manifest(svc: Services, uri: str) -> Manifest:
+def _read_manifest(svc: Services, tenant: str, uri: str) -> Manifest:
     folder, _, name = uri.rpartition("/")
     fmt = FORMATS.get(PurePosixPath(name).suffix.lower())
-    if not folder or fmt is None:
+    if fmt is None:
         raise ManifestError(f"manifest {uri!r}: expected a location ending in a file name with "
                             f"one of {', '.join(FORMATS)}")
-    location = svc.allowed(folder + "/", what="manifest")
+    location = svc.location(svc.locations.resolve(tenant, folder or None, what="manifest",
+                                                  use="input"))
     try:
         data = location.get(name)
     except ObjectMissing:

@@ -1,0 +1,139 @@
+"""The index and the queues as one tenant sees them: the only way routes read data.
+
+A route asks for a ``TenantView`` (through ``auth.viewer(scope)``), built from
+the authenticated key; it never holds an unscoped reader. Every method that
+names a job checks the job is the tenant's first, and answers JobNotFound
+otherwise, exactly as for a job that does not exist. Operator actions that
+span tenants (redriving another tenant's dead letters) are the CLI's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from gpufleet.api.queries import Owner, Reads, Timing
+from gpufleet.domain import Job
+from gpufleet.index import Index
+from gpufleet.index.schema import items, jobs
+from gpufleet.queue import DeadLetter, TaskQueue
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A dead-lettered task of the tenant's: its queue's model, the job and item keys."""
+
+    model: str
+    letter: DeadLetter
+    job: str | None
+    keys: list[str]
+
+
+def letter_body(letter: DeadLetter) -> tuple[str | None, list[str]]:
+    """The job id and item keys a dead letter's task names (None, [] if unreadable)."""
+    try:
+        body = json.loads(letter.body)
+        job, keys = body.get("job"), body.get("keys", [])
+    except (ValueError, AttributeError, RecursionError):
+        return None, []
+    ok = isinstance(job, str) and isinstance(keys, list)
+    return (job, [k for k in keys if isinstance(k, str)]) if ok else (None, [])
+
+
+class TenantView:
+    def __init__(self, tenant: str, *, reads: Reads, index: Index,
+                 queue: Callable[[str], TaskQueue]) -> None:
+        self.tenant = tenant
+        self._reads, self._index, self._queue = reads, index, queue
+
+    # Jobs ------------------------------------------------------------------
+
+    def owner(self, job_id: str) -> Owner:
+        return self._reads.owner(self.tenant, job_id)
+
+    def job(self, job_id: str) -> Job:
+        self.owner(job_id)
+        return self._index.job(job_id)
+
+    def timing(self, job_id: str) -> Timing:
+        self.owner(job_id)
+        return self._reads.timing(job_id)
+
+    def job_ids(self, *, before: str | None, limit: int) -> list[str]:
+        return self._reads.job_ids(self.tenant, before=before, limit=limit)
+
+    def cancel(self, job_id: str) -> None:
+        self.owner(job_id)
+        self._index.cancel_job(job_id)
+
+    # Items -----------------------------------------------------------------
+
+    def item(self, job_id: str, key: str) -> dict[str, Any] | None:
+        self.owner(job_id)
+        return self._reads.item(job_id, key)
+
+    def items(self, job_id: str, **filters: Any) -> list[dict[str, Any]]:
+        self.owner(job_id)
+        return self._reads.items(job_id, **filters)
+
+    def search(self, **query: Any) -> list[dict[str, Any]]:
+        return self._reads.search(self.tenant, **query)
+
+    # Models, queues and the fleet -------------------------------------------
+
+    def models(self) -> list[str]:
+        """The model specs of the tenant's jobs (never another tenant's)."""
+        with self._index.transaction() as conn:
+            return list(conn.execute(select(jobs.c.model).distinct()
+                                     .where(jobs.c.tenant == self.tenant)).scalars())
+
+    def fleet(self) -> dict[str, Any]:
+        """Per model of the tenant's: its open jobs and pending items; the workers serving
+        those models, by state. Other tenants' specs and counts are not shown."""
+        query = (select(jobs.c.model, func.count(func.distinct(jobs.c.id)), func.count())
+                 .join(items, items.c.job_id == jobs.c.id)
+                 .where(jobs.c.tenant == self.tenant, items.c.status == "pending",
+                        jobs.c.cancelled.is_(False))
+                 .group_by(jobs.c.model))
+        with self._index.transaction() as conn:
+            models = {model: {"jobs": n_jobs, "pending": n_items}
+                      for model, n_jobs, n_items in conn.execute(query)}
+        workers = Counter(w.state for w in self._index.live_workers()
+                          if w.model in models)
+        return {"workers": dict(workers), "models": models}
+
+    def dead_letters(self) -> list[Letter]:
+        return [letter for letter, mine in self._letters() if mine]
+
+    def redrive(self) -> tuple[list[Letter], list[str]]:
+        """Put the tenant's dead letters back on their queues: those moved, and the models
+        whose queues were left alone because they hold other tenants' dead letters too
+        (a queue redrives all of its letters at once: that is an operator's action)."""
+        by_model: dict[str, list[tuple[Letter, bool]]] = {}
+        for letter, mine in self._letters():
+            by_model.setdefault(letter.model, []).append((letter, mine))
+        moved: list[Letter] = []
+        shared: list[str] = []
+        for model, letters in by_model.items():
+            if not any(mine for _, mine in letters):
+                continue
+            if not all(mine for _, mine in letters):
+                shared.append(model)
+                continue
+            self._queue(model).redrive()
+            moved += [letter for letter, _ in letters]
+        return moved, shared
+
+    def _letters(self) -> list[tuple[Letter, bool]]:
+        """Every dead letter on the queues of the tenant's models, and whether it is its."""
+        found: list[tuple[Letter, bool]] = []
+        for model in self.models():
+            letters = [Letter(model, d, *letter_body(d)) for d in self._queue(model).dead_letters()]
+            own = self._reads.tenant_jobs(self.tenant, [lt.job for lt in letters if lt.job])
+            found += [(lt, lt.job in own) for lt in letters]
+        return found
