@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
-import uuid
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ _REJECTED = {
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
 
 
+_READ = os.O_RDONLY | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _DIRS_CACHED = 4096  # resolved folders remembered: a worker touches a few folders many times
 
 
@@ -30,14 +33,15 @@ class LocalStore:
         self.root = Path(root).expanduser().resolve()
         self._root = str(self.root)
         self._dirs: dict[str, str] = {}  # a key's folder -> its real path, checked inside root
+        self._seq = itertools.count()
 
-    def _path(self, key: str) -> Path:
-        """The file of a key, never outside the root, whatever links lie on the way.
+    def _folder(self, key: str) -> tuple[str, str]:
+        """The real path of a key's folder, checked inside the root, and the key's name.
 
         Keys are validated upstream; this is the last guard against escaping the root.
         Resolving every component costs a system call each, per object, so a folder's
-        real path is resolved once and remembered, and only the file itself is looked
-        at each time: if it is a link, the whole path is resolved and checked again.
+        real path is resolved once and remembered; the file itself is opened without
+        following links (a link is resolved whole and checked again, see _followed).
         """
         folder, _, name = key.rpartition("/")
         if name in ("", ".", ".."):
@@ -49,30 +53,42 @@ class LocalStore:
             if len(self._dirs) >= _DIRS_CACHED:
                 self._dirs.clear()
             self._dirs[folder] = base
+        return base, name
+
+    def _path(self, key: str) -> Path:
+        base, name = self._folder(key)
         path = os.path.join(base, name)
-        if os.path.islink(path):
-            path = os.path.realpath(path)
-            self._check_inside(key, path, folder_ok=False)
-        return Path(path)
+        return Path(self._followed(key, path) if os.path.islink(path) else path)
+
+    def _followed(self, key: str, link: str) -> str:
+        path = os.path.realpath(link)
+        self._check_inside(key, path, folder_ok=False)
+        return path
 
     def _check_inside(self, key: str, path: str, *, folder_ok: bool) -> None:
         if not (path.startswith(self._root + os.sep) or (folder_ok and path == self._root)):
             raise ObjectMissing(f"key {key!r} is outside the store")
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        path = self._path(key)
+        base, name = self._folder(key)
+        path = os.path.join(base, name)
         try:
-            with path.open("rb") as f:
+            try:
+                fd = os.open(path, _READ | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                fd = os.open(self._followed(key, path), _READ)  # a link within the root
+            with open(fd, "rb") as f:
                 if max_bytes is None:
                     return f.read()
-                size = os.fstat(f.fileno()).st_size
+                size = os.fstat(fd).st_size
                 if size > max_bytes:
                     raise ObjectTooLarge(size, max_bytes)
                 # One byte more than allowed: a file that grew since fstat is caught too.
                 data = f.read(max_bytes + 1)
                 if len(data) > max_bytes:
-                    raise ObjectTooLarge(max(len(data), os.fstat(f.fileno()).st_size),
-                                         max_bytes)
+                    raise ObjectTooLarge(max(len(data), os.fstat(fd).st_size), max_bytes)
                 return data
         except OSError as exc:
             if exc.errno in _ABSENT:
@@ -80,14 +96,19 @@ class LocalStore:
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from exc
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        path = self._path(key)
+        base, name = self._folder(key)
+        path = os.path.join(base, name)
+        # A name no other writer picks: this process, thread and a counter (no random bytes,
+        # no retries). The rename then replaces whatever the key's entry was, a link too.
+        tmp = os.path.join(base, f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._seq)}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # A name no other writer can pick (mkstemp's retry loop costs more, per object).
-            tmp = str(path.parent / f".tmp-{uuid.uuid4().hex}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                with os.fdopen(fd, "wb") as f:
+                fd = os.open(tmp, _CREATE, 0o600)
+            except FileNotFoundError:  # the key's first object in this folder
+                os.makedirs(base, exist_ok=True)
+                fd = os.open(tmp, _CREATE, 0o600)
+            try:
+                with open(fd, "wb") as f:
                     f.write(data)
                 os.replace(tmp, path)
             except BaseException:
