@@ -154,6 +154,9 @@ def end_to_end(root: Path, photos: Path, keys: list[str], *, model: str, workers
     manifest.write_text("\n".join(keys) + "\n")
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
     run_env.update(GPUFLEET_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+    # This checkout's code, whatever is installed.
+    run_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                          run_env.get("PYTHONPATH")]))
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "gpufleet", "submit", str(manifest), "--input",
                           photos.as_uri() + "/", "--model", model, "--wait", "--json",

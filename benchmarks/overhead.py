@@ -24,22 +24,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from gpufleet.config import Settings
-from gpufleet.index import Index
+from common import end_to_end
 
 MODEL = "synthetic?item_ms=0"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_objects(folder: Path, count: int) -> list[str]:
@@ -50,34 +45,6 @@ def make_objects(folder: Path, count: int) -> list[str]:
     for key in keys:
         (folder / key).write_bytes(rng.randbytes(rng.randint(200, 500)))
     return keys
-
-
-def run_gpufleet(root: Path, objects: Path, manifest: Path, workers: int) -> dict[str, float]:
-    home = root / f"home-{workers}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-    # This checkout's code, whatever is installed.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                      env.get("PYTHONPATH")]))
-    env["GPUFLEET_HOME"] = str(home)
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "gpufleet", "submit", str(manifest), "--input",
-         objects.as_uri() + "/", "--model", MODEL, "--wait", "--workers", str(workers),
-         "--json"], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"gpufleet submit failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    summary = json.loads(done.stdout)
-    index = Index(Settings(home=home).db)
-    try:
-        with index.engine.connect() as conn:
-            first, last = conn.exec_driver_sql(
-                "SELECT min(started_at), max(finished_at) FROM items WHERE job_id = ?",
-                (summary["job"],)).one()
-    finally:
-        index.close()
-    return {"done": summary["done"], "failed": summary["failed"],
-            "window": last - first, "wall": wall}
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -125,25 +92,25 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2",
                         help="gpufleet worker counts to run, comma-separated")
+    parser.add_argument("--dir", help="where objects, results and state go (default: the "
+                        "system's temporary folder; /dev/shm leaves the disk out)")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)  # the cores this process may use, in a container too
-    with tempfile.TemporaryDirectory(prefix="gpufleet-overhead-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gpufleet-overhead-", dir=args.dir) as tmp:
         root = Path(tmp)
         objects = root / "objects"
         keys = make_objects(objects, args.items)
-        manifest = root / "manifest.txt"
-        manifest.write_text("\n".join(keys) + "\n")
         print(f"{args.items:,} objects of 200-500 bytes, model {MODEL}, {cores} cores")
         rates: dict[int, tuple[float, float]] = {}
         for workers in counts:
-            r = run_gpufleet(root, objects, manifest, workers)
-            rates[workers] = (r["done"] / r["window"], args.items / r["wall"])
-            print(f"gpufleet, {workers} worker(s): {rates[workers][0]:8,.0f} items/s first item "
-                  f"started to last finished ({r['done']:,.0f} done, {r['failed']:,.0f} failed)\n"
+            r = end_to_end(root, objects, keys, model=MODEL, workers=workers)
+            rates[workers] = (r.rate, args.items / r.wall)
+            print(f"gpufleet, {workers} worker(s): {r.rate:8,.0f} items/s first item "
+                  f"started to last finished ({r.done:,} done, {r.failed:,} failed)\n"
                   f"                        {rates[workers][1]:8,.0f} items/s over the whole "
-                  f"{r['wall']:.1f} s")
+                  f"{r.wall:.1f} s")
         ray_result = run_ray_data(root, objects, cores)
         if ray_result is None:
             print("Ray Data not installed (pip install 'ray[data]'): skipping the comparison")
