@@ -25,6 +25,8 @@ from tests.servers import (  # noqa: F401  real servers on free ports, for every
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# Child processes run this checkout's code (and its tests' plugins), whichever is installed.
+PYTHONPATH = os.pathsep.join((str(REPO / "src"), str(REPO)))
 
 # CI replays the same examples on every run, so a landing never hangs on a random draw;
 # developers' runs keep exploring new ones.
@@ -51,7 +53,7 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=str(REPO),
+        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=PYTHONPATH,
                         GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
         self.procs: list[subprocess.Popen[bytes]] = []
 

@@ -87,18 +87,40 @@ def status(
         docs = [j.summary() for j in jobs]
         out.print(json.dumps(docs[0] if job else docs, indent=2))
         return
-    table = Table("job", "state", "total", "done", "failed", "pending", "model", "created",
-                  "worker-s", "cost")
+    table = Table("job", "state", "total", "done", "failed", "cancelled", "pending", "model",
+                  "created", "worker-s", "cost")
     for j in jobs:
         table.add_row(j.id, _state(j), *(str(n) for n in (
-            j.counts.total, j.counts.done, j.counts.failed, j.counts.pending)),
+            j.counts.total, j.counts.done, j.counts.failed, j.counts.cancelled,
+            j.counts.pending)),
             escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)),
             f"{j.usage.worker_s:.0f}", f"${j.usage.cost:.4f}")
     out.print(table)
 
 
+@app.command()
+def cancel(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    as_json: JsonOpt = False,
+    api: ApiOpt = None,
+) -> None:
+    """Cancel a job: its pending items end cancelled and its queued tasks are dropped.
+
+    Items already running finish. A finished job cannot be cancelled.
+    """
+    source = connect(api) or _setup()[1]
+    cancelled = source.cancel_job(job)
+    if as_json:
+        out.print(json.dumps(cancelled.summary()))
+        return
+    c = cancelled.counts
+    out.print(f"{cancelled.id} cancelled: {c.done} done, {c.failed} failed, "
+              f"{c.cancelled} cancelled of {c.total}")
+
+
 def _state(job: Job) -> str:
-    colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}.get(job.state.value)
+    colour = {"succeeded": "green", "partial": "yellow", "failed": "red",
+              "cancelled": "bright_black"}.get(job.state.value)
     return f"[{colour}]{job.state.value}[/]" if colour else job.state.value
 
 

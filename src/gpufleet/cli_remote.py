@@ -66,7 +66,7 @@ def wait(client: ApiClient, job_id: str, *, console: Console | None = None) -> J
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(job.id, total=job.counts.total, failed=0)
         while True:
-            bar.update(task, completed=job.counts.done + job.counts.failed,
+            bar.update(task, completed=job.counts.finished,
                        failed=job.counts.failed)
             if job.state.finished:
                 return job

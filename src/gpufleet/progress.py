@@ -52,7 +52,7 @@ def _watch(index: Index, job: Job, provider: LocalProvider | None, workers: int,
         task = bar.add_task(job.id, total=job.counts.total, failed=0, rate="-")
         while True:
             job = index.job(job.id)
-            finished = job.counts.done + job.counts.failed
+            finished = job.counts.finished
             now = time.monotonic()
             rate = "-"
             if finished and first_seen is None:

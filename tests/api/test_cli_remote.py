@@ -77,3 +77,16 @@ def test_submit_wait_through_the_api_prints_the_final_line(world: World) -> None
     assert rest == "partial: 2 done, 1 failed of 3"
     assert f"see failures: gpufleet results {job}" in result.stderr
     assert worker.wait(timeout=60) == 0
+
+
+def test_cancel_through_the_api_cancels_the_keys_tenants_job(world: World) -> None:
+    # Given a job of tenant a with no worker for its model
+    job = world.submit("a", {"items": ["c1.bin", "c2.bin"], "model": "synthetic?item_ms=7"})
+    remote = {"GPUFLEET_API": world.server.url}
+    # When b's key tries to cancel it, then it is not found; with a's key it is cancelled
+    other = world.home.run("cancel", job["job"], check=False, GPUFLEET_API_KEY=world.keys["b"],
+                           **remote)
+    assert other.returncode == 1 and "API 404" in other.stderr
+    summary = json.loads(world.home.run("cancel", job["job"], "--json",
+                                        GPUFLEET_API_KEY=world.keys["a"], **remote).stdout)
+    assert (summary["state"], summary["cancelled"], summary["pending"]) == ("cancelled", 2, 0)

@@ -17,7 +17,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from gpufleet.domain import Counts, ItemResult, ItemStatus, Job, JobUsage
-from gpufleet.errors import ConfigError, IndexUnavailable, JobNotFound
+from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index.migrate import require_current
 from gpufleet.index.postgres import postgres_engine
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
@@ -109,11 +109,14 @@ class Index:
 
     def job(self, job_id: str) -> Job:
         with self.transaction() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-            if row is None:
-                raise JobNotFound(f"no job {job_id!r}")
-            counts = self._counts(conn, [job_id])
-            usage = job_usage(conn, [job_id])
+            return self._read_job(conn, job_id)
+
+    def _read_job(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        counts = self._counts(conn, [job_id])
+        usage = job_usage(conn, [job_id])
         return _job(row, counts.get(job_id, {}), usage.get(job_id))
 
     def jobs(self) -> list[Job]:
@@ -129,10 +132,29 @@ class Index:
         with self.transaction() as conn:
             return list(conn.execute(select(jobs.c.model).distinct()).scalars())
 
-    def cancel_job(self, job_id: str) -> None:
-        """Record a cancellation: workers drop the job's queued tasks; running ones finish."""
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job: its pending items end cancelled, workers drop its queued tasks.
+
+        Items already running finish and keep their outcome. Cancelling twice changes
+        nothing; a finished job is left as it is (JobFinished).
+        """
         with self.transaction() as conn:
+            row = conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id)).first()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            pending = conn.execute(select(func.count()).where(
+                items.c.job_id == job_id, items.c.status == ItemStatus.PENDING.value)).scalar()
+            if not row.cancelled and not pending:
+                job = self._read_job(conn, job_id)
+                raise JobFinished(f"job {job_id} is finished ({job.state.value}): "
+                                  "nothing to cancel")
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancelled=True))
+            conn.execute(update(items)
+                         .where(items.c.job_id == job_id,
+                                items.c.status == ItemStatus.PENDING.value)
+                         .values(status=ItemStatus.CANCELLED.value, error="job cancelled",
+                                 finished_at=self.clock()))
+            return self._read_job(conn, job_id)
 
     def is_cancelled(self, job_id: str) -> bool:
         with self.transaction() as conn:
@@ -257,7 +279,8 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
                counts=Counts(total=row["total"], done=counts.get("done", 0),
-                             failed=counts.get("failed", 0)))
+                             failed=counts.get("failed", 0),
+                             cancelled=counts.get("cancelled", 0)))
 
 
 def _engine(url: str) -> Engine:

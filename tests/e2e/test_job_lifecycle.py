@@ -1,0 +1,43 @@
+"""How jobs end under the real CLI: cancel, interrupted submissions, the sweeper, Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpufleet.domain import ItemResult, ItemStatus
+from tests.conftest import Home, write_files
+
+MODEL = "synthetic?item_ms=1"
+
+
+def _submit(home: Home, folder: Path, keys: list[str], *args: str) -> str:
+    manifest = home.path / "manifest.txt"
+    manifest.write_text("\n".join(keys) + "\n")
+    return home.run("submit", manifest, "--input", folder.as_uri() + "/", "--model", MODEL,
+                    *args).stdout.strip()
+
+
+def test_cancel_ends_every_pending_item_and_a_finished_job_refuses(home: Home,
+                                                                  tmp_path: Path) -> None:
+    # Given a queued job of 70 items and no worker
+    keys = write_files(tmp_path / "in", 70)
+    job = _submit(home, tmp_path / "in", keys)
+    # When it is cancelled
+    printed = home.run("cancel", job).stdout
+    # Then every item is cancelled, the counts add up, and the job is cancelled
+    assert printed.split() == [job, "cancelled:", "0", "done,", "0", "failed,", "70",
+                               "cancelled", "of", "70"]
+    index = home.index()
+    assert {r["status"] for r in index.iter_results(job)} == {"cancelled"}
+    # And cancelling it again is harmless
+    summary = home.json("cancel", job)
+    assert (summary["state"], summary["cancelled"], summary["pending"]) == ("cancelled", 70, 0)
+    # And a job that has ended cannot be cancelled: one line, exit 1
+    index.create_job("done-job", model=MODEL, input="file:///in/", output="file:///out/",
+                     keys=["a"])
+    index.record([ItemResult(job="done-job", key="a", status=ItemStatus.DONE)])
+    index.close()
+    refused = home.run("cancel", "done-job", check=False)
+    assert refused.returncode == 1
+    assert "is finished (succeeded): nothing to cancel" in refused.stderr
+    assert "Traceback" not in refused.stderr
