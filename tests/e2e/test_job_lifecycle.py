@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpufleet.domain import ItemResult, ItemStatus
+from gpufleet.domain import ItemResult, ItemStatus, Task
+from gpufleet.queue import open_queue
 from tests.conftest import Home, write_files
 
 MODEL = "synthetic?item_ms=1"
@@ -41,3 +42,33 @@ def test_cancel_ends_every_pending_item_and_a_finished_job_refuses(home: Home,
     assert refused.returncode == 1
     assert "is finished (succeeded): nothing to cancel" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_killed_submission_is_finished_by_the_next_submit(home: Home, tmp_path: Path) -> None:
+    # Given `gpufleet submit` of 3,000 keys, killed (SIGKILL) as soon as its job exists
+    keys = [f"photo-{i:05d}.jpg" for i in range(3000)]
+    manifest = tmp_path / "big.txt"
+    manifest.write_text("\n".join(keys) + "\n")
+    submitter = home.spawn("submit", str(manifest), "--model", MODEL,
+                           GPUFLEET_CHUNK_SIZE="2")
+    index = home.index()
+    home.wait_for(lambda: bool(index.jobs()) or submitter.poll() is not None,
+                  what="the job row")
+    submitter.kill()
+    submitter.wait()
+    [job] = [j.id for j in index.jobs()]
+    # When the next submit runs (another job)
+    other = _submit(home, tmp_path, ["other.jpg"])
+    # Then every key of the killed job is on the queue, and nothing else of it is pending
+    queue = open_queue(home.settings.queue, name=MODEL)
+    seen: set[str] = set()
+    while leases := queue.receive(100, visibility_timeout_s=60):
+        for lease in leases:
+            task = Task.decode(lease.body)
+            if task.job == job:
+                seen.update(task.keys)
+            queue.ack(lease)
+    queue.close()
+    assert seen == set(keys)
+    assert {j.id for j in index.jobs()} == {job, other}
+    index.close()
