@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 
 from gpufleet.config import Settings
-from gpufleet.domain import Task
+from gpufleet.domain import ItemResult, ItemStatus, Task
 from gpufleet.enqueuing import finish_interrupted, new_enqueuer_id
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.index.migrate import upgrade
+from gpufleet.jobs import enqueue_job
 from gpufleet.queue import TaskQueue, open_queue
 from gpufleet.queue.sqs import ensure_queue_pair
+from gpufleet.sweeper import Swept, sweep
 from tests.conformance.backends import InProcessMoto, fresh_name
 from tests.servers import RedisServer
 
@@ -61,7 +63,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch.setenv(name, value)
         queue = f"sqs://{fresh_name('jobs-')}"
         ensure_queue_pair(queue, max_receives=5)
-    settings = Settings(home=home, queue=queue, db=db, chunk_size=2)
+    settings = Settings(home=home, queue=queue, db=db, chunk_size=2, max_requeues=2)
     now = [1_000_000.0]
     index = Index(settings.db, clock=lambda: now[0])
     yield Stack(settings, index, now)
@@ -132,3 +134,80 @@ def test_a_submitter_that_died_on_this_machine_is_taken_over_at_once(tmp_path: P
     assert drain(queue) == Counter(keys)
     queue.close()
     stack.index.close()
+
+
+def submit(stack: Stack, job_id: str, keys: list[str]) -> str:
+    return enqueue_job(stack.settings, stack.index, job_id, keys, input="file:///in/",
+                       output="file:///out/", model=MODEL).id
+
+
+def test_the_sweeper_requeues_a_job_whose_tasks_were_lost_then_fails_it(stack: Stack) -> None:
+    # Given a job of 7 items whose tasks were all lost from the queue (taken, never done)
+    keys = [f"k{i}" for i in range(7)]
+    job = submit(stack, "job-lost", keys)
+    queue = stack.queue()
+    try:
+        assert drain(queue) == Counter(keys)
+        # When the sweeper looks before the job has been idle for the quiet period
+        quiet_s, limit = stack.settings.sweep_quiet_s, stack.settings.max_requeues
+        # Then it leaves it alone
+        assert sweep(stack.settings, stack.index, model=MODEL) == Swept()
+        # And once the job has been idle that long, it enqueues its pending items again
+        for attempt in range(limit):
+            stack.advance(quiet_s + 1)
+            assert sweep(stack.settings, stack.index, model=MODEL).requeued == [job]
+            assert sweep(stack.settings, stack.index, model=MODEL) == Swept()  # idempotent
+            assert drain(queue) == Counter(keys), attempt  # ... and they are lost again
+        # And when the re-enqueues are used up, its items fail with the reason: it has ended
+        stack.advance(quiet_s + 1)
+        assert sweep(stack.settings, stack.index, model=MODEL).failed == {job: 7}
+        ended = stack.index.job(job)
+        assert (ended.state.value, ended.counts.failed) == ("failed", 7)
+        [row, *_] = stack.index.results(job)
+        assert f"after {limit} re-enqueue(s)" in row["error"]
+    finally:
+        queue.close()
+
+
+def test_the_sweeper_waits_while_the_queue_holds_tasks(stack: Stack) -> None:
+    # Given a job whose tasks were lost, and another job's task still queued
+    job = submit(stack, "job-lost", ["a", "b"])
+    queue = stack.queue()
+    drain(queue)
+    submit(stack, "job-queued", ["c"])
+    # When the sweeper looks after the quiet period, then it does nothing: a task exists
+    stack.advance(stack.settings.sweep_quiet_s + 1)
+    assert sweep(stack.settings, stack.index, model=MODEL) == Swept()
+    # And once the queue is empty, the stranded job is enqueued again
+    drain(queue)
+    stack.index.record([ItemResult(job="job-queued", key="c", status=ItemStatus.DONE)])
+    assert sweep(stack.settings, stack.index, model=MODEL).requeued == [job]
+    queue.close()
+
+
+def test_the_sweeper_fails_the_items_of_a_dead_letter_nobody_recorded(stack: Stack) -> None:
+    # Given a job of two tasks: one done, one dead-lettered by a worker that could not
+    # record its items as failed (the index was down)
+    job = submit(stack, "job-dead", ["a", "b", "c", "d"])
+    queue = stack.queue()
+    leases = queue.receive(10, visibility_timeout_s=60)
+    assert len(leases) == 2
+    for lease in leases:
+        task = Task.decode(lease.body)
+        if "a" in task.keys:
+            stack.index.record([ItemResult(job=job, key=k, status=ItemStatus.DONE)
+                                for k in task.keys])
+            queue.ack(lease)
+        else:
+            queue.dead_letter(lease, error="decoder crashed")
+    # When the sweeper looks after the quiet period
+    stack.advance(stack.settings.sweep_quiet_s + 1)
+    swept = sweep(stack.settings, stack.index, model=MODEL)
+    # Then the dead letter's items failed with its error, nothing was enqueued again
+    assert (swept.failed, swept.requeued) == ({job: 2}, [])
+    ended = stack.index.job(job)
+    assert (ended.state.value, ended.counts.done, ended.counts.failed) == ("partial", 2, 2)
+    errors = {r["key"]: r["error"] for r in stack.index.results(job)}
+    assert errors["c"] == errors["d"] == "dead-lettered: decoder crashed"
+    assert queue.depth().queued == 0
+    queue.close()

@@ -72,3 +72,20 @@ def test_a_killed_submission_is_finished_by_the_next_submit(home: Home, tmp_path
     assert seen == set(keys)
     assert {j.id for j in index.jobs()} == {job, other}
     index.close()
+
+
+def test_a_worker_starting_repairs_a_job_whose_tasks_were_lost(home: Home,
+                                                              tmp_path: Path) -> None:
+    # Given a job of 20 items whose tasks were lost from the queue
+    keys = write_files(tmp_path / "in", 20)
+    job = _submit(home, tmp_path / "in", keys)
+    queue = open_queue(home.settings.queue, name=MODEL)
+    while leases := queue.receive(100, visibility_timeout_s=600):
+        for lease in leases:
+            queue.ack(lease)
+    queue.close()
+    # When a worker starts (the sweeper's quiet period set to nothing)
+    home.run("worker", "--model", MODEL, "--max-idle", "1", GPUFLEET_SWEEP_QUIET_S="0")
+    # Then its sweep put the items back on the queue, and it did them all
+    status = home.json("status", job)
+    assert (status["state"], status["done"]) == ("succeeded", 20)

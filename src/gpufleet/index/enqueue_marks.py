@@ -16,11 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 
 from gpufleet.domain import ItemStatus
 from gpufleet.index.repo import Index
 from gpufleet.index.schema import items, jobs
+
+
+@dataclass(frozen=True, slots=True)
+class IdleJob:
+    """A job with pending items, fully enqueued, and nothing done on it for a while."""
+
+    id: str
+    pending: int
+    requeues: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +129,21 @@ class EnqueueMarks:
             conn.execute(update(jobs).where(jobs.c.id == claim.job_id,
                                             jobs.c.enqueuer == claim.enqueuer)
                          .values(enqueuer_until=0.0))
+
+    def idle(self, model: str, *, since: float) -> list[IdleJob]:
+        """Jobs of the model, not cancelled and not being enqueued, with pending items and no
+        activity (created, enqueued, an item finished) since `since`."""
+        pending_item = exists().where(items.c.job_id == jobs.c.id,
+                                      items.c.status == ItemStatus.PENDING.value)
+        open_jobs = (select(jobs.c.id, jobs.c.requeues).where(
+            jobs.c.model == model, jobs.c.cancelled.is_(False), jobs.c.enqueuer.is_(None),
+            func.coalesce(jobs.c.enqueued_at, jobs.c.created_at) < since, pending_item))
+        found = []
+        with self.index.transaction() as conn:
+            for row in conn.execute(open_jobs.order_by(jobs.c.id)):
+                pending, last = conn.execute(select(
+                    func.count().filter(items.c.status == ItemStatus.PENDING.value),
+                    func.max(items.c.finished_at)).where(items.c.job_id == row.id)).one()
+                if pending and (last is None or last < since):
+                    found.append(IdleJob(row.id, int(pending), int(row.requeues)))
+        return found

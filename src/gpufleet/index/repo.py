@@ -231,15 +231,15 @@ class Index:
             if tag_rows:
                 conn.execute(insert(tags), tag_rows)
 
-    def fail_pending(self, job_id: str, keys: Sequence[str], *, error: str) -> int:
-        """Mark the items that have no outcome yet as failed (their task was dead-lettered)."""
+    def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
+        """Mark the items that have no outcome yet as failed (their task was dead-lettered);
+        keys None: every pending item of the job."""
+        where = [items.c.job_id == job_id, items.c.status == ItemStatus.PENDING.value]
+        if keys is not None:
+            where.append(items.c.key.in_(list(keys)))
         with self.transaction() as conn:
-            result = conn.execute(
-                update(items)
-                .where(items.c.job_id == job_id, items.c.key.in_(list(keys)),
-                       items.c.status == ItemStatus.PENDING.value)
-                .values(status=ItemStatus.FAILED.value, error=error,
-                        finished_at=self.clock()))
+            result = conn.execute(update(items).where(*where).values(
+                status=ItemStatus.FAILED.value, error=error, finished_at=self.clock()))
             return int(result.rowcount)
 
     def results(self, job_id: str, *, tag: str | None = None, after: str | None = None,
