@@ -74,8 +74,8 @@ class Home:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def json(self, *args: str | Path, **env: str) -> Any:
-        return json.loads(self.run(*args, "--json", **env).stdout)
+    def json(self, *args: str | Path, check: bool = True, **env: str) -> Any:
+        return json.loads(self.run(*args, "--json", check=check, **env).stdout)
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.path / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115

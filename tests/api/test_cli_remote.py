@@ -70,9 +70,10 @@ def test_submit_wait_through_the_api_prints_the_final_line(world: World) -> None
     photos = world.home.path / "buckets" / "input" / "photos"
     # When a job is submitted through the API with --wait
     result = world.home.run("submit", manifest, "--input", photos.as_uri() + "/", "--model",
-                            model, "--wait", "--api", world.server.url,
+                            model, "--wait", "--api", world.server.url, check=False,
                             GPUFLEET_API_KEY=world.keys["a"])
-    # Then it waits for the job and prints what the local --wait prints
+    # Then it waits for the job, prints what the local --wait prints, and exits 1: partial
+    assert result.returncode == 1, result.stderr
     job, rest = result.stdout.strip().split(" ", 1)
     assert rest == "partial: 2 done, 1 failed of 3"
     assert f"see failures: gpufleet results {job}" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from gpufleet.domain import ItemResult, ItemStatus, Task
@@ -89,3 +90,54 @@ def test_a_worker_starting_repairs_a_job_whose_tasks_were_lost(home: Home,
     # Then its sweep put the items back on the queue, and it did them all
     status = home.json("status", job)
     assert (status["state"], status["done"]) == ("succeeded", 20)
+
+
+def _interrupted_wait(home: Home, tmp_path: Path, signals: int) -> tuple[str, str, int]:
+    """`submit --wait` of a slow job, sent SIGINT `signals` times once work has started:
+    (job, what it printed, exit code)."""
+    keys = write_files(tmp_path / "in", 300)
+    manifest = home.path / "slow.txt"
+    manifest.write_text("\n".join(keys) + "\n")
+    waiting = home.spawn("submit", str(manifest), "--input", (tmp_path / "in").as_uri() + "/",
+                         "--model", "synthetic?item_ms=50", "--wait", GPUFLEET_CHUNK_SIZE="4")
+    index = home.index()
+    home.wait_for(lambda: any(j.counts.done for j in index.jobs()), what="a first item")
+    [job] = [j.id for j in index.jobs()]
+    waiting.send_signal(signal.SIGINT)
+    if signals == 2:
+        home.wait_for(lambda: "press Ctrl-C again" in home.logs(), what="the first answer")
+        waiting.send_signal(signal.SIGINT)
+    code = waiting.wait(timeout=60)
+    index.close()
+    return job, home.logs(), code
+
+
+def test_ctrl_c_on_submit_wait_stops_the_workers_and_the_job_goes_on(home: Home,
+                                                                    tmp_path: Path) -> None:
+    # Given `submit --wait` of 300 slow items, with the local workers it started busy
+    # When Ctrl-C is pressed once
+    job, printed, code = _interrupted_wait(home, tmp_path, signals=1)
+    # Then it said what it does, stopped its workers, and said that the job goes on
+    assert code == 130
+    assert "interrupted: stopping the local workers" in printed
+    assert f"job {job} goes on" in printed and "Traceback" not in printed
+    index = home.index()
+    assert index.live_workers() == []
+    status = index.job(job)
+    assert not status.cancelled and status.counts.pending > 0
+    index.close()
+
+
+def test_a_second_ctrl_c_cancels_the_job(home: Home, tmp_path: Path) -> None:
+    # Given `submit --wait` of 300 slow items, with the local workers it started busy
+    # When Ctrl-C is pressed twice
+    job, printed, code = _interrupted_wait(home, tmp_path, signals=2)
+    # Then the job is cancelled, and its counts add up
+    assert code == 130
+    assert f"cancelled job {job}" in printed
+    index = home.index()
+    status = index.job(job)
+    assert status.state.value == "cancelled" and status.counts.pending == 0
+    assert status.counts.done + status.counts.failed + status.counts.cancelled == 300
+    assert index.live_workers() == []
+    index.close()
