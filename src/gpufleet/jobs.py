@@ -14,7 +14,7 @@ from gpufleet.enqueuing import ENQUEUE_LEASE_S, enqueue_pending, finish_interrup
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
-from gpufleet.manifest import key_problem, read_manifest
+from gpufleet.manifest import key_problem, open_manifest
 from gpufleet.models import parse_spec
 from gpufleet.models.base import MODELS
 from gpufleet.store import Location, open_location
@@ -46,12 +46,14 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
     if path.is_dir():
         keys = _folder_keys(path)
         input = _upload(settings, job_id, path, keys)
-    elif path.is_file():
-        manifest = read_manifest(path)
-        keys = list(manifest.keys)
-        input = input or manifest.input or path.resolve().parent.as_uri() + "/"
-        deadline_s = deadline_s if deadline_s is not None else manifest.deadline_s
-        priority = priority if priority is not None else manifest.priority
+    elif path.is_file():  # read as a stream: memory does not grow with the manifest
+        with open_manifest(path) as manifest:
+            return enqueue_job(
+                settings, index, job_id, manifest.keys(),
+                input=input or manifest.input or path.resolve().parent.as_uri() + "/",
+                output=output or settings.output, model=model,
+                deadline_s=deadline_s if deadline_s is not None else manifest.deadline_s,
+                priority=(priority if priority is not None else manifest.priority) or 0)
     else:
         raise ManifestError(f"{source}: no such manifest file, folder or s3:// location")
     return enqueue_job(settings, index, job_id, keys, input=input,

@@ -19,10 +19,12 @@ import pytest
 from gpufleet.config import Settings
 from gpufleet.domain import ItemResult, ItemStatus, Task
 from gpufleet.enqueuing import finish_interrupted, new_enqueuer_id
+from gpufleet.errors import ManifestError
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.index.migrate import upgrade
 from gpufleet.jobs import enqueue_job
+from gpufleet.jobs import submit as jobs_submit
 from gpufleet.queue import TaskQueue, open_queue
 from gpufleet.queue.sqs import ensure_queue_pair
 from gpufleet.sweeper import Swept, sweep
@@ -211,3 +213,20 @@ def test_the_sweeper_fails_the_items_of_a_dead_letter_nobody_recorded(stack: Sta
     assert errors["c"] == errors["d"] == "dead-lettered: decoder crashed"
     assert queue.depth().queued == 0
     queue.close()
+
+
+def test_a_manifest_refused_at_its_last_line_leaves_no_job_and_no_task(tmp_path: Path) -> None:
+    # Given a manifest of 20,000 keys read as a stream, whose last line is hostile
+    settings = Settings(home=tmp_path / "home")
+    manifest = tmp_path / "keys.txt"
+    manifest.write_text("".join(f"k{i}.jpg\n" for i in range(20_000)) + "../secret\n")
+    index = Index(settings.db)
+    # When it is submitted, then it is refused naming that line
+    with pytest.raises(ManifestError, match="line 20001"):
+        jobs_submit(settings, index, manifest, model=MODEL)
+    # And no job, no item and no task exists
+    assert index.jobs() == []
+    queue = open_queue(settings.queue, name=MODEL)
+    assert queue.depth().queued == 0
+    queue.close()
+    index.close()
