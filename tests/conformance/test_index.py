@@ -18,7 +18,14 @@ from sqlalchemy import create_engine, inspect, text
 from gpufleet.domain import ItemResult, ItemStatus, JobState, Tag
 from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index import Index
-from gpufleet.index.migrate import HEAD, schema_diff, script_head, upgrade
+from gpufleet.index.migrate import (
+    HEAD,
+    INITIAL,
+    alembic_config,
+    schema_diff,
+    script_head,
+    upgrade,
+)
 from gpufleet.index.repo import _engine
 from gpufleet.index.schema import metadata
 from tests.servers import free_port
@@ -254,6 +261,21 @@ def test_init_adopts_a_sqlite_index_made_without_migrations(tmp_path: Path) -> N
     migration = upgrade(url)
     assert (migration.before, migration.after, migration.adopted) == (None, HEAD, True)
     assert Index(url).job("j1").counts.total == 1
+
+
+def test_a_sqlite_index_of_an_older_gpufleet_is_refused_until_init_upgrades_it(
+        tmp_path: Path) -> None:
+    # Given an embedded index at the first revision (made by an older gpufleet)
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    command.upgrade(alembic_config(url), INITIAL)
+    # When this gpufleet opens it, then it says what to do, in one line
+    with pytest.raises(ConfigError, match=r"predates this gpufleet .* run `gpufleet init`"):
+        Index(url)
+    # And once init has migrated it, it opens
+    assert upgrade(url).after == HEAD
+    Index(url).close()
 
 
 def test_postgres_needs_init_before_use(postgres_url: str) -> None:
