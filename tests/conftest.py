@@ -25,6 +25,8 @@ from tests.servers import (  # noqa: F401  real servers on free ports, for every
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# Child processes run this checkout's code (and its tests' plugins), whichever is installed.
+PYTHONPATH = os.pathsep.join((str(REPO / "src"), str(REPO)))
 
 # CI replays the same examples on every run, so a landing never hangs on a random draw;
 # developers' runs keep exploring new ones.
@@ -51,8 +53,7 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        # This checkout's code, whatever is installed; and its tests package (plugins).
-        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}",
+        self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=PYTHONPATH,
                         GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -73,8 +74,8 @@ class Home:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def json(self, *args: str | Path, **env: str) -> Any:
-        return json.loads(self.run(*args, "--json", **env).stdout)
+    def json(self, *args: str | Path, check: bool = True, **env: str) -> Any:
+        return json.loads(self.run(*args, "--json", check=check, **env).stdout)
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.path / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115

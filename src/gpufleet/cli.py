@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -14,15 +14,17 @@ from rich.table import Table
 
 from gpufleet import cli_remote
 from gpufleet import demo as demo_photos
+from gpufleet.api.client import ApiClient
 from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli_common import setup as _setup
 from gpufleet.cli_remote import ApiOpt, connect
-from gpufleet.domain import Job
+from gpufleet.domain import Job, JobState
 from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
+from gpufleet.index import Index
 from gpufleet.jobs import submit as submit_job
 from gpufleet.manifest import MAX_PRIORITY
-from gpufleet.progress import wait_for_job
+from gpufleet.progress import WaitInterrupted, wait_for_job
 from gpufleet.queue import open_queue
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
@@ -42,7 +44,10 @@ def submit(
         help="Where result JSON goes (default: GPUFLEET_HOME/buckets/results/).")] = None,
     model: ModelOpt = None,
     wait: Annotated[bool, typer.Option(
-        help="Wait for the job, starting local workers if none is running.")] = False,
+        help="Wait for the job, starting local workers if none is running; exit 1 unless "
+        "it succeeds. Ctrl-C stops waiting and the local workers (their tasks go back to "
+        "the queue) and leaves the job queued; a second Ctrl-C within a few seconds "
+        "cancels the job.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Local workers to start with --wait.")] = 1,
     deadline: Annotated[str | None, typer.Option(
         help="Finish within this long, e.g. 30m (default: GPUFLEET_TARGET_DRAIN_S).")] = None,
@@ -65,15 +70,33 @@ def submit(
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return
     err.print(f"job [bold]{job.id}[/]: {job.counts.total} item(s)")
-    job = (cli_remote.wait(remote, job.id) if remote else
-           wait_for_job(settings, index, job.id, workers=workers))
+    try:
+        job = (cli_remote.wait(remote, job.id) if remote else
+               wait_for_job(settings, index, job.id, workers=workers))
+    except WaitInterrupted as stopped:
+        _stopped_waiting(remote or index, stopped)
     if as_json:
         out.print(json.dumps(job.summary()))
     else:
-        out.print(f"{job.id} {job.state.value}: {job.counts.done} done, "
-                  f"{job.counts.failed} failed of {job.counts.total}")
+        c = job.counts
+        out.print(f"{job.id} {job.state.value}: {c.done} done, {c.failed} failed"
+                  + (f", {c.cancelled} cancelled" if c.cancelled else "") + f" of {c.total}")
     if job.counts.failed and not as_json:
         err.print(f"see failures: gpufleet results {job.id}")
+    if job.state is not JobState.SUCCEEDED:
+        raise SystemExit(1)
+
+
+def _stopped_waiting(source: ApiClient | Index, stopped: WaitInterrupted) -> NoReturn:
+    job_id = stopped.job_id
+    if stopped.cancel:
+        c = source.cancel_job(job_id).counts
+        err.print(f"cancelled job {job_id}: {c.done} done, {c.failed} failed, "
+                  f"{c.cancelled} cancelled of {c.total}")
+    else:
+        err.print(f"job {job_id} goes on: its tasks stay queued for any worker "
+                  f"(gpufleet status {job_id}; gpufleet cancel {job_id} to stop it)")
+    raise SystemExit(130)
 
 
 @app.command()
@@ -89,18 +112,40 @@ def status(
         docs = [j.summary() for j in jobs]
         out.print(json.dumps(docs[0] if job else docs, indent=2))
         return
-    table = Table("job", "state", "total", "done", "failed", "pending", "model", "created",
-                  "worker-s", "cost")
+    table = Table("job", "state", "total", "done", "failed", "cancelled", "pending", "model",
+                  "created", "worker-s", "cost")
     for j in jobs:
         table.add_row(j.id, _state(j), *(str(n) for n in (
-            j.counts.total, j.counts.done, j.counts.failed, j.counts.pending)),
+            j.counts.total, j.counts.done, j.counts.failed, j.counts.cancelled,
+            j.counts.pending)),
             escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)),
             f"{j.usage.worker_s:.0f}", f"${j.usage.cost:.4f}")
     out.print(table)
 
 
+@app.command()
+def cancel(
+    job: Annotated[str, typer.Argument(help="The job id.")],
+    as_json: JsonOpt = False,
+    api: ApiOpt = None,
+) -> None:
+    """Cancel a job: its pending items end cancelled and its queued tasks are dropped.
+
+    Items already running finish. A finished job cannot be cancelled.
+    """
+    source = connect(api) or _setup()[1]
+    cancelled = source.cancel_job(job)
+    if as_json:
+        out.print(json.dumps(cancelled.summary()))
+        return
+    c = cancelled.counts
+    out.print(f"{cancelled.id} cancelled: {c.done} done, {c.failed} failed, "
+              f"{c.cancelled} cancelled of {c.total}")
+
+
 def _state(job: Job) -> str:
-    colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}.get(job.state.value)
+    colour = {"succeeded": "green", "partial": "yellow", "failed": "red",
+              "cancelled": "bright_black"}.get(job.state.value)
     return f"[{colour}]{job.state.value}[/]" if colour else job.state.value
 
 
@@ -199,7 +244,10 @@ def demo(
     err.print(f"tagging {len(list(folder.iterdir()))} sample photos from {folder}")
     started = time.monotonic()
     job = submit_job(settings, index, folder, model=model)
-    job = wait_for_job(settings, index, job.id, workers=workers)
+    try:
+        job = wait_for_job(settings, index, job.id, workers=workers)
+    except WaitInterrupted as stopped:
+        _stopped_waiting(index, stopped)
     elapsed = time.monotonic() - started
     table = Table("image", "top tags", title=f"job {job.id}")
     for row in index.iter_results(job.id):

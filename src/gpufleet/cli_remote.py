@@ -20,6 +20,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError
 from gpufleet.manifest import FORMATS, read_manifest
+from gpufleet.progress import WaitInterrupted, second_interrupt
 
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="Go through the gpufleet API at this URL (default: GPUFLEET_API); "
@@ -58,17 +59,21 @@ def submit(client: ApiClient, source: str, *, input: str | None, output: str | N
 
 
 def wait(client: ApiClient, job_id: str, *, console: Console | None = None) -> Job:
-    """Poll the job until it is finished, with a progress bar on stderr."""
+    """Poll the job until it is finished, with a progress bar on stderr; on Ctrl-C,
+    WaitInterrupted (cancel: Ctrl-C came twice)."""
     console = console or Console(stderr=True)
     job = client.job(job_id)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task(job.id, total=job.counts.total, failed=0)
-        while True:
-            bar.update(task, completed=job.counts.done + job.counts.failed,
-                       failed=job.counts.failed)
-            if job.state.finished:
-                return job
-            time.sleep(_POLL_S)
-            job = client.job(job_id)
+    try:
+        with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+            task = bar.add_task(job.id, total=job.counts.total, failed=0)
+            while True:
+                bar.update(task, completed=job.counts.finished,
+                           failed=job.counts.failed)
+                if job.state.finished:
+                    return job
+                time.sleep(_POLL_S)
+                job = client.job(job_id)
+    except KeyboardInterrupt:
+        raise WaitInterrupted(job_id, cancel=second_interrupt(console, None)) from None

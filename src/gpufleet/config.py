@@ -45,6 +45,10 @@ class Settings:
     max_receives: int = 5
     backoff_base_s: float = 2.0
     backoff_max_s: float = 300.0
+    # The sweeper (issue 11): a job whose pending items have no task anywhere, idle this long,
+    # is enqueued again, at most max_requeues times; then its pending items fail.
+    sweep_quiet_s: float = 60.0
+    max_requeues: int = 3
     # Worker.
     fetch_concurrency: int = 8
     decode_threads: int = 0  # 0: one per core

@@ -25,6 +25,7 @@ class ItemStatus(StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its job was cancelled before the item ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,16 @@ class Counts:
     total: int
     done: int
     failed: int
+    cancelled: int = 0
 
     @property
     def pending(self) -> int:
-        return self.total - self.done - self.failed
+        return self.total - self.done - self.failed - self.cancelled
+
+    @property
+    def finished(self) -> int:
+        """Items with an outcome: done, failed or cancelled."""
+        return self.total - self.pending
 
     def state(self, *, cancelled: bool = False) -> JobState:
         """A job's state follows from its counts; only cancellation is recorded."""
@@ -104,6 +111,7 @@ class Job:
             "total": self.counts.total,
             "done": self.counts.done,
             "failed": self.counts.failed,
+            "cancelled": self.counts.cancelled,
             "pending": self.counts.pending,
             "created_at": self.created_at,
             "deadline_s": self.deadline_s,

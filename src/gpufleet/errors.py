@@ -4,6 +4,7 @@
     ├── ConfigError            a bad setting, URL or model spec
     ├── ManifestError          a manifest refused: names the line or item and the reason
     ├── JobNotFound
+    ├── JobFinished            a finished job cannot be cancelled
     ├── TaskTooLarge           a task body over the queue's message limit
     ├── ItemError              one item cannot be processed; the rest of the job goes on
     │   ├── ObjectMissing      the input object does not exist
@@ -28,6 +29,7 @@ __all__ = [
     "ImageError",
     "IndexUnavailable",
     "ItemError",
+    "JobFinished",
     "JobNotFound",
     "ManifestError",
     "ModelError",
@@ -55,6 +57,10 @@ class ManifestError(GpufleetError):
 
 class JobNotFound(GpufleetError):
     """No job has this id."""
+
+
+class JobFinished(GpufleetError):
+    """The job has ended (succeeded, partial or failed): it cannot be cancelled."""
 
 
 class TaskTooLarge(GpufleetError):

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from gpufleet.config import Settings
-from gpufleet.domain import Job, Task
+from gpufleet.domain import Job
+from gpufleet.enqueuing import ENQUEUE_LEASE_S, enqueue_pending, finish_interrupted, new_enqueuer_id
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
-from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, read_manifest
+from gpufleet.index.enqueue_marks import EnqueueMarks
+from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, open_manifest
 from gpufleet.models import parse_spec
 from gpufleet.models.base import MODELS
-from gpufleet.queue import open_queue
 from gpufleet.store import Location, open_location
 
 
@@ -45,12 +46,14 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
     if path.is_dir():
         keys = _folder_keys(path)
         input = _upload(settings, job_id, path, keys)
-    elif path.is_file():
-        manifest = read_manifest(path)
-        keys = list(manifest.keys)
-        input = input or manifest.input or path.resolve().parent.as_uri() + "/"
-        deadline_s = deadline_s if deadline_s is not None else manifest.deadline_s
-        priority = priority if priority is not None else manifest.priority
+    elif path.is_file():  # read as a stream: memory does not grow with the manifest
+        with open_manifest(path) as manifest:
+            return enqueue_job(
+                settings, index, job_id, manifest.keys(),
+                input=input or manifest.input or path.resolve().parent.as_uri() + "/",
+                output=output or settings.output, model=model,
+                deadline_s=deadline_s if deadline_s is not None else manifest.deadline_s,
+                priority=(priority if priority is not None else manifest.priority) or 0)
     else:
         raise ManifestError(f"{source}: no such manifest file, folder or s3:// location")
     return enqueue_job(settings, index, job_id, keys, input=input,
@@ -58,9 +61,16 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
                        priority=priority or 0)
 
 
-def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[str], *,
+def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
                 priority: int = 0, tenant: str = "default") -> Job:
+    """Record the job with its items, then enqueue its tasks.
+
+    The job is marked as being enqueued until every task is on the queue: if this process
+    dies midway, the next gpufleet process that looks (a submit, a worker starting, the
+    controller, the API) enqueues the rest. If the queue cannot be reached before any task
+    is enqueued, the job is removed again and the error raised.
+    """
     if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
         raise ConfigError(f"deadline must be more than 0 and at most {MAX_DEADLINE_S:,} s "
                           f"(30 days), not {deadline_s:g}")
@@ -68,22 +78,28 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[st
         raise ConfigError(f"priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}")
     input_location = open_location(input, settings=settings)
     output_location = open_location(output, settings=settings)
+    finish_interrupted(settings, index)  # this process looks: finish what others left
+    enqueuer = new_enqueuer_id()
     job = index.create_job(job_id, model=model, input=input_location.uri,
                            output=output_location.uri, keys=keys, deadline_s=deadline_s,
-                           priority=priority, tenant=tenant)
-    queue = open_queue(settings.queue, name=model)
+                           priority=priority, tenant=tenant, enqueuer=enqueuer,
+                           enqueuer_lease_s=ENQUEUE_LEASE_S)
+    marks = EnqueueMarks(index)
+    claim = marks.held(job_id, enqueuer)
     try:
-        size = settings.chunk_size
-        queue.enqueue([
-            Task(job_id, tuple(keys[i:i + size]), input_location.uri,
-                 output_location.uri).encode()
-            for i in range(0, len(keys), size)])
-    except GpufleetError:
-        index.delete_job(job_id)  # no job without its tasks
+        enqueue_pending(settings, index, job, claim)
+    except GpufleetError as exc:
+        if marks.untouched(claim):
+            index.delete_job(job_id)  # nothing is on the queue: no job without its tasks
+            raise
+        marks.hand_over(claim)
+        raise type(exc)(f"{exc}; job {job_id} was created and the rest of its tasks will be "
+                        "enqueued by the next gpufleet process (do not submit it again)"
+                        ) from exc
+    except BaseException:  # interrupted: the next process that looks goes on from the mark
+        marks.hand_over(claim)
         raise
-    finally:
-        queue.close()
-    return job
+    return index.job(job_id)
 
 
 def _check_model(spec: str) -> None:

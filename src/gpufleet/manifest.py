@@ -6,18 +6,29 @@ object with "key" per line), CSV (``bucket,key`` as S3 Inventory and S3 Batch
 Operations write it, URL-encoded keys, header optional; or one key per row),
 and plain text (one key per line). Every key is validated; duplicates are
 collapsed; a bad manifest is refused as a whole, naming the line or item.
+
+Manifests are read as a stream (``open_manifest``): a line at a time, a JSON
+document with ijson, so memory does not grow with the manifest, and a line
+longer than MAX_LINE_BYTES is refused instead of read. Whoever consumes the
+keys (one database transaction, see ``Index.create_job``) collapses the
+duplicates, and an error raised at the end (a bad key on the last line)
+undoes what was consumed.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 from urllib.parse import unquote_plus
+
+import ijson
 
 from gpufleet.errors import ManifestError
 from gpufleet.jsonsafe import JsonRefused, loads
@@ -25,12 +36,16 @@ from gpufleet.jsonsafe import JsonRefused, loads
 MAX_KEY_BYTES = 1024
 MAX_DEADLINE_S = 30 * 86400  # a deadline further off than this is a mistake
 MAX_PRIORITY = 1000
+MAX_LINE_BYTES = 64 * 1024  # a key is at most 1 KiB: room for JSON escapes and other fields
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
 _SHOWN_PROBLEMS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """A whole manifest in memory: for a client that sends its keys on (the CLI through
+    the API). Jobs read manifests as a stream instead (open_manifest)."""
+
     keys: tuple[str, ...]
     input: str | None = None  # where the keys live, when the manifest says so
     duplicates: int = 0
@@ -62,51 +77,101 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def read_manifest(path: Path) -> Manifest:
+
+
+def open_manifest(path: Path) -> ManifestStream:
+    """A manifest file as a stream; its format follows its suffix."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ManifestError(f"{path.name}: unknown manifest type; expected one of "
                             + ", ".join(FORMATS))
     try:
-        data = path.read_bytes()
+        source = path.open("rb")
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_manifest(data, fmt=fmt, name=path.name)
+    try:
+        return ManifestStream(source, fmt=fmt, name=path.name)
+    except BaseException:
+        source.close()
+        raise
+
+
+def read_manifest(path: Path) -> Manifest:
+    with open_manifest(path) as stream:
+        return _whole(stream)
 
 
 def parse_manifest(data: bytes, *, fmt: str, name: str = "manifest") -> Manifest:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{name}: not UTF-8 text (byte {exc.start})") from None
-    parsers = {"json": _json, "jsonl": _jsonl, "csv": _csv, "text": _text}
-    if fmt not in parsers:
-        raise ManifestError(f"{name}: unknown manifest format {fmt!r}")
-    declared: dict[str, Any] = {}
-    entries = list(parsers[fmt](text, name, declared))
-    return _collect(entries, name, declared)
+    return _whole(ManifestStream(io.BytesIO(data), fmt=fmt, name=name))
 
 
-def _collect(entries: Iterable[tuple[str, Any]], name: str, declared: dict[str, Any]
-             ) -> Manifest:
-    keys: dict[str, None] = {}
-    problems: list[str] = []
-    seen = 0
-    for where, key in entries:
-        seen += 1
-        problem = "key is not a string" if not isinstance(key, str) else key_problem(key)
-        if problem:
-            problems.append(f"{where}: {problem}: {_show(key)}")
-        else:
-            keys[key] = None
-    if problems:
-        more = len(problems) - _SHOWN_PROBLEMS
-        text = "; ".join(problems[:_SHOWN_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise ManifestError(f"{name} refused, nothing enqueued: {text}")
-    if not keys:
-        raise ManifestError(f"{name} lists no items")
-    return Manifest(tuple(keys), declared.get("input"), seen - len(keys),
-                    deadline_s=declared.get("deadline_s"), priority=declared.get("priority"))
+def _whole(stream: ManifestStream) -> Manifest:
+    keys = tuple(dict.fromkeys(stream.keys()))
+    return Manifest(keys, stream.input, stream.seen - len(keys), deadline_s=stream.deadline_s,
+                    priority=stream.priority)
+
+
+class ManifestStream:
+    """A manifest read as a stream: its declared options at once, its keys by iterating
+    keys() once, validated and in order (duplicates left to the consumer). keys() raises
+    ManifestError after the last entry if a key was bad (naming the first few) or there was
+    none, and at once on a line it cannot read."""
+
+    def __init__(self, source: IO[bytes], *, fmt: str, name: str = "manifest") -> None:
+        if fmt not in _PARSERS:
+            raise ManifestError(f"{name}: unknown manifest format {fmt!r}")
+        self.source, self.fmt, self.name = source, fmt, name
+        self.input: str | None = None  # where the keys live, when the manifest says so
+        self.deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
+        self.priority: int | None = None  # JSON manifests: {"priority": 5, ...}
+        self.seen = 0  # entries read, duplicates included
+        self.items_prefix = _json_options(self) if fmt == "json" else ""
+
+    def keys(self) -> Iterator[str]:
+        shown: list[str] = []
+        problems = 0
+        self.seen = 0
+        for where, key in _PARSERS[self.fmt](self):
+            self.seen += 1
+            problem = "key is not a string" if not isinstance(key, str) else key_problem(key)
+            if problem:
+                problems += 1
+                if len(shown) < _SHOWN_PROBLEMS:
+                    shown.append(f"{where}: {problem}: {_show(key)}")
+            elif not problems:  # after a problem nothing will be enqueued: only count them
+                yield key
+        if problems:
+            more = problems - len(shown)
+            text = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+            raise ManifestError(f"{self.name} refused, nothing enqueued: {text}")
+        if not self.seen:
+            raise ManifestError(f"{self.name} lists no items")
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """(number, text) of each line, without its line break; refuses long lines."""
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        offset = 0
+        for n, raw in enumerate(iter(lambda: self.source.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ManifestError(f"{self.name} line {n}: longer than {MAX_LINE_BYTES:,} "
+                                    "bytes")
+            try:
+                text = decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                raise ManifestError(f"{self.name}: not UTF-8 text (byte {offset + exc.start})"
+                                    ) from None
+            offset += len(raw)
+            yield n, text.removesuffix("\n").removesuffix("\r")
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> ManifestStream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _show(key: Any) -> str:
@@ -118,73 +183,93 @@ def _item_key(item: Any) -> Any:
     return item.get("key") if isinstance(item, dict) else item
 
 
-def _json(text: str, name: str, declared: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def _json_options(stream: ManifestStream) -> str:
+    """Read a JSON manifest's top level once (its options; the items are only skipped over)
+    and return the ijson prefix of its items."""
+    declared: dict[str, Any] = {}
+    top = items = None
     try:
-        doc = loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{name} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-    except JsonRefused as exc:
-        raise ManifestError(f"{name}: refused: {exc}") from None
-    if isinstance(doc, dict):
-        if not isinstance(doc.get("items"), list):
-            raise ManifestError(f'{name}: expected a list of keys or {{"items": [...]}}')
-        if "input" in doc:
-            if not isinstance(doc["input"], str) or not doc["input"]:
-                raise ManifestError(f'{name}: "input" must be a location string')
-            declared["input"] = doc["input"]
-        _options(doc, name, declared)
-        doc = doc["items"]
-    if not isinstance(doc, list):
-        raise ManifestError(f'{name}: expected a list of keys or {{"items": [...]}}')
-    for i, item in enumerate(doc):
-        yield f"item {i}", _item_key(item)
-
-
-def _options(doc: dict[str, Any], name: str, declared: dict[str, Any]) -> None:
-    deadline, priority = doc.get("deadline_s"), doc.get("priority")
+        for prefix, event, value in ijson.parse(stream.source, use_float=True):
+            if top is None:
+                top = event
+            elif prefix == "items" and items is None:
+                items = event
+            elif prefix in ("input", "deadline_s", "priority") and event not in (
+                    "start_map", "start_array", "end_map", "end_array"):
+                declared[prefix] = value
+    except (ijson.JSONError, ValueError) as exc:  # ValueError: a number of 5,000 digits
+        raise ManifestError(f"{stream.name}: invalid JSON: {_first_line(exc)}") from None
+    finally:
+        stream.source.seek(0)
+    if top == "start_array":
+        return "item"
+    if top != "start_map" or items != "start_array":
+        raise ManifestError(f'{stream.name}: expected a list of keys or {{"items": [...]}}')
+    if "input" in declared:
+        if not isinstance(declared["input"], str) or not declared["input"]:
+            raise ManifestError(f'{stream.name}: "input" must be a location string')
+        stream.input = declared["input"]
+    deadline, priority = declared.get("deadline_s"), declared.get("priority")
     if deadline is not None:
         if isinstance(deadline, bool) or not isinstance(deadline, int | float) \
                 or not 0 < deadline <= MAX_DEADLINE_S:
-            raise ManifestError(f'{name}: "deadline_s" must be a number of seconds, more than '
-                                f"0 and at most {MAX_DEADLINE_S:,} (30 days)")
-        declared["deadline_s"] = float(deadline)
+            raise ManifestError(f'{stream.name}: "deadline_s" must be a number of seconds, '
+                                f"more than 0 and at most {MAX_DEADLINE_S:,} (30 days)")
+        stream.deadline_s = float(deadline)
     if priority is not None:
         if isinstance(priority, bool) or not isinstance(priority, int) \
                 or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-            raise ManifestError(f'{name}: "priority" must be an integer from {-MAX_PRIORITY} '
-                                f"to {MAX_PRIORITY}")
-        declared["priority"] = priority
+            raise ManifestError(f'{stream.name}: "priority" must be an integer from '
+                                f"{-MAX_PRIORITY} to {MAX_PRIORITY}")
+        stream.priority = priority
+    return "items.item"
 
 
-def _jsonl(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    for n, line in enumerate(text.splitlines(), 1):
+def _json(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
+    try:
+        for i, item in enumerate(ijson.items(stream.source, stream.items_prefix,
+                                             use_float=True)):
+            yield f"item {i}", _item_key(item)
+    except (ijson.JSONError, ValueError) as exc:  # checked by the first pass; a file changed
+        raise ManifestError(f"{stream.name}: invalid JSON: {_first_line(exc)}") from None
+
+
+def _jsonl(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
+    for n, line in stream.lines():
         if not line.strip():
             continue
         try:
             item = loads(line)
         except json.JSONDecodeError as exc:
-            raise ManifestError(f"{name} line {n}: invalid JSON: {exc.msg}") from None
+            raise ManifestError(f"{stream.name} line {n}: invalid JSON: {exc.msg}") from None
         except JsonRefused as exc:
-            raise ManifestError(f"{name} line {n}: refused: {exc}") from None
+            raise ManifestError(f"{stream.name} line {n}: refused: {exc}") from None
         yield f"line {n}", _item_key(item)
 
 
-def _csv(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def _csv(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
+    rows = csv.reader(line for _, line in stream.lines())
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        for row in rows:
+            n = rows.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if n == 1 and [c.strip().lower() for c in row[:2]] in (["bucket", "key"], ["key"]):
+                continue  # header
+            # S3 Inventory and Batch Operations write bucket,key[,version...], URL-encoded.
+            yield f"line {n}", unquote_plus(row[1] if len(row) >= 2 else row[0])
     except csv.Error as exc:
-        raise ManifestError(f"{name}: invalid CSV: {exc}") from None
-    for n, row in enumerate(rows, 1):
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        if n == 1 and [c.strip().lower() for c in row[:2]] in (["bucket", "key"], ["key"]):
-            continue  # header
-        # S3 Inventory and Batch Operations write bucket,key[,version...] with URL-encoded keys.
-        yield f"line {n}", unquote_plus(row[1] if len(row) >= 2 else row[0])
+        raise ManifestError(f"{stream.name}: invalid CSV: {exc}") from None
 
 
-def _text(text: str, name: str, _: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    for n, line in enumerate(text.split("\n"), 1):
-        line = line.removesuffix("\r")
+def _text(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
+    for n, line in stream.lines():
         if line.strip():
             yield f"line {n}", line
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+_PARSERS = {"json": _json, "jsonl": _jsonl, "csv": _csv, "text": _text}

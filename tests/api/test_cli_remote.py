@@ -73,10 +73,24 @@ def test_submit_wait_through_the_api_prints_the_final_line(world: World) -> None
     photos = tenant_input(world.home, "a") / "photos"
     # When a job is submitted through the API with --wait
     result = world.home.run("submit", manifest, "--input", photos.as_uri() + "/", "--model",
-                            model, "--wait", "--api", world.server.url,
+                            model, "--wait", "--api", world.server.url, check=False,
                             GPUFLEET_API_KEY=world.keys["a"])
-    # Then it waits for the job and prints what the local --wait prints
+    # Then it waits for the job, prints what the local --wait prints, and exits 1: partial
+    assert result.returncode == 1, result.stderr
     job, rest = result.stdout.strip().split(" ", 1)
     assert rest == "partial: 2 done, 1 failed of 3"
     assert f"see failures: gpufleet results {job}" in result.stderr
     assert worker.wait(timeout=60) == 0
+
+
+def test_cancel_through_the_api_cancels_the_keys_tenants_job(world: World) -> None:
+    # Given a job of tenant a with no worker for its model
+    job = world.submit("a", {"items": ["c1.bin", "c2.bin"], "model": "synthetic?item_ms=7"})
+    remote = {"GPUFLEET_API": world.server.url}
+    # When b's key tries to cancel it, then it is not found; with a's key it is cancelled
+    other = world.home.run("cancel", job["job"], check=False, GPUFLEET_API_KEY=world.keys["b"],
+                           **remote)
+    assert other.returncode == 1 and "API 404" in other.stderr
+    summary = json.loads(world.home.run("cancel", job["job"], "--json",
+                                        GPUFLEET_API_KEY=world.keys["a"], **remote).stdout)
+    assert (summary["state"], summary["cancelled"], summary["pending"]) == ("cancelled", 2, 0)

@@ -16,9 +16,16 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from gpufleet.domain import ItemResult, ItemStatus, JobState, Tag
-from gpufleet.errors import ConfigError, IndexUnavailable, JobNotFound
+from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index import Index
-from gpufleet.index.migrate import HEAD, schema_diff, script_head, upgrade
+from gpufleet.index.migrate import (
+    HEAD,
+    INITIAL,
+    alembic_config,
+    schema_diff,
+    script_head,
+    upgrade,
+)
 from gpufleet.index.repo import _engine
 from gpufleet.index.schema import metadata
 from tests.servers import free_port
@@ -105,6 +112,36 @@ def test_fail_pending_only_touches_items_without_an_outcome(index: Index) -> Non
     assert index.fail_pending("j1", ["a", "b"], error="dead-lettered: boom") == 1
     statuses = {r["key"]: r["status"] for r in index.results("j1")}
     assert statuses == {"a": "done", "b": "failed"}
+
+
+def test_cancel_ends_pending_items_cancelled_and_the_counts_add_up(index: Index) -> None:
+    # Given a job of four items: one done, one failed, one running, one not started
+    index.create_job("j1", model="m", input="i", output="o", keys=["a", "b", "c", "d"])
+    index.record([_done("a"), ItemResult(job="j1", key="b", status=ItemStatus.FAILED,
+                                         error="image is truncated")])
+    # When it is cancelled (twice: a repeat changes nothing)
+    index.cancel_job("j1")
+    job = index.cancel_job("j1")
+    # Then its unfinished items are cancelled, and done + failed + cancelled = total
+    assert job.state is JobState.CANCELLED
+    c = job.counts
+    assert (c.done, c.failed, c.cancelled, c.pending, c.total) == (1, 1, 2, 0, 4)
+    assert {r["key"]: r["status"] for r in index.results("j1")}["d"] == "cancelled"
+    # And the item that was running finishes with its own outcome; the counts still add up
+    index.record([_done("c")])
+    c = index.job("j1").counts
+    assert (c.done, c.cancelled, c.pending) == (2, 1, 0)
+    assert index.job("j1").state is JobState.CANCELLED
+
+
+def test_a_finished_job_cannot_be_cancelled(index: Index) -> None:
+    index.create_job("j1", model="m", input="i", output="o", keys=["a"])
+    index.record([_done("a")])
+    with pytest.raises(JobFinished, match="succeeded"):
+        index.cancel_job("j1")
+    assert index.job("j1").state is JobState.SUCCEEDED
+    with pytest.raises(JobNotFound):
+        index.cancel_job("nope")
 
 
 def test_results_filter_by_label_or_wordnet_id_and_page_by_key(index: Index) -> None:
@@ -224,6 +261,21 @@ def test_init_adopts_a_sqlite_index_made_without_migrations(tmp_path: Path) -> N
     migration = upgrade(url)
     assert (migration.before, migration.after, migration.adopted) == (None, HEAD, True)
     assert Index(url).job("j1").counts.total == 1
+
+
+def test_a_sqlite_index_of_an_older_gpufleet_is_refused_until_init_upgrades_it(
+        tmp_path: Path) -> None:
+    # Given an embedded index at the first revision (made by an older gpufleet)
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    command.upgrade(alembic_config(url), INITIAL)
+    # When this gpufleet opens it, then it says what to do, in one line
+    with pytest.raises(ConfigError, match=r"predates this gpufleet .* run `gpufleet init`"):
+        Index(url)
+    # And once init has migrated it, it opens
+    assert upgrade(url).after == HEAD
+    Index(url).close()
 
 
 def test_postgres_needs_init_before_use(postgres_url: str) -> None:

@@ -65,7 +65,10 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path
     home.path.mkdir()
     try:
         # When it is submitted and waited for with the default model
-        summary = home.json("submit", manifest, "--input", photos.as_uri() + "/", "--wait")
+        waited = home.run("submit", manifest, "--input", photos.as_uri() + "/", "--wait",
+                          "--json", check=False)
+        assert waited.returncode == 1, waited.stderr  # --wait: 1 unless the job succeeded
+        summary = json.loads(waited.stdout)
         rows = {r["key"]: r for r in map(json.loads, home.run(
             "results", summary["job"], "--format", "jsonl").stdout.splitlines())}
     finally:

@@ -26,7 +26,7 @@ import boto3
 import pytest
 
 from gpufleet.queue import QueueDepth, open_queue
-from tests.conftest import REPO, write_files
+from tests.conftest import PYTHONPATH, write_files
 from tests.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = pytest.mark.slow  # half a minute or more: a PostgreSQL cluster, three workers
@@ -131,7 +131,7 @@ def _env(tmp: Path, net: Network, redis: BridgedRedis, db: str, moto_port: int) 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GPUFLEET_", "AWS_")) and k.lower() not in (
                "http_proxy", "https_proxy", "all_proxy")}
-    env.update(PYTHONPATH=str(REPO), GPUFLEET_QUEUE=redis.url, GPUFLEET_DB=db,
+    env.update(PYTHONPATH=PYTHONPATH, GPUFLEET_QUEUE=redis.url, GPUFLEET_DB=db,
                GPUFLEET_INPUT="s3://fleet/in/", GPUFLEET_OUTPUT="s3://fleet/results/",
                GPUFLEET_VISIBILITY_TIMEOUT_S="4", GPUFLEET_DRAIN_GRACE_S="5",
                AWS_ENDPOINT_URL_S3=f"http://{net.host}:{moto_port}", AWS_DEFAULT_REGION="us-east-1",

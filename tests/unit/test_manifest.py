@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -9,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpufleet.errors import ManifestError
-from gpufleet.manifest import MAX_KEY_BYTES, key_problem, parse_manifest, read_manifest
+from gpufleet.manifest import (
+    MAX_KEY_BYTES,
+    MAX_LINE_BYTES,
+    ManifestStream,
+    key_problem,
+    parse_manifest,
+    read_manifest,
+)
 
 
 @pytest.mark.parametrize(("fmt", "text"), [
@@ -70,7 +78,7 @@ def test_a_key_of_exactly_1024_bytes_is_accepted() -> None:
 
 @pytest.mark.parametrize(("fmt", "text", "where"), [
     ("jsonl", '"a.jpg"\n{"key": "b.jpg"\n', "line 2: invalid JSON"),
-    ("json", '["a.jpg",', "line 1: invalid JSON"),
+    ("json", '["a.jpg",', "invalid JSON: parse error: premature EOF"),
     ("json", '{"files": []}', 'expected a list of keys or {"items"'),
     ("json", '[{"name": "a.jpg"}]', "item 0: key is not a string"),
     ("jsonl", '"a.jpg"\n42\n', "line 2: key is not a string"),
@@ -126,3 +134,37 @@ def test_any_text_is_either_a_manifest_of_safe_keys_or_a_manifest_error(text: st
     except ManifestError:
         return
     assert all(key_problem(k) is None for k in manifest.keys)
+
+
+@pytest.mark.parametrize(("fmt", "first"), [("text", b"a.jpg"), ("jsonl", b'"a.jpg"'),
+                                           ("csv", b"a.jpg")])
+def test_a_line_over_the_limit_is_refused_before_it_is_read_whole(fmt: str, first: bytes
+                                                                  ) -> None:
+    # Given a manifest whose second line is one byte over the limit
+    data = first + b"\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\nb.jpg\n"
+    # When / Then it is refused, naming the line
+    with pytest.raises(ManifestError, match=r"line 2: longer than 65,536 bytes"):
+        parse_manifest(data, fmt=fmt)
+    # And a line of exactly the limit (its line break aside) is read
+    assert parse_manifest(b"x" * 1000 + b"\n" + b" " * (MAX_LINE_BYTES - 1) + b"\n",
+                          fmt="text").keys == ("x" * 1000,)
+
+
+def test_a_json_manifest_may_declare_its_options_after_its_items() -> None:
+    doc = b'{"items": ["a.jpg", {"key": "b.jpg"}], "priority": 5, "input": "s3://b/p/"}'
+    manifest = parse_manifest(doc, fmt="json")
+    assert (manifest.keys, manifest.priority, manifest.input) == (("a.jpg", "b.jpg"), 5,
+                                                                  "s3://b/p/")
+
+
+def test_keys_stream_one_at_a_time_and_a_bad_key_at_the_end_still_refuses_all() -> None:
+    # Given a text manifest of many keys whose last line is hostile
+    lines = [f"k{i}.jpg" for i in range(10_000)] + ["../etc/passwd"]
+    stream = ManifestStream(io.BytesIO("\n".join(lines).encode()), fmt="text")
+    keys = stream.keys()
+    # When the first key is taken, then only the start of the file has been read
+    assert next(keys) == "k0.jpg"
+    assert stream.source.tell() < 100_000
+    # And consuming the rest ends in a refusal naming the last line
+    with pytest.raises(ManifestError, match=r"line 10001: key has a '\.\.' segment"):
+        list(keys)

@@ -38,6 +38,7 @@ from gpufleet.config import Settings
 from gpufleet.errors import (
     ConfigError,
     GpufleetError,
+    JobFinished,
     JobNotFound,
     ManifestError,
     TaskTooLarge,
@@ -49,14 +50,15 @@ STATIC = Path(__file__).parent / "static"
 KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
-    (JobNotFound, 404), (InvalidCursor, 400), (ManifestError, 422), (ConfigError, 422),
-    (TaskTooLarge, 422), (Unavailable, 503))
+    (JobNotFound, 404), (JobFinished, 409), (InvalidCursor, 400), (ManifestError, 422),
+    (ConfigError, 422), (TaskTooLarge, 422), (Unavailable, 503))
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text} for code, text in (
         (400, "Bad request (e.g. an invalid cursor)"),
         (401, "Missing, malformed, unknown or revoked API key, or a key in the URL"),
         (403, "The key lacks the scope, or the client address is not allowed"),
         (404, "No such object for this tenant"),
+        (409, "The job is finished: nothing to cancel"),
         (413, "Request body too large"),
         (422, "Invalid request"),
         (429, "Rate limit exceeded: see Retry-After"),

@@ -20,6 +20,7 @@ from gpufleet.domain import Counts, Job, JobUsage
 from gpufleet.errors import (
     ConfigError,
     GpufleetError,
+    JobFinished,
     JobNotFound,
     ManifestError,
     Unavailable,
@@ -39,8 +40,9 @@ def job_from_view(view: dict[str, Any]) -> Job:
     extra = {f.name: view[f.name] for f in fields(Job)
              if f.name in view and f.name not in ("id", "counts", "usage", "cancelled")}
     return Job(id=view["job"], counts=Counts(total=view["total"], done=view["done"],
-                                             failed=view["failed"]),
-               cancelled=bool(view.get("cancelled")),
+                                             failed=view["failed"],
+                                             cancelled=view.get("cancelled", 0)),
+               cancelled=view["state"] == "cancelled",
                usage=JobUsage(**{k: v for k, v in usage.items() if k in known}), **extra)
 
 
@@ -78,7 +80,8 @@ class ApiClient:
             detail = str(response.json()["detail"])
         except (ValueError, KeyError, TypeError):
             detail = response.text[:200] or response.reason_phrase
-        error = {404: JobNotFound, 422: ManifestError}.get(response.status_code, GpufleetError)
+        error = {404: JobNotFound, 409: JobFinished, 422: ManifestError}.get(
+            response.status_code, GpufleetError)
         if response.status_code >= 500:
             error = ApiUnavailable
         raise error(f"API {response.status_code}: {detail}")
@@ -88,6 +91,9 @@ class ApiClient:
 
     def job(self, job_id: str) -> Job:
         return job_from_view(self.request("GET", f"/v1/jobs/{quote(job_id, safe='')}"))
+
+    def cancel_job(self, job_id: str) -> Job:
+        return job_from_view(self.request("DELETE", f"/v1/jobs/{quote(job_id, safe='')}"))
 
     def jobs(self) -> list[Job]:
         """Every job of the key's tenant, oldest first (as Index.jobs)."""

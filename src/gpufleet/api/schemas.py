@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY
 
 JobStateName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
-ItemStatusName = Literal["pending", "done", "failed"]
+ItemStatusName = Literal["pending", "done", "failed", "cancelled"]
 
 
 class Error(BaseModel):
@@ -62,9 +62,9 @@ class JobView(BaseModel):
     total: int
     done: int
     failed: int
+    cancelled: int = Field(description="Items its cancellation stopped before they ran.")
     pending: int
     created_at: float
-    cancelled: bool
     rate_per_s: float | None = Field(description="Items finished per second so far.")
     eta_s: float | None = Field(description="Seconds until every item is finished, "
                                 "at that rate; null when finished or not started.")

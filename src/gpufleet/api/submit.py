@@ -8,7 +8,9 @@ caller names).
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from gpufleet.api.context import Services
@@ -16,7 +18,7 @@ from gpufleet.api.schemas import JobRequest
 from gpufleet.domain import Job
 from gpufleet.errors import ConfigError, ManifestError, ObjectMissing
 from gpufleet.jobs import enqueue_job, new_job_id
-from gpufleet.manifest import FORMATS, Manifest, parse_manifest
+from gpufleet.manifest import FORMATS, ManifestStream
 from gpufleet.models import load_tagger, parse_spec
 from gpufleet.models.base import MODELS
 
@@ -27,24 +29,24 @@ def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
         raise ManifestError('give either "items" or "manifest"')
     if request.items is not None:
         _check_count(len(request.items), svc)
-        manifest = parse_manifest(json.dumps(request.items).encode(), fmt="json", name="items")
+        data, fmt, name = json.dumps(request.items).encode(), "json", "items"
     else:
         assert request.manifest is not None
-        manifest = _read_manifest(svc, tenant, request.manifest)
-    _check_count(len(manifest.keys), svc)
+        data, fmt, name = _read_manifest(svc, tenant, request.manifest)
+    manifest = ManifestStream(io.BytesIO(data), fmt=fmt, name=name)
     input_uri = svc.locations.resolve(tenant, request.input or manifest.input, what="input",
                                       use="input")
     output_uri = svc.locations.resolve(tenant, request.output, what="output", use="output")
     model = request.model or settings.model
-    name, _ = parse_spec(model)
-    if name not in MODELS:
-        raise ConfigError(f"model {name!r}: the API accepts the built-in models "
+    model_name, _ = parse_spec(model)
+    if model_name not in MODELS:
+        raise ConfigError(f"model {model_name!r}: the API accepts the built-in models "
                           f"({', '.join(MODELS)})")
     load_tagger(model, settings)  # built, not bootstrapped: bad parameters are refused now
     deadline_s = request.deadline_s if request.deadline_s is not None else manifest.deadline_s
     priority = request.priority if request.priority is not None else manifest.priority
-    return enqueue_job(settings, svc.index, new_job_id(), list(manifest.keys), input=input_uri,
-                       output=output_uri, model=model, deadline_s=deadline_s,
+    return enqueue_job(settings, svc.index, new_job_id(), _counted(manifest.keys(), svc),
+                       input=input_uri, output=output_uri, model=model, deadline_s=deadline_s,
                        priority=priority or 0, tenant=tenant)
 
 
@@ -54,7 +56,15 @@ def _check_count(count: int, svc: Services) -> None:
                             "per job (GPUFLEET_API_MAX_ITEMS)")
 
 
-def _read_manifest(svc: Services, tenant: str, uri: str) -> Manifest:
+def _counted(keys: Iterator[str], svc: Services) -> Iterator[str]:
+    """The keys, refused (and the job with them) past GPUFLEET_API_MAX_ITEMS entries."""
+    for n, key in enumerate(keys, 1):
+        if n > svc.settings.api_max_items:
+            _check_count(n, svc)
+        yield key
+
+
+def _read_manifest(svc: Services, tenant: str, uri: str) -> tuple[bytes, str, str]:
     folder, _, name = uri.rpartition("/")
     fmt = FORMATS.get(PurePosixPath(name).suffix.lower())
     if fmt is None:
@@ -63,7 +73,6 @@ def _read_manifest(svc: Services, tenant: str, uri: str) -> Manifest:
     location = svc.location(svc.locations.resolve(tenant, folder or None, what="manifest",
                                                   use="input"))
     try:
-        data = location.get(name)
+        return location.get(name), fmt, name
     except ObjectMissing:
         raise ManifestError(f"manifest {uri!r}: no such object") from None
-    return parse_manifest(data, fmt=fmt, name=name)

@@ -22,7 +22,7 @@ def rate_and_eta(job: Job, timing: Timing) -> tuple[float | None, float | None]:
 def job_view(job: Job, timing: Timing) -> dict[str, Any]:
     rate, eta = rate_and_eta(job, timing)
     usage = getattr(job, "usage", None)
-    return {**job.summary(), "cancelled": job.cancelled,
+    return {**job.summary(),
             "rate_per_s": None if rate is None else round(rate, 3),
             "eta_s": None if eta is None else round(eta, 1),
             "cost_so_far": None if usage is None else round(usage.cost, 6)}

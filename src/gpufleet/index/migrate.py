@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gpufleet.errors import ConfigError, IndexUnavailable
 
-HEAD = "0001"  # the newest revision this code knows; a test checks it is the scripts' head
+HEAD = "0002"  # the newest revision this code knows; a test checks it is the scripts' head
 INITIAL = "0001"
 _SCRIPTS = "gpufleet.index:migrations"
 _LOCK_KEY = 0x67707566  # pg_advisory_xact_lock: one migration at a time per database

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from gpufleet.domain import Counts, ItemResult, ItemStatus, Job, JobUsage
-from gpufleet.errors import ConfigError, IndexUnavailable, JobNotFound
+from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index.migrate import require_current
 from gpufleet.index.postgres import postgres_engine
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
@@ -65,6 +76,10 @@ class Index:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise IndexUnavailable(f"index {_safe(url)}: {_first_line(exc)}") from exc
+        if missing := _missing_columns(self.engine):  # made by an older gpufleet
+            self.engine.dispose()
+            raise ConfigError(f"index {_safe(url)} predates this gpufleet (no column "
+                              f"{missing[0]}): run `gpufleet init` to upgrade it")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -86,20 +101,31 @@ class Index:
     # Jobs ------------------------------------------------------------------
 
     def create_job(self, job_id: str, *, model: str, input: str, output: str,
-                   keys: Sequence[str], tenant: str = "default",
-                   deadline_s: float | None = None, priority: int = 0) -> Job:
+                   keys: Iterable[str], tenant: str = "default",
+                   deadline_s: float | None = None, priority: int = 0,
+                   enqueuer: str | None = None, enqueuer_lease_s: float = 0.0) -> Job:
+        """Record a job and its items (duplicate keys collapse) in one transaction.
+
+        keys is read once, as a stream: an exception it raises leaves no job. With an
+        enqueuer, the job is marked as being enqueued by it (see index/enqueue_marks.py).
+        """
         now = self.clock()
+        ins = self._insert(items).on_conflict_do_nothing(
+            index_elements=[items.c.job_id, items.c.key])
         with self.transaction() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
-                total=len(keys), created_at=now, cancelled=False, deadline_s=deadline_s,
-                priority=priority))
-            for start in range(0, len(keys), _ROWS_PER_STATEMENT):
-                chunk = keys[start:start + _ROWS_PER_STATEMENT]
-                conn.execute(insert(items), [
-                    {"job_id": job_id, "key": k, "status": ItemStatus.PENDING.value,
-                     "attempts": 0} for k in chunk])
-        return self.job(job_id)
+                total=0, created_at=now, cancelled=False, deadline_s=deadline_s,
+                priority=priority, enqueuer=enqueuer,
+                enqueuer_until=None if enqueuer is None else now + enqueuer_lease_s))
+            stream = iter(keys)
+            while chunk := list(itertools.islice(stream, _ROWS_PER_STATEMENT)):
+                conn.execute(ins, [{"job_id": job_id, "key": k,
+                                    "status": ItemStatus.PENDING.value, "attempts": 0}
+                                   for k in chunk])
+            total = conn.execute(select(func.count()).where(items.c.job_id == job_id)).scalar()
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(total=total))
+            return self._read_job(conn, job_id)
 
     def delete_job(self, job_id: str) -> None:
         with self.transaction() as conn:
@@ -109,11 +135,14 @@ class Index:
 
     def job(self, job_id: str) -> Job:
         with self.transaction() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-            if row is None:
-                raise JobNotFound(f"no job {job_id!r}")
-            counts = self._counts(conn, [job_id])
-            usage = job_usage(conn, [job_id])
+            return self._read_job(conn, job_id)
+
+    def _read_job(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        counts = self._counts(conn, [job_id])
+        usage = job_usage(conn, [job_id])
         return _job(row, counts.get(job_id, {}), usage.get(job_id))
 
     def jobs(self) -> list[Job]:
@@ -129,10 +158,29 @@ class Index:
         with self.transaction() as conn:
             return list(conn.execute(select(jobs.c.model).distinct()).scalars())
 
-    def cancel_job(self, job_id: str) -> None:
-        """Record a cancellation: workers drop the job's queued tasks; running ones finish."""
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job: its pending items end cancelled, workers drop its queued tasks.
+
+        Items already running finish and keep their outcome. Cancelling twice changes
+        nothing; a finished job is left as it is (JobFinished).
+        """
         with self.transaction() as conn:
+            row = conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id)).first()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            pending = conn.execute(select(func.count()).where(
+                items.c.job_id == job_id, items.c.status == ItemStatus.PENDING.value)).scalar()
+            if not row.cancelled and not pending:
+                job = self._read_job(conn, job_id)
+                raise JobFinished(f"job {job_id} is finished ({job.state.value}): "
+                                  "nothing to cancel")
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancelled=True))
+            conn.execute(update(items)
+                         .where(items.c.job_id == job_id,
+                                items.c.status == ItemStatus.PENDING.value)
+                         .values(status=ItemStatus.CANCELLED.value, error="job cancelled",
+                                 finished_at=self.clock()))
+            return self._read_job(conn, job_id)
 
     def is_cancelled(self, job_id: str) -> bool:
         with self.transaction() as conn:
@@ -183,15 +231,15 @@ class Index:
             if tag_rows:
                 conn.execute(insert(tags), tag_rows)
 
-    def fail_pending(self, job_id: str, keys: Sequence[str], *, error: str) -> int:
-        """Mark the items that have no outcome yet as failed (their task was dead-lettered)."""
+    def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
+        """Mark the items that have no outcome yet as failed (their task was dead-lettered);
+        keys None: every pending item of the job."""
+        where = [items.c.job_id == job_id, items.c.status == ItemStatus.PENDING.value]
+        if keys is not None:
+            where.append(items.c.key.in_(list(keys)))
         with self.transaction() as conn:
-            result = conn.execute(
-                update(items)
-                .where(items.c.job_id == job_id, items.c.key.in_(list(keys)),
-                       items.c.status == ItemStatus.PENDING.value)
-                .values(status=ItemStatus.FAILED.value, error=error,
-                        finished_at=self.clock()))
+            result = conn.execute(update(items).where(*where).values(
+                status=ItemStatus.FAILED.value, error=error, finished_at=self.clock()))
             return int(result.rowcount)
 
     def recorded(self, job_id: str, keys: Sequence[str]) -> set[str]:
@@ -268,7 +316,17 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
                counts=Counts(total=row["total"], done=counts.get("done", 0),
-                             failed=counts.get("failed", 0)))
+                             failed=counts.get("failed", 0),
+                             cancelled=counts.get("cancelled", 0)))
+
+
+def _missing_columns(engine: Engine) -> list[str]:
+    """Columns of the schema that the database's existing tables lack, as table.column."""
+    found = inspect(engine)
+    return [f"{table.name}.{column.name}" for table in metadata.sorted_tables
+            if found.has_table(table.name)
+            for column in table.columns
+            if column.name not in {c["name"] for c in found.get_columns(table.name)}]
 
 
 def _engine(url: str) -> Engine:

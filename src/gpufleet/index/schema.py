@@ -29,6 +29,14 @@ jobs = Table(
     Column("cancelled", Boolean, nullable=False, default=False),
     Column("deadline_s", Float),  # done this long after created_at; NULL: the target drain time
     Column("priority", Integer, nullable=False, default=0),  # higher first
+    # Putting the job's tasks on its queue (issue 11): while `enqueuer` is set, the process it
+    # names is enqueueing the pending items in key order, through `enqueued_through`, and holds
+    # the work until `enqueuer_until`; past that, whoever looks next finishes it.
+    Column("enqueuer", String(64)),
+    Column("enqueuer_until", Float),
+    Column("enqueued_through", String(1024)),
+    Column("enqueued_at", Float),  # when its tasks were last all enqueued
+    Column("requeues", Integer, nullable=False, default=0, server_default="0"),  # by the sweeper
 )
 
 items = Table(

@@ -2,7 +2,8 @@
 
 One tick:
 
-1. take what landed in the inbox (new jobs);
+1. take what landed in the inbox (new jobs), and sweep: finish interrupted submissions,
+   repair or fail jobs whose items have no task left (``sweeper``);
 2. read the backlog per job (items queued or in flight: the index's pending
    items, checked against the queue's depth), the service time per item per
    worker (busy seconds per item the workers reported; until there is data,
@@ -48,6 +49,7 @@ from gpufleet.scaler.policy import (
     decide,
 )
 from gpufleet.scaler.providers.base import Machine, Provider
+from gpufleet.sweeper import sweep
 
 log = logging.getLogger(__name__)
 _STATES = {"booting": WorkerState.BOOTING, "ready": WorkerState.READY,
@@ -104,6 +106,7 @@ class Controller:
     def tick(self) -> Decision:
         if self.ingest is not None:
             self.ingest.poll()
+        sweep(self.settings, self.index, model=self.model)  # every job ends, whatever happened
         now = self.clock()
         machines = self.provider.machines()
         view, snapshot = self.view(machines, now)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from gpufleet.errors import ConfigError, GpufleetError, JobNotFound, ManifestErr
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords, manifest_id
 from gpufleet.jobs import enqueue_job
-from gpufleet.manifest import FORMATS, parse_manifest
+from gpufleet.manifest import FORMATS, ManifestStream
 
 log = logging.getLogger(__name__)
 _SKIPPED_SUFFIXES = (".tmp", ".part", ".partial", "~")
@@ -207,8 +208,8 @@ class Ingest:
         if fmt is None:
             raise ManifestError(f"{arrival.key}: unknown manifest type; expected one of "
                                 + ", ".join(FORMATS))
-        manifest = parse_manifest(arrival.load(), fmt=fmt, name=arrival.key)
-        return enqueue_job(self.settings, self.index, job_id, list(manifest.keys),
+        manifest = ManifestStream(io.BytesIO(arrival.load()), fmt=fmt, name=arrival.key)
+        return enqueue_job(self.settings, self.index, job_id, manifest.keys(),
                            input=manifest.input or self.inbox.default_input(arrival.key),
                            output=self.settings.output, model=self.model,
                            deadline_s=manifest.deadline_s, priority=manifest.priority or 0)

@@ -16,6 +16,7 @@ from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
+from gpufleet.sweeper import sweep
 from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.notice import Notice, NoticeWatcher
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
@@ -77,6 +78,7 @@ class Worker:
         signal.signal(signal.SIGINT, drain)
 
     def run(self, *, max_idle_s: float | None = None) -> PipelineStats:
+        sweep(self.settings, self.index, model=self.model)  # a worker starting looks at its jobs
         self.meter.observe("booting")
         self._seen("booting")
         self.watcher.start()

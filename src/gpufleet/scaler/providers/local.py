@@ -43,8 +43,11 @@ class LocalProvider:
     launch_overhead_s = 1.0
 
     def __init__(self, settings: Settings, *, model: str, max_idle_s: float | None = None,
-                 env: dict[str, str] | None = None, registry: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, registry: Path | None = None,
+                 own_session: bool = False) -> None:
+        """own_session: ensure() starts workers that a terminal's Ctrl-C does not reach."""
         self.settings, self.model, self.max_idle_s = settings, model, max_idle_s
+        self.own_session = own_session
         self.env = {**os.environ, "GPUFLEET_HOME": str(settings.home), **(env or {})}
         self.registry = registry
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -73,7 +76,8 @@ class LocalProvider:
         self.procs = alive
         missing = max(0, count - len(self.procs))
         for _ in range(missing):
-            self.procs.append(self._spawn(f"{os.getpid()}-{self.started + 1}"))
+            self.procs.append(self._spawn(f"{os.getpid()}-{self.started + 1}",
+                                          new_session=self.own_session))
         return missing
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
