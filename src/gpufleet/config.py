@@ -82,6 +82,7 @@ class Settings:
     api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
     api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
+    api_models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()

@@ -13,8 +13,7 @@ from gpufleet.domain import Job, Task
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, read_manifest
-from gpufleet.models import parse_spec
-from gpufleet.models.base import MODELS
+from gpufleet.models.base import check_spec
 from gpufleet.queue import open_queue
 from gpufleet.store import Location, open_location
 
@@ -32,7 +31,7 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
     deadline_s and priority, when given, win over the manifest's own.
     """
     model = model or settings.model
-    _check_model(model)
+    check_spec(model)
     job_id = new_job_id()
     if isinstance(source, str) and urlsplit(source).scheme == "s3":
         # Every object under the prefix, as a folder locally, but read where it is.
@@ -84,13 +83,6 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[st
     finally:
         queue.close()
     return job
-
-
-def _check_model(spec: str) -> None:
-    name, _ = parse_spec(spec)
-    if name not in MODELS and ":" not in name:
-        raise ConfigError(f"unknown model {name!r}; built-in: {', '.join(MODELS)}, "
-                          "or a plugin as package.module:attr")
 
 
 def _folder_keys(folder: Path) -> list[str]:

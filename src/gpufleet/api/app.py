@@ -27,6 +27,7 @@ from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
 from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics, MetricsMiddleware
+from gpufleet.api.models import ModelPolicy
 from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
 from gpufleet.api.queries import InvalidCursor, Reads
@@ -78,12 +79,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
                           clock=clock)
     locations = TenantLocations(settings)
+    models = ModelPolicy(settings.api_models)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
-        signer=signer, limiter=limiter, locations=locations, clock=clock)
+        signer=signer, limiter=limiter, locations=locations, models=models,
+        clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import RateLimiter
 from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics
+from gpufleet.api.models import ModelPolicy
 from gpufleet.api.queries import Reads
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.signing import Signer
@@ -38,6 +39,7 @@ class Services:
     signer: Signer
     limiter: RateLimiter
     locations: TenantLocations
+    models: ModelPolicy
     clock: Callable[[], float] = time.time
     metrics: Metrics | None = None
     _queues: dict[str, TaskQueue] = field(default_factory=dict)
@@ -81,7 +83,7 @@ class Services:
         return {model: self.queue(model).depth() for model in self.operator_models()}
 
     def operator_models(self) -> list[str]:
-        return [self.settings.model]
+        return sorted({self.settings.model, *self.models.fixed_specs()})
 
     def close(self) -> None:
         with self._lock:
