@@ -82,6 +82,8 @@ class Settings:
     api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
     api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
+    api_open_queues: int = 16  # queue handles the API keeps open (least recently used closed)
+    api_max_models: int = 4  # distinct model specs among a tenant's open jobs
     api_models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
 
     def __post_init__(self) -> None:

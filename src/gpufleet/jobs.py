@@ -14,7 +14,7 @@ from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, read_manifest
 from gpufleet.models.base import check_spec
-from gpufleet.queue import open_queue
+from gpufleet.queue import TaskQueue, open_queue
 from gpufleet.store import Location, open_location
 
 
@@ -59,7 +59,10 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
 
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
-                priority: int = 0, tenant: str = "default") -> Job:
+                priority: int = 0, tenant: str = "default",
+                queue: TaskQueue | None = None) -> Job:
+    """Record the job and enqueue its tasks, on queue if given (the API's shared handle;
+    left open), else on the model's queue opened for this call."""
     if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
         raise ConfigError(f"deadline must be more than 0 and at most {MAX_DEADLINE_S:,} s "
                           f"(30 days), not {deadline_s:g}")
@@ -70,10 +73,11 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[st
     job = index.create_job(job_id, model=model, input=input_location.uri,
                            output=output_location.uri, keys=keys, deadline_s=deadline_s,
                            priority=priority, tenant=tenant)
-    queue = open_queue(settings.queue, name=model)
+    own = queue is None
+    target = open_queue(settings.queue, name=model) if queue is None else queue
     try:
         size = settings.chunk_size
-        queue.enqueue([
+        target.enqueue([
             Task(job_id, tuple(keys[i:i + size]), input_location.uri,
                  output_location.uri).encode()
             for i in range(0, len(keys), size)])
@@ -81,7 +85,8 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Sequence[st
         index.delete_job(job_id)  # no job without its tasks
         raise
     finally:
-        queue.close()
+        if own:
+            target.close()
     return job
 
 

@@ -20,6 +20,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _check_queue(svc: Services) -> None:
+    with svc.queue(svc.settings.model) as queue:
+        queue.depth()
+
+
 def _check_index(svc: Services) -> None:
     with svc.index.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -40,7 +45,7 @@ def _check_store(svc: Services) -> None:
 def readyz(response: Response, svc: Svc) -> dict[str, Any]:
     checks: dict[str, str] = {}
     probes: dict[str, Callable[[], object]] = {
-        "queue": lambda: svc.queue(svc.settings.model).depth(),
+        "queue": lambda: _check_queue(svc),
         "index": lambda: _check_index(svc), "store": lambda: _check_store(svc)}
     for name, probe in probes.items():
         try:
