@@ -76,7 +76,9 @@ class ApiServer:
 def api_home(path: Path, **env: str) -> Home:
     home = Home(path)
     home.path.mkdir(parents=True, exist_ok=True)
+    # Rates and quotas a shared world of many tests stays within (tests of them set theirs).
     home.env.update({"GPUFLEET_API_RATE_PER_S": "100000", "GPUFLEET_API_BURST": "100000",
+                     "GPUFLEET_API_MAX_MODELS": "64", "GPUFLEET_API_MAX_OPEN_JOBS": "10000",
                      "GPUFLEET_API_MAX_PAGE": str(PAGE_MAX), **env})
     return home
 

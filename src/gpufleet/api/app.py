@@ -32,7 +32,7 @@ from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
 from gpufleet.api.queries import InvalidCursor, Reads
 from gpufleet.api.queues import QueueHandles
-from gpufleet.api.quotas import Limits, QuotaExceeded, Quotas
+from gpufleet.api.quotas import Limits, OverQuota, QuotaExceeded, Quotas
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.schemas import Error
 from gpufleet.api.signing import Signer, signing_secret
@@ -54,7 +54,7 @@ KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
     (JobNotFound, 404), (InvalidCursor, 400), (ManifestError, 422), (ConfigError, 422),
-    (TaskTooLarge, 422), (QuotaExceeded, 429), (Unavailable, 503))
+    (TaskTooLarge, 422), (QuotaExceeded, 429), (OverQuota, 422), (Unavailable, 503))
 # A dependency may be back soon; a tenant's open jobs take longer to end.
 _RETRY_AFTER_S = {503: "5", 429: "60"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -75,7 +75,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                cache: Cache | None = None) -> FastAPI:
     """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
     # Every setting is checked before anything is opened.
-    for name in ("max_page", "max_items", "open_queues", "max_models"):
+    for name in ("max_page", "max_items", "open_queues", "max_models", "max_open_jobs",
+                 "max_open_items"):
         if getattr(settings, f"api_{name}") < 1:
             raise ConfigError(f"GPUFLEET_API_{name.upper()} must be at least 1")
     networks = {name: parse_networks(getattr(settings, f"api_{name}"),
@@ -94,7 +95,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
         signer=signer, limiter=limiter, locations=locations, models=models,
-        queues=queues, quotas=Quotas(Limits(max_models=settings.api_max_models)),
+        queues=queues, quotas=Quotas(Limits(
+            max_models=settings.api_max_models, max_open_jobs=settings.api_max_open_jobs,
+            max_open_items=settings.api_max_open_items)),
         clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
 

@@ -37,7 +37,8 @@ def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
     output_uri = svc.locations.resolve(tenant, request.output, what="output", use="output")
     deadline_s = request.deadline_s if request.deadline_s is not None else manifest.deadline_s
     priority = request.priority if request.priority is not None else manifest.priority
-    with svc.quotas.claim(svc.view(tenant), model=model), svc.queue(model) as queue:
+    with (svc.quotas.claim(svc.view(tenant), model=model, items=len(manifest.keys)),
+          svc.queue(model) as queue):
         return enqueue_job(settings, svc.index, new_job_id(), list(manifest.keys),
                            input=input_uri, output=output_uri, model=model,
                            deadline_s=deadline_s, priority=priority or 0, tenant=tenant,
