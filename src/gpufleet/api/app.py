@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,6 +80,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                  "max_open_items"):
         if getattr(settings, f"api_{name}") < 1:
             raise ConfigError(f"GPUFLEET_API_{name.upper()} must be at least 1")
+    public = urlsplit(settings.api_public_url)
+    if settings.api_public_url and (public.scheme not in ("http", "https") or not public.netloc
+                                    or public.query or public.fragment):
+        raise ConfigError(f"GPUFLEET_API_PUBLIC_URL={settings.api_public_url!r}: expected "
+                          "http(s)://host[:port][/path], how clients reach the API")
     networks = {name: parse_networks(getattr(settings, f"api_{name}"),
                                      setting=f"GPUFLEET_API_{name.upper()}")
                 for name in ("allow", "deny", "trusted_proxies")}

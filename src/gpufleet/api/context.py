@@ -76,9 +76,10 @@ class Services:
                 self._locations[uri] = open_location(uri, settings=self.settings)
             return self._locations[uri]
 
-    def view(self, tenant: str) -> TenantView:
-        """The index as tenant sees it: what routes read through."""
-        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue)
+    def view(self, tenant: str, *, key_id: str = "") -> TenantView:
+        """The index as tenant sees it (through key_id): what routes read through."""
+        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue,
+                          key_id=key_id)
 
     def depths(self) -> dict[str, QueueDepth]:
         """Queue depth of the models an operator configured (never tenants' own specs)."""

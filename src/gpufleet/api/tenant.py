@@ -57,8 +57,10 @@ class OpenJob:
 
 class TenantView:
     def __init__(self, tenant: str, *, reads: Reads, index: Index,
-                 queue: Callable[[str], AbstractContextManager[TaskQueue]]) -> None:
+                 queue: Callable[[str], AbstractContextManager[TaskQueue]],
+                 key_id: str = "") -> None:
         self.tenant = tenant
+        self.key_id = key_id  # the API key the view was made for ("" when made by the API)
         self._reads, self._index, self._queue = reads, index, queue
 
     # Jobs ------------------------------------------------------------------
