@@ -81,6 +81,7 @@ class Settings:
     api_deny: str = ""  # client CIDRs refused (wins over api_allow)
     api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
+    api_request_timeout_s: float = 60.0  # a request's headers and body must arrive within it
     api_public_url: str = ""  # e.g. https://fleet.example.com: signed URLs start with it
     api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
     api_open_queues: int = 16  # queue handles the API keeps open (least recently used closed)

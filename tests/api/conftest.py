@@ -21,6 +21,7 @@ import uvicorn
 
 from gpufleet.api.app import create_app
 from gpufleet.api.keys import KeyStore
+from gpufleet.api.server import server_config
 from gpufleet.cache import Cache
 from gpufleet.config import Settings
 from tests.conftest import Home, write_files
@@ -51,8 +52,7 @@ class ApiServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", ws="none", http="h11",
-                                lifespan="on", proxy_headers=False, access_log=False)
+        config = server_config(self.app, settings, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
                                        daemon=True)
