@@ -24,6 +24,7 @@ from gpufleet import __version__
 from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
 from gpufleet.api.auth import KeyBeforeBody
 from gpufleet.api.context import Services
+from gpufleet.api.counts import ItemCounts
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
 from gpufleet.api.locations import TenantLocations
@@ -105,7 +106,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
             max_models=settings.api_max_models, max_open_jobs=settings.api_max_open_jobs,
             max_open_items=settings.api_max_open_items)),
         clock=clock)
-    svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
+    svc.metrics = Metrics(depths=svc.depths, item_counts=ItemCounts(index).totals)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
