@@ -8,6 +8,7 @@ scopes and the rate limit are checked per route (``auth.require``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -52,11 +53,14 @@ from gpufleet.index import Index
 from gpufleet.queue import open_queue
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
     (JobNotFound, 404), (InvalidCursor, 400), (ManifestError, 422), (ConfigError, 422),
     (TaskTooLarge, 422), (QuotaExceeded, 429), (OverQuota, 422), (Unavailable, 503))
+_UNAVAILABLE = {name: f"the {what} is unavailable; try again shortly" for name, what in (
+    ("QueueUnavailable", "queue"), ("IndexUnavailable", "index"), ("StoreUnavailable", "store"))}
 # A dependency may be back soon; a tenant's open jobs take longer to end.
 _RETRY_AFTER_S = {503: "5", 429: "60"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -144,6 +148,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 def _install_error_handlers(app: FastAPI) -> None:
     async def gpufleet_error(_: Request, exc: Exception) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        if status == 503:
+            # Its message names the service (a path, host:port): logged, not shown.
+            log.warning("503: %s: %s", type(exc).__name__, exc)
+            exc = Unavailable(_UNAVAILABLE.get(type(exc).__name__, "a service the API uses "
+                                               "is unavailable; try again shortly"))
         retry_after = _RETRY_AFTER_S.get(status)
         headers = {"Retry-After": retry_after} if retry_after else None
         return JSONResponse({"detail": str(exc).splitlines()[0] if str(exc) else "error"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from gpufleet.api.metrics import CONTENT_TYPE
 from gpufleet.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
@@ -51,8 +53,11 @@ def readyz(response: Response, svc: Svc) -> dict[str, Any]:
         try:
             probe()
             checks[name] = "ok"
-        except Exception as exc:  # any failure means "not ready"; the answer says why
-            checks[name] = f"{type(exc).__name__}: {(str(exc) or '-').splitlines()[0]}"
+        except Exception as exc:  # any failure means "not ready"
+            # The reason names paths and host:port of internal services: the log has it,
+            # the (unauthenticated) answer only says which dependency is down.
+            log.warning("readyz: %s: %s: %s", name, type(exc).__name__, exc)
+            checks[name] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     response.status_code = 200 if ready else 503
     return {"status": "ready" if ready else "unavailable", "checks": checks}
