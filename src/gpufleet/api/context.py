@@ -60,6 +60,12 @@ class Services:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
+    async def read_off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read whose cost grows with the data (a job's counts and timing) in a
+        worker thread, whatever the index: inline, one poller of a big job's view would
+        hold up every other request, /healthz included."""
+        return await run_in_threadpool(fn, *args)
+
     @property
     def inline_reads(self) -> bool:
         """Whether reads are local enough to run on the event loop (see ``read``)."""
