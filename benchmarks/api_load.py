@@ -11,6 +11,10 @@ stall is counted, not hidden). Phases:
 - items, cold: every request is a different item, never read before (index);
 - items, warm: the same items again (in the cache);
 - job view:    GET /v1/jobs/{id}.
+- healthz while polled: GET /healthz at 100/s from one client while two others
+  poll the job's view as fast as they can, on a second API process whose
+  cache keeps nothing (every view is counted from the index): a view read on
+  the event loop would stall /healthz. Target (issue 11, item 12): p99 ≤ 100 ms.
 
 Prints p50/p99/max latency and the achieved requests/s per phase, the
 cold/warm ratio, and, if `wrk` is installed, the closed-loop maximum rate.
@@ -99,6 +103,31 @@ async def _drive(port: int, key: str, paths: list[str], rate: float
 def _generator(port: int, key: str, paths: list[str], rate: float,
                out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     out.put(asyncio.run(_drive(port, key, paths, rate)))
+
+
+def _poll(port: int, key: str, path: str, seconds: float) -> None:
+    """GET path back to back over one keep-alive connection for seconds (a closed loop)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        conn.getresponse().read()
+    conn.close()
+
+
+def healthz_while_polled(port: int, key: str, job_path: str, seconds: float
+                         ) -> dict[str, float]:
+    pollers = [multiprocessing.Process(target=_poll, args=(port, key, job_path, seconds + 2))
+               for _ in range(2)]
+    for p in pollers:
+        p.start()
+    time.sleep(1)  # both polling
+    try:
+        return load(port, key, ["/healthz"] * int(100 * seconds), 100.0)
+    finally:
+        for p in pollers:
+            p.join()
 
 
 def load(port: int, key: str, paths: list[str], rate: float) -> dict[str, float]:
@@ -201,6 +230,18 @@ def main() -> None:
             load_after = os.getloadavg()[0]
             wrk_item = wrk_rate(port, key, item_paths[0])
             wrk_job = wrk_rate(port, key, f"/v1/jobs/{job}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        port = free_port()
+        uncached = {**env, "GPUFLEET_API_CACHE_TTL_S": "0.001"}
+        server = subprocess.Popen([sys.executable, "-m", "gpufleet", "api", "--port", str(port)],
+                                  env=uncached, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/healthz", "the API")
+            results["healthz, 2 polling"] = healthz_while_polled(port, key, f"/v1/jobs/{job}",
+                                                                 args.seconds)
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -33,12 +33,14 @@ def serve(
         import uvicorn
 
         from gpufleet.api.app import create_app
+        from gpufleet.api.server import server_config
     except ImportError as exc:
         raise ConfigError(f"the API needs its extra: pip install 'gpufleet[api]' ({exc})"
                           ) from None
     settings, index = _setup(logging.INFO)
     index.close()
     application = create_app(settings)
+    config = server_config(application, settings, host=host, port=port, log_level="warning")
     # Handlers that read the index run in threads; hand the GIL back to the event loop
     # sooner than every 5 ms, so one slow read does not hold up every other answer.
     sys.setswitchinterval(0.0005)
@@ -47,9 +49,7 @@ def serve(
     gc.collect()
     gc.freeze()
     err.print(f"gpufleet API on http://{host}:{port}/  (docs: /docs, dashboard: /dashboard/)")
-    # Forwarded headers are read by the API's own client filter, from trusted proxies only.
-    uvicorn.run(application, host=host, port=port, proxy_headers=False, server_header=False,
-                log_level="warning", access_log=False)
+    uvicorn.Server(config).run()
 
 
 @keys_app.command("create")

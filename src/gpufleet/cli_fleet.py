@@ -19,7 +19,7 @@ from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli_common import setup as _setup
 from gpufleet.durations import parse_duration
 from gpufleet.index.fleet import FleetRecords
-from gpufleet.jobs import _check_model as check_model
+from gpufleet.models.base import check_spec
 from gpufleet.scaler.policy import DEFAULT_COOLDOWN_S, PolicyConfig
 
 _DECISION_KEYS = ("at", "desired", "start", "drain", "reasons", "finish_at", "late")
@@ -56,7 +56,7 @@ def controller(
 
     settings, index = _setup(logging.INFO)
     model = model or settings.model
-    check_model(model)  # a typo would otherwise launch workers that die, again and again
+    check_spec(model)  # a typo would otherwise launch workers that die, again and again
     config = PolicyConfig(
         min_workers=min_workers, max_workers=max_workers, cooldown_s=cooldown,
         target_drain_s=settings.target_drain_s, spot=spot, on_demand_fallback=on_demand_fallback,

@@ -85,7 +85,14 @@ class Settings:
     api_deny: str = ""  # client CIDRs refused (wins over api_allow)
     api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
+    api_request_timeout_s: float = 60.0  # a request's headers and body must arrive within it
+    api_public_url: str = ""  # e.g. https://fleet.example.com: signed URLs start with it
     api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
+    api_open_queues: int = 16  # queue handles the API keeps open (least recently used closed)
+    api_max_models: int = 4  # distinct model specs among a tenant's open jobs
+    api_max_open_jobs: int = 100  # a tenant's open jobs (not cancelled, an item pending)
+    api_max_open_items: int = 2_000_000  # items of a tenant's open jobs, all told
+    api_models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()

@@ -15,8 +15,7 @@ from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, open_manifest
-from gpufleet.models import parse_spec
-from gpufleet.models.base import MODELS
+from gpufleet.models.base import check_spec
 from gpufleet.store import Location, open_location
 
 
@@ -33,7 +32,7 @@ def submit(settings: Settings, index: Index, source: str | Path, *, input: str |
     deadline_s and priority, when given, win over the manifest's own.
     """
     model = model or settings.model
-    _check_model(model)
+    check_spec(model)
     job_id = new_job_id()
     if isinstance(source, str) and urlsplit(source).scheme == "s3":
         # Every object under the prefix, as a folder locally, but read where it is.
@@ -100,13 +99,6 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
         marks.hand_over(claim)
         raise
     return index.job(job_id)
-
-
-def _check_model(spec: str) -> None:
-    name, _ = parse_spec(spec)
-    if name not in MODELS and ":" not in name:
-        raise ConfigError(f"unknown model {name!r}; built-in: {', '.join(MODELS)}, "
-                          "or a plugin as package.module:attr")
 
 
 def _folder_keys(folder: Path) -> list[str]:

@@ -21,6 +21,7 @@ import uvicorn
 
 from gpufleet.api.app import create_app
 from gpufleet.api.keys import KeyStore
+from gpufleet.api.server import server_config
 from gpufleet.cache import Cache
 from gpufleet.config import Settings
 from tests.conftest import Home, write_files
@@ -51,8 +52,7 @@ class ApiServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", ws="none", http="h11",
-                                lifespan="on", proxy_headers=False, access_log=False)
+        config = server_config(self.app, settings, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
                                        daemon=True)
@@ -76,7 +76,9 @@ class ApiServer:
 def api_home(path: Path, **env: str) -> Home:
     home = Home(path)
     home.path.mkdir(parents=True, exist_ok=True)
+    # Rates and quotas a shared world of many tests stays within (tests of them set theirs).
     home.env.update({"GPUFLEET_API_RATE_PER_S": "100000", "GPUFLEET_API_BURST": "100000",
+                     "GPUFLEET_API_MAX_MODELS": "64", "GPUFLEET_API_MAX_OPEN_JOBS": "10000",
                      "GPUFLEET_API_MAX_PAGE": str(PAGE_MAX), **env})
     return home
 

@@ -8,11 +8,13 @@ scopes and the rate limit are checked per route (``auth.require``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,13 +25,17 @@ from gpufleet import __version__
 from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
 from gpufleet.api.auth import KeyBeforeBody
 from gpufleet.api.context import Services
+from gpufleet.api.counts import ItemCounts
 from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import BodySizeLimit, RateLimiter
 from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics, MetricsMiddleware
+from gpufleet.api.models import ModelPolicy
 from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
 from gpufleet.api.queries import InvalidCursor, Reads
+from gpufleet.api.queues import QueueHandles
+from gpufleet.api.quotas import Limits, OverQuota, QuotaExceeded, Quotas
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.schemas import Error
 from gpufleet.api.signing import Signer, signing_secret
@@ -45,13 +51,19 @@ from gpufleet.errors import (
     Unavailable,
 )
 from gpufleet.index import Index
+from gpufleet.queue import open_queue
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
     (JobNotFound, 404), (JobFinished, 409), (InvalidCursor, 400), (ManifestError, 422),
-    (ConfigError, 422), (TaskTooLarge, 422), (Unavailable, 503))
+    (ConfigError, 422), (TaskTooLarge, 422), (QuotaExceeded, 429), (OverQuota, 422), (Unavailable, 503))
+_UNAVAILABLE = {name: f"the {what} is unavailable; try again shortly" for name, what in (
+    ("QueueUnavailable", "queue"), ("IndexUnavailable", "index"), ("StoreUnavailable", "store"))}
+# A dependency may be back soon; a tenant's open jobs take longer to end.
+_RETRY_AFTER_S = {503: "5", 429: "60"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text} for code, text in (
         (400, "Bad request (e.g. an invalid cursor)"),
@@ -61,7 +73,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "The job is finished: nothing to cancel"),
         (413, "Request body too large"),
         (422, "Invalid request"),
-        (429, "Rate limit exceeded: see Retry-After"),
+        (429, "Rate limit or a tenant's quota of open work exceeded: see Retry-After"),
         (503, "The index, queue or store is unavailable"))}
 _ERRORS[429]["headers"] = {"Retry-After": {"schema": {"type": "string"},
                                            "description": "Seconds to wait"}}
@@ -71,8 +83,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                cache: Cache | None = None) -> FastAPI:
     """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
     # Every setting is checked before anything is opened.
-    if settings.api_max_page < 1 or settings.api_max_items < 1:
-        raise ConfigError("GPUFLEET_API_MAX_PAGE and GPUFLEET_API_MAX_ITEMS must be at least 1")
+    for name in ("max_page", "max_items", "open_queues", "max_models", "max_open_jobs",
+                 "max_open_items"):
+        if getattr(settings, f"api_{name}") < 1:
+            raise ConfigError(f"GPUFLEET_API_{name.upper()} must be at least 1")
+    public = urlsplit(settings.api_public_url)
+    if settings.api_public_url and (public.scheme not in ("http", "https") or not public.netloc
+                                    or public.query or public.fragment):
+        raise ConfigError(f"GPUFLEET_API_PUBLIC_URL={settings.api_public_url!r}: expected "
+                          "http(s)://host[:port][/path], how clients reach the API")
     networks = {name: parse_networks(getattr(settings, f"api_{name}"),
                                      setting=f"GPUFLEET_API_{name.upper()}")
                 for name in ("allow", "deny", "trusted_proxies")}
@@ -80,13 +99,20 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
                           clock=clock)
     locations = TenantLocations(settings)
+    models = ModelPolicy(settings.api_models)
+    queues = QueueHandles(lambda model: open_queue(settings.queue, name=model),
+                          size=settings.api_open_queues)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
         keys=KeyStore(index, clock=clock, cache_s=KEY_CACHE_S),
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
-        signer=signer, limiter=limiter, locations=locations, clock=clock)
-    svc.metrics = Metrics(depths=svc.depths, item_counts=svc.reads.item_counts)
+        signer=signer, limiter=limiter, locations=locations, models=models,
+        queues=queues, quotas=Quotas(Limits(
+            max_models=settings.api_max_models, max_open_jobs=settings.api_max_open_jobs,
+            max_open_items=settings.api_max_open_items)),
+        clock=clock)
+    svc.metrics = Metrics(depths=svc.depths, item_counts=ItemCounts(index).totals)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -124,7 +150,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
 def _install_error_handlers(app: FastAPI) -> None:
     async def gpufleet_error(_: Request, exc: Exception) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 503:
+            # Its message names the service (a path, host:port): logged, not shown.
+            log.warning("503: %s: %s", type(exc).__name__, exc)
+            exc = Unavailable(_UNAVAILABLE.get(type(exc).__name__, "a service the API uses "
+                                               "is unavailable; try again shortly"))
+        retry_after = _RETRY_AFTER_S.get(status)
+        headers = {"Retry-After": retry_after} if retry_after else None
         return JSONResponse({"detail": str(exc).splitlines()[0] if str(exc) else "error"},
                             status_code=status, headers=headers)
 

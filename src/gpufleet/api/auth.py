@@ -69,7 +69,7 @@ def viewer(scope: str) -> Callable[..., Awaitable[TenantView]]:
     # (a default, not Annotated: the annotation could not name this local dependency)
     async def view(request: Request,
                    who: Principal = Depends(principal)) -> TenantView:  # noqa: B008
-        return services(request).view(who.tenant)
+        return services(request).view(who.tenant, key_id=who.key_id)
 
     return view
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -16,13 +17,16 @@ from gpufleet.api.keys import KeyStore
 from gpufleet.api.limits import RateLimiter
 from gpufleet.api.locations import TenantLocations
 from gpufleet.api.metrics import Metrics
+from gpufleet.api.models import ModelPolicy
 from gpufleet.api.queries import Reads
+from gpufleet.api.queues import QueueHandles
+from gpufleet.api.quotas import Quotas
 from gpufleet.api.readthrough import ReadThrough
 from gpufleet.api.signing import Signer
 from gpufleet.api.tenant import TenantView
 from gpufleet.config import Settings
 from gpufleet.index import Index
-from gpufleet.queue import QueueDepth, TaskQueue, open_queue
+from gpufleet.queue import QueueDepth, TaskQueue
 from gpufleet.store import Location, open_location
 
 T = TypeVar("T")
@@ -38,9 +42,11 @@ class Services:
     signer: Signer
     limiter: RateLimiter
     locations: TenantLocations
+    models: ModelPolicy
+    queues: QueueHandles
+    quotas: Quotas
     clock: Callable[[], float] = time.time
     metrics: Metrics | None = None
-    _queues: dict[str, TaskQueue] = field(default_factory=dict)
     _locations: dict[str, Location] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,17 +60,21 @@ class Services:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
 
+    async def read_off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read whose cost grows with the data (a job's counts and timing) in a
+        worker thread, whatever the index: inline, one poller of a big job's view would
+        hold up every other request, /healthz included."""
+        return await run_in_threadpool(fn, *args)
+
     @property
     def inline_reads(self) -> bool:
         """Whether reads are local enough to run on the event loop (see ``read``)."""
         return self.index.engine.dialect.name == "sqlite" and self.cache.inline
 
-    def queue(self, model: str) -> TaskQueue:
-        """The queue of a model, opened once and shared (queues are thread-safe)."""
-        with self._lock:
-            if model not in self._queues:
-                self._queues[model] = open_queue(self.settings.queue, name=model)
-            return self._queues[model]
+    def queue(self, model: str) -> AbstractContextManager[TaskQueue]:
+        """The queue of a model for a block: handles are shared (queues are thread-safe),
+        reused, and bounded in number (``queues.py``)."""
+        return self.queues.use(model)
 
     def location(self, uri: str) -> Location:
         with self._lock:
@@ -72,22 +82,24 @@ class Services:
                 self._locations[uri] = open_location(uri, settings=self.settings)
             return self._locations[uri]
 
-    def view(self, tenant: str) -> TenantView:
-        """The index as tenant sees it: what routes read through."""
-        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue)
+    def view(self, tenant: str, *, key_id: str = "") -> TenantView:
+        """The index as tenant sees it (through key_id): what routes read through."""
+        return TenantView(tenant, reads=self.reads, index=self.index, queue=self.queue,
+                          key_id=key_id)
 
     def depths(self) -> dict[str, QueueDepth]:
         """Queue depth of the models an operator configured (never tenants' own specs)."""
-        return {model: self.queue(model).depth() for model in self.operator_models()}
+        found = {}
+        for model in self.operator_models():
+            with self.queue(model) as queue:
+                found[model] = queue.depth()
+        return found
 
     def operator_models(self) -> list[str]:
-        return [self.settings.model]
+        return sorted({self.settings.model, *self.models.fixed_specs()})
 
     def close(self) -> None:
-        with self._lock:
-            for queue in self._queues.values():
-                queue.close()
-            self._queues.clear()
+        self.queues.close()
         self.index.close()
 
 

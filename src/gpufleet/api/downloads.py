@@ -2,8 +2,11 @@
 
 On S3 the URL is presigned by the store. On the local store it is an
 HMAC-signed URL (``signing.py``) that this API serves itself, at
-``/v1/signed/{job}/{key}``; the signature is the credential. A key sent
-along with it must belong to the URL's tenant.
+``/v1/signed/{job}/{key}``; the signature is the credential, and it ends when
+the key that asked for it is revoked. A key sent along with it must belong to
+the URL's tenant. The redirect starts with ``GPUFLEET_API_PUBLIC_URL``, or is
+a relative one: never built from the request's ``Host``, which the client
+chooses (a cache in front would keep a link to any host).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ _OBJECT: dict[int | str, dict[str, Any]] = {200: {"description": "The result obj
 @router.get("/v1/items/{job_id}/{key:path}/download", status_code=307,
             response_class=RedirectResponse, responses=_REDIRECT,
             summary="Redirect to a signed URL for the item's result object")
-def download(job_id: str, key: str, request: Request, tenant: ReadView,
+def download(job_id: str, key: str, tenant: ReadView,
              svc: Svc) -> RedirectResponse:
     owner = tenant.owner(job_id)
     row = tenant.item(job_id, key)
@@ -41,21 +44,25 @@ def download(job_id: str, key: str, request: Request, tenant: ReadView,
     if callable(presign):
         url = str(presign(location.key(f"{key}.json"), expires_s=int(svc.signer.ttl_s)))
     else:
-        url = (f"{request.base_url}v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
-               + urlencode(svc.signer.sign(tenant.tenant, job_id, key)))
+        base = svc.settings.api_public_url.rstrip("/")
+        url = (f"{base}/v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
+               + urlencode(svc.signer.sign(tenant.tenant, tenant.key_id, job_id, key)))
     return RedirectResponse(url, status_code=307)
 
 
 @router.get("/v1/signed/{job_id}/{key:path}", response_class=Response, responses=_OBJECT,
             summary="A result object, through a signed URL (no key needed)")
 def signed_download(job_id: str, key: str, request: Request, svc: Svc,
-                    tenant: str = Query(max_length=64), expires: str = Query(max_length=20),
+                    tenant: str = Query(max_length=64), kid: str = Query(max_length=32),
+                    expires: str = Query(max_length=20),
                     signature: str = Query(max_length=64)) -> Response:
     try:
-        svc.signer.verify(tenant=tenant, job=job_id, key=key, expires=expires,
+        svc.signer.verify(tenant=tenant, key_id=kid, job=job_id, key=key, expires=expires,
                           signature=signature)
     except SignatureError as exc:
         raise HTTPException(403, f"{exc}: ask /v1/items/.../download for a new URL") from None
+    if not svc.keys.active(kid):
+        raise HTTPException(403, "the API key that asked for this URL was revoked")
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,11 +14,17 @@ from gpufleet.api.metrics import CONTENT_TYPE
 from gpufleet.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def _check_queue(svc: Services) -> None:
+    with svc.queue(svc.settings.model) as queue:
+        queue.depth()
 
 
 def _check_index(svc: Services) -> None:
@@ -40,14 +47,17 @@ def _check_store(svc: Services) -> None:
 def readyz(response: Response, svc: Svc) -> dict[str, Any]:
     checks: dict[str, str] = {}
     probes: dict[str, Callable[[], object]] = {
-        "queue": lambda: svc.queue(svc.settings.model).depth(),
+        "queue": lambda: _check_queue(svc),
         "index": lambda: _check_index(svc), "store": lambda: _check_store(svc)}
     for name, probe in probes.items():
         try:
             probe()
             checks[name] = "ok"
-        except Exception as exc:  # any failure means "not ready"; the answer says why
-            checks[name] = f"{type(exc).__name__}: {(str(exc) or '-').splitlines()[0]}"
+        except Exception as exc:  # any failure means "not ready"
+            # The reason names paths and host:port of internal services: the log has it,
+            # the (unauthenticated) answer only says which dependency is down.
+            log.warning("readyz: %s: %s: %s", name, type(exc).__name__, exc)
+            checks[name] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     response.status_code = 200 if ready else 503
     return {"status": "ready" if ready else "unavailable", "checks": checks}

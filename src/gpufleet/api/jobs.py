@@ -64,7 +64,8 @@ def list_jobs(tenant: ReadView, svc: Svc,
             summary="A job: state, counts, rate, ETA, cost so far")
 async def get_job(job_id: str, tenant: ReadView, svc: Svc) -> Response:
     cached = await svc.cache.aget(tenant.tenant, "job", job_id)
-    body = cached if cached is not None else await svc.read(view_bytes, svc, tenant, job_id)
+    body = cached if cached is not None else await svc.read_off_loop(view_bytes, svc, tenant,
+                                                                      job_id)
     return Response(body, media_type="application/json")
 
 

@@ -83,6 +83,7 @@ class KeyStore:
         self.clock = clock
         self.cache_s = cache_s
         self._believed: dict[str, tuple[float, Principal]] = {}  # digest -> (until, who)
+        self._active: dict[str, float] = {}  # key id -> until when it is believed active
 
     def create(self, *, tenant: str, scopes: str | Iterable[str]) -> tuple[KeyRecord, str]:
         """A new key: its record, and the key itself (shown once, never stored)."""
@@ -132,6 +133,24 @@ class KeyStore:
                 self._believed.clear()
             self._believed[digest] = (self.clock() + self.cache_s, found)
         return found
+
+
+    def active(self, key_id: str) -> bool:
+        """Whether the key key_id exists and is not revoked (believed for cache_s, as
+        ``authenticate`` does): a signed URL lives no longer than the key that asked for it."""
+        believed = self._active.get(key_id)
+        if believed is not None and believed > self.clock():
+            return True
+        with self.index.transaction() as conn:
+            row = conn.execute(select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)
+                               ).first()
+        if row is None or row.revoked_at is not None:
+            return False
+        if self.cache_s > 0:
+            if len(self._active) > 10_000:
+                self._active.clear()
+            self._active[key_id] = self.clock() + self.cache_s
+        return True
 
 
 def _record(row: Any) -> KeyRecord:

@@ -158,11 +158,6 @@ class Reads:
         return [{**found[h.job_id, h.key], "score": h.score} for h in hits
                 if (h.job_id, h.key) in found]
 
-    def item_counts(self) -> dict[str, int]:
-        with self.index.transaction() as conn:
-            return {status: n for status, n in conn.execute(
-                select(items.c.status, func.count()).group_by(items.c.status))}
-
     def _rows(self, query: Any) -> list[dict[str, Any]]:
         with self.index.transaction() as conn:
             rows = list(conn.execute(query).mappings())

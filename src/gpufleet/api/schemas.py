@@ -26,7 +26,8 @@ class JobRequest(BaseModel):
                                  "s3://bucket/manifests/m.csv or file:///data/m.jsonl.")
     input: str | None = Field(None, description="Where the keys live.")
     output: str | None = Field(None, description="Where result objects go.")
-    model: str | None = Field(None, description="A built-in model spec.")
+    model: str | None = Field(None, max_length=256, description="A model spec the operator "
+                              "admits (GPUFLEET_API_MODELS; by default the built-in models).")
     deadline_s: float | None = Field(None, gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False,
                                      description="Should be done this many seconds from now.")
     priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY,

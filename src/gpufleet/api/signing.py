@@ -1,9 +1,10 @@
 """HMAC-signed, expiring download URLs for result objects on the local store.
 
-A URL names a tenant, a job, an item key and an expiry time (Unix seconds);
-its signature is HMAC-SHA256 over all four with the installation's signing
-key. Changing any part, or using it after it expires, gets 403. (On S3 the
-store presigns instead; see ``downloads.py``.)
+A URL names a tenant, the id of the API key that asked for it, a job, an
+item key and an expiry time (Unix seconds); its signature is HMAC-SHA256 over
+all five with the installation's signing key. Changing any part, using it
+after it expires, or once its key is revoked, gets 403. (On S3 the store
+presigns instead; see ``downloads.py``.)
 """
 
 from __future__ import annotations
@@ -40,23 +41,28 @@ class Signer:
         self.ttl_s = ttl_s
         self.clock = clock
 
-    def sign(self, tenant: str, job: str, key: str) -> dict[str, str]:
-        """The query parameters that make the download path for (tenant, job, key) valid."""
+    def sign(self, tenant: str, key_id: str, job: str, key: str) -> dict[str, str]:
+        """The query parameters that make the download path for (tenant, job, key) valid,
+        for as long as the API key key_id is."""
         expires = str(int(self.clock() + self.ttl_s))
-        return {"tenant": tenant, "expires": expires,
-                "signature": self._mac(tenant, job, key, expires)}
+        return {"tenant": tenant, "kid": key_id, "expires": expires,
+                "signature": self._mac(tenant, key_id, job, key, expires)}
 
-    def verify(self, *, tenant: str, job: str, key: str, expires: str, signature: str) -> None:
-        """Return if the parameters were signed by us and have not expired; else raise."""
+    def verify(self, *, tenant: str, key_id: str, job: str, key: str, expires: str,
+               signature: str) -> None:
+        """Return if the parameters were signed by us and have not expired; else raise.
+        (Whether key_id is still valid is the caller's to ask.)"""
         given = signature.encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(self._mac(tenant, job, key, expires).encode(), given):
+        mac = self._mac(tenant, key_id, job, key, expires)
+        if not hmac.compare_digest(mac.encode(), given):
             raise SignatureError("invalid signature")
         if not expires.isdigit() or int(expires) < self.clock():
             raise SignatureError("this URL has expired")
 
-    def _mac(self, tenant: str, job: str, key: str, expires: str) -> str:
-        # NUL cannot occur in a tenant, job id or object key, so the fields cannot run together.
-        message = "\0".join(("gpufleet-download-v1", tenant, job, key, expires)).encode(
+    def _mac(self, tenant: str, key_id: str, job: str, key: str, expires: str) -> str:
+        # NUL cannot occur in a tenant, key id, job id or object key, so the fields cannot
+        # run together. v2: the key id is signed too (v1 URLs no longer verify).
+        message = "\0".join(("gpufleet-download-v2", tenant, key_id, job, key, expires)).encode(
             "utf-8", "surrogateescape")
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -2,8 +2,8 @@
 
 Manifests, inputs and outputs must be the tenant's own locations
 (``locations.py``), so a tenant cannot make workers read or write anywhere
-else; only built-in models are accepted (a plugin spec would import code the
-caller names).
+else; only model specs the operator admits are accepted, their parameters
+within the model's declaration (``models.py``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import PurePosixPath
 from gpufleet.api.context import Services
 from gpufleet.api.schemas import JobRequest
 from gpufleet.domain import Job
-from gpufleet.errors import ConfigError, ManifestError, ObjectMissing
+from gpufleet.errors import ManifestError, ObjectMissing
 from gpufleet.jobs import enqueue_job, new_job_id
 from gpufleet.manifest import FORMATS, ManifestStream
-from gpufleet.models import load_tagger, parse_spec
-from gpufleet.models.base import MODELS
 
 
 def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
     settings = svc.settings
+    model = request.model or settings.model
+    svc.models.check(model)  # first: the cheapest refusal
     if (request.items is None) == (request.manifest is None):
         raise ManifestError('give either "items" or "manifest"')
     if request.items is not None:
@@ -37,17 +37,13 @@ def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
     input_uri = svc.locations.resolve(tenant, request.input or manifest.input, what="input",
                                       use="input")
     output_uri = svc.locations.resolve(tenant, request.output, what="output", use="output")
-    model = request.model or settings.model
-    model_name, _ = parse_spec(model)
-    if model_name not in MODELS:
-        raise ConfigError(f"model {model_name!r}: the API accepts the built-in models "
-                          f"({', '.join(MODELS)})")
-    load_tagger(model, settings)  # built, not bootstrapped: bad parameters are refused now
     deadline_s = request.deadline_s if request.deadline_s is not None else manifest.deadline_s
     priority = request.priority if request.priority is not None else manifest.priority
-    return enqueue_job(settings, svc.index, new_job_id(), _counted(manifest.keys(), svc),
-                       input=input_uri, output=output_uri, model=model, deadline_s=deadline_s,
-                       priority=priority or 0, tenant=tenant)
+    keys = list(_counted(manifest.keys(), svc))  # at most GPUFLEET_API_MAX_ITEMS
+    with svc.quotas.claim(svc.view(tenant), model=model, items=len(keys)):
+        return enqueue_job(settings, svc.index, new_job_id(), keys, input=input_uri,
+                           output=output_uri, model=model, deadline_s=deadline_s,
+                           priority=priority or 0, tenant=tenant)
 
 
 def _check_count(count: int, svc: Services) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +46,21 @@ def letter_body(letter: DeadLetter) -> tuple[str | None, list[str]]:
     return (job, [k for k in keys if isinstance(k, str)]) if ok else (None, [])
 
 
+@dataclass(frozen=True, slots=True)
+class OpenJob:
+    """A job of the tenant's that is neither cancelled nor finished (an item is pending)."""
+
+    id: str
+    model: str
+    total: int
+
+
 class TenantView:
     def __init__(self, tenant: str, *, reads: Reads, index: Index,
-                 queue: Callable[[str], TaskQueue]) -> None:
+                 queue: Callable[[str], AbstractContextManager[TaskQueue]],
+                 key_id: str = "") -> None:
         self.tenant = tenant
+        self.key_id = key_id  # the API key the view was made for ("" when made by the API)
         self._reads, self._index, self._queue = reads, index, queue
 
     # Jobs ------------------------------------------------------------------
@@ -66,6 +78,15 @@ class TenantView:
 
     def job_ids(self, *, before: str | None, limit: int) -> list[str]:
         return self._reads.job_ids(self.tenant, before=before, limit=limit)
+
+    def open_jobs(self) -> list[OpenJob]:
+        """One index seek per job of the tenant's (``ix_items_job_status``), no item scan."""
+        pending = (select(items.c.job_id)
+                   .where(items.c.job_id == jobs.c.id, items.c.status == "pending").exists())
+        query = select(jobs.c.id, jobs.c.model, jobs.c.total).where(
+            jobs.c.tenant == self.tenant, jobs.c.cancelled.is_(False), pending)
+        with self._index.transaction() as conn:
+            return [OpenJob(*row) for row in conn.execute(query)]
 
     def cancel(self, job_id: str) -> None:
         self.owner(job_id)
@@ -125,7 +146,8 @@ class TenantView:
             if not all(mine for _, mine in letters):
                 shared.append(model)
                 continue
-            self._queue(model).redrive()
+            with self._queue(model) as queue:
+                queue.redrive()
             moved += [letter for letter, _ in letters]
         return moved, shared
 
@@ -133,7 +155,8 @@ class TenantView:
         """Every dead letter on the queues of the tenant's models, and whether it is its."""
         found: list[tuple[Letter, bool]] = []
         for model in self.models():
-            letters = [Letter(model, d, *letter_body(d)) for d in self._queue(model).dead_letters()]
+            with self._queue(model) as queue:
+                letters = [Letter(model, d, *letter_body(d)) for d in queue.dead_letters()]
             own = self._reads.tenant_jobs(self.tenant, [lt.job for lt in letters if lt.job])
             found += [(lt, lt.job in own) for lt in letters]
         return found

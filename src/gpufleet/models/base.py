@@ -8,12 +8,13 @@ factory is called as ``factory(settings, **params)`` with string parameters.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ItemError
+from gpufleet.models.params import Parameter, check_parameters
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -69,18 +70,44 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, params
 
 
-def load_tagger(spec: str, settings: Settings) -> Tagger:
-    """Build (not bootstrap) the tagger a spec names."""
-    name, params = parse_spec(spec)
+def model_factory(name: str) -> Any:
+    """The class (or function) a model name or ``package.module:attr`` names, imported."""
     target = MODELS.get(name, name)
     if ":" not in target:
         raise ConfigError(f"unknown model {name!r}; built-in: {', '.join(MODELS)}, "
                           "or a plugin as package.module:attr")
     module_name, _, attr = target.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot load model {name!r} from {target}: {exc}") from exc
+
+
+def declared_parameters(factory: Any) -> Mapping[str, Parameter] | None:
+    """A model's ``PARAMETERS`` declaration; None for a plugin that declares none.
+
+    Only the class's own: a subclass that changes the constructor (a plugin built on
+    SyntheticTagger, say) takes other parameters than its parent declared."""
+    declared = vars(factory).get("PARAMETERS") if hasattr(factory, "__dict__") else None
+    return declared if isinstance(declared, Mapping) else None
+
+
+def check_spec(spec: str) -> bool:
+    """Raise ConfigError (one line) unless spec names a model and its parameters are
+    within the model's declaration. Returns whether the model declares its parameters
+    (a plugin that does not is taken on trust)."""
+    name, params = parse_spec(spec)
+    declared = declared_parameters(model_factory(name))
+    if declared is not None:
+        check_parameters(name, params, declared)
+    return declared is not None
+
+
+def load_tagger(spec: str, settings: Settings) -> Tagger:
+    """Build (not bootstrap) the tagger a spec names, its parameters checked first."""
+    check_spec(spec)
+    name, params = parse_spec(spec)
+    factory = model_factory(name)
     try:
         tagger: Tagger = factory(settings, **params)
     except TypeError as exc:

@@ -28,7 +28,7 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from PIL import Image
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ItemError, ModelError
 from gpufleet.models.cuda import CudaClassifier, EncodedJpeg, jpeg_header
+from gpufleet.models.params import Parameter
 from gpufleet.worker.budget import DecodeBudget
 from gpufleet.worker.images import decode_photo
 
@@ -80,6 +81,15 @@ def reference_preprocess(im: Image.Image) -> Array:
 
 class EfficientNetLite0:
     name = "efficientnet-lite0"
+    PARAMETERS: Mapping[str, Parameter] = {
+        # cuda:N up to 15: no machine the fleet runs on has more GPUs than that.
+        "device": Parameter(kind=str, pattern=r"auto|cpu|cuda(:([0-9]|1[0-5]))?",
+                            shown="auto, cpu, cuda or cuda:0 to cuda:15"),
+        "batch_size": Parameter(kind=int, low=0, high=4096, shown="0 (the device's default) "
+                                "to 4096"),
+        "top_k": Parameter(kind=int, low=1, high=1000),
+        "threads": Parameter(kind=int, low=0, high=256, shown="0 (every usable core) to 256"),
+    }
 
     def __init__(self, settings: Settings, *, device: str = "auto", batch_size: str | int = 0,
                  top_k: str | int = 5, threads: str | int = 0) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gpufleet.domain import Tag
 from gpufleet.models.base import as_float
+from gpufleet.models.params import Parameter
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -23,6 +24,11 @@ _TOP_K = 5
 
 class SyntheticTagger:
     name = "synthetic"
+    PARAMETERS: Mapping[str, Parameter] = {
+        "item_ms": Parameter(kind=float, low=0, high=60_000),
+        "bootstrap_s": Parameter(kind=float, low=0, high=3600),
+        "batch_size": Parameter(kind=int, low=1, high=4096),
+    }
 
     def __init__(self, settings: Settings | None = None, *, item_ms: str | float = 10,
                  bootstrap_s: str | float = 0, batch_size: str | int = 32) -> None:
