@@ -59,7 +59,8 @@ KEY_CACHE_S = 1.0  # a revoked key is refused within this long
 # What each expected error becomes; anything else from gpufleet is a 400.
 _STATUS: tuple[tuple[type[GpufleetError], int], ...] = (
     (JobNotFound, 404), (JobFinished, 409), (InvalidCursor, 400), (ManifestError, 422),
-    (ConfigError, 422), (TaskTooLarge, 422), (QuotaExceeded, 429), (OverQuota, 422), (Unavailable, 503))
+    (ConfigError, 422), (TaskTooLarge, 422), (QuotaExceeded, 429), (OverQuota, 422),
+    (Unavailable, 503))
 _UNAVAILABLE = {name: f"the {what} is unavailable; try again shortly" for name, what in (
     ("QueueUnavailable", "queue"), ("IndexUnavailable", "index"), ("StoreUnavailable", "store"))}
 # A dependency may be back soon; a tenant's open jobs take longer to end.
