@@ -31,7 +31,7 @@ from urllib.parse import unquote_plus
 import ijson
 
 from gpufleet.errors import ManifestError
-from gpufleet.jsonsafe import JsonRefused, loads
+from gpufleet.jsonsafe import MAX_DEPTH, JsonRefused, loads
 
 MAX_KEY_BYTES = 1024
 MAX_DEADLINE_S = 30 * 86400  # a deadline further off than this is a mistake
@@ -188,8 +188,18 @@ def _json_options(stream: ManifestStream) -> str:
     and return the ijson prefix of its items."""
     declared: dict[str, Any] = {}
     top = items = None
+    depth = 0
     try:
         for prefix, event, value in ijson.parse(stream.source, use_float=True):
+            # Nesting is bounded here, on the flat event stream, before anything builds
+            # objects from it: a manifest nested 100,000 deep must not reach a recursion.
+            if event in ("start_map", "start_array"):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ManifestError(f"{stream.name}: refused: JSON nested deeper than "
+                                        f"{MAX_DEPTH} levels")
+            elif event in ("end_map", "end_array"):
+                depth -= 1
             if top is None:
                 top = event
             elif prefix == "items" and items is None:

@@ -1,11 +1,14 @@
-"""A plugin model for tests, loaded as ``tests.e2e.plugins:FlakyTagger``.
+"""Plugin models for tests, loaded as ``tests.e2e.plugins:FlakyTagger`` and so on.
 
-Its inference fails (a transient error: the task is retried, then
-dead-lettered) until the file named by ``heal_file`` exists.
+FlakyTagger's inference fails (a transient error: the task is retried, then
+dead-lettered) until the file named by ``heal_file`` exists. PoisonTagger kills
+its worker on certain objects.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,3 +28,18 @@ class FlakyTagger(SyntheticTagger):
         if not self.heal_file.exists():
             raise RuntimeError("GPU fell off the bus")
         return super().infer(batch)
+
+
+class PoisonTagger(SyntheticTagger):
+    """A model whose decoder kills the worker on any object starting with b"POISON", as an
+    out-of-memory kill or a crash in native code would: no exception, no nack."""
+
+    name = "poison"
+
+    def __init__(self, settings: Any, **params: Any) -> None:
+        super().__init__(settings, item_ms=1)
+
+    def preprocess(self, data: bytes) -> bytes:
+        if data.startswith(b"POISON"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().preprocess(data)

@@ -62,6 +62,7 @@ class Index:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.engine = _engine(url)
+        self._sql = _RecordSql(self.engine.dialect.paramstyle)
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
                 require_current(self.engine, _safe(url))
@@ -207,29 +208,21 @@ class Index:
         # the same rows in the same order, so PostgreSQL never has to break a deadlock.
         latest = {(r.job, r.key): r for r in results}
         results = [latest[job_key] for job_key in sorted(latest)]
-        ins = self._insert(items)
-        upsert = ins.on_conflict_do_update(
-            index_elements=[items.c.job_id, items.c.key],
-            set_={"status": ins.excluded.status, "attempts": items.c.attempts + 1,
-                  "error": ins.excluded.error, "worker": ins.excluded.worker,
-                  "started_at": ins.excluded.started_at,
-                  "finished_at": ins.excluded.finished_at,
-                  "infer_ms": ins.excluded.infer_ms})
-        rows = [{"job_id": r.job, "key": r.key, "status": r.status.value, "attempts": 1,
-                 "error": r.error, "worker": r.worker, "started_at": r.started_at,
-                 "finished_at": r.finished_at, "infer_ms": r.infer_ms} for r in results]
+        rows = [(r.job, r.key, r.status.value, r.error, r.worker, r.started_at, r.finished_at,
+                 r.infer_ms) for r in results]
         by_job: dict[str, list[str]] = defaultdict(list)
         for r in results:
             by_job[r.job].append(r.key)
-        tag_rows = [{"job_id": r.job, "key": r.key, "rank": rank, "tag_id": t.id,
-                     "label": t.label, "score": t.score}
+        tag_rows = [(r.job, r.key, rank, t.id, t.label, t.score)
                     for r in results for rank, t in enumerate(r.tags)]
         with self.transaction() as conn:
-            conn.execute(upsert, rows)
+            # The driver's own executemany, rows as tuples: building a parameter dict per row
+            # cost more than the database's work (this runs for every batch of results).
+            conn.exec_driver_sql(self._sql.upsert_items, rows)
             for job_id, keys in by_job.items():
                 conn.execute(delete(tags).where(tags.c.job_id == job_id, tags.c.key.in_(keys)))
             if tag_rows:
-                conn.execute(insert(tags), tag_rows)
+                conn.exec_driver_sql(self._sql.insert_tags, tag_rows)
 
     def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
         """Mark the items that have no outcome yet as failed (their task was dead-lettered);
@@ -308,6 +301,30 @@ class Index:
             query = query.where(workers.c.model == model)
         with self.transaction() as conn:
             return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
+
+
+class _RecordSql:
+    """The two statements Index.record runs for every batch, in the driver's parameter style.
+
+    ``INSERT ... ON CONFLICT DO UPDATE`` is the same in SQLite and PostgreSQL; a rerun of an
+    item counts one more attempt and replaces its outcome.
+    """
+
+    def __init__(self, paramstyle: str) -> None:
+        mark = "?" if paramstyle == "qmark" else "%s"
+
+        def values(n: int) -> str:
+            return ", ".join([mark] * n)
+
+        self.upsert_items = (
+            "INSERT INTO items (job_id, key, status, error, worker, started_at, finished_at, "
+            f"infer_ms, attempts) VALUES ({values(8)}, 1) ON CONFLICT (job_id, key) DO UPDATE "
+            "SET status = excluded.status, attempts = items.attempts + 1, "
+            "error = excluded.error, worker = excluded.worker, "
+            "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+            "infer_ms = excluded.infer_ms")
+        self.insert_tags = ("INSERT INTO tags (job_id, key, rank, tag_id, label, score) "
+                            f"VALUES ({values(6)})")
 
 
 def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job:

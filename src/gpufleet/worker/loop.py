@@ -88,7 +88,8 @@ class Worker:
         log.info("worker %s bootstrapped %s in %.2f s", self.id, self.model, self.bootstrap_s)
         pipeline = Pipeline(tagger=self.tagger, queue=self.queue, index=self.index,
                             settings=self.settings, worker_id=self.id, on_state=self._states(),
-                            drain_grace_s=self._grace_s)
+                            drain_grace_s=self._grace_s,
+                            on_idle=lambda: sweep(self.settings, self.index, model=self.model))
         self.items = lambda: pipeline.stats.items
         try:
             stats = pipeline.run(stop=self.stop, max_idle_s=max_idle_s)

@@ -15,6 +15,7 @@ is in flight (ledger.py), so memory stays flat however long the queue.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue as stdlib_queue
@@ -30,6 +31,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import ItemResult, ItemStatus, Tag, Task
 from gpufleet.errors import GpufleetError, ItemError, Unavailable
 from gpufleet.index import Index
+from gpufleet.jitter import equal_jitter
 from gpufleet.models import Tagger
 from gpufleet.queue import Backoff, Lease, TaskQueue
 from gpufleet.queue.batch import ack_many
@@ -47,6 +49,7 @@ _WRITE_BATCH = 1024  # outcomes written together, at most
 _CANCEL_CHECK_S = 2.0  # how stale a job's cancelled flag may be before it is read again
 _RECEIVE_WAIT_S = 1.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
 _OUTAGE_MAX_S = 5.0  # while the queue or index is unreachable, retries back off up to this
+_IDLE_CALL_S = 60.0  # an idle worker looks for stranded jobs (the sweeper) this often
 _Ready = tuple[Run, str, Any, float]  # a decoded item: its task, key, model input, start time
 
 
@@ -60,10 +63,12 @@ class PipelineStats:
 class Pipeline:
     def __init__(self, *, tagger: Tagger, queue: TaskQueue, index: Index, settings: Settings,
                  worker_id: str, on_state: Callable[[str], None] = lambda s: None,
-                 drain_grace_s: Callable[[], float] | None = None) -> None:
+                 drain_grace_s: Callable[[], float] | None = None,
+                 on_idle: Callable[[], object] = lambda: None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
         self.worker_id = worker_id
         self.on_state = on_state
+        self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
         self.drain_grace_s = drain_grace_s or (lambda: settings.drain_grace_s)
         self.state = "ready"
@@ -102,7 +107,7 @@ class Pipeline:
         self._hb_stop = threading.Event()
         for t in threads:
             t.start()
-        idle_since = time.monotonic()
+        idle_since = self._idle_called = time.monotonic()
         poll_s = 0.05
         self._set_state("ready")
         while not stop.is_set():
@@ -131,6 +136,9 @@ class Pipeline:
                 break
             else:
                 self._set_state("ready")
+                if time.monotonic() - self._idle_called >= _IDLE_CALL_S:
+                    self._idle_called = time.monotonic()
+                    self._safely(self.on_idle)
             stop.wait(poll_s)  # the queue is empty: back off, up to half a second
             poll_s = min(0.5, poll_s * 2)
         self._drain()
@@ -161,7 +169,7 @@ class Pipeline:
     def _back_off(self, stop: threading.Event, what: str, exc: Exception) -> None:
         self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
         log.warning("%s, retrying in %.1f s: %s", what, self._outage_s, exc)
-        stop.wait(self._outage_s)
+        stop.wait(equal_jitter(self._outage_s))  # workers that failed together spread out
 
     def _on_index_down(self, error: str) -> None:
         self._index_down.set()
@@ -217,6 +225,9 @@ class Pipeline:
                   confirmed_at=asked_at)
         self.stats.tasks += 1
         if verdict is Verdict.ALONE:
+            if self._alone or self._running_alone is not None:
+                self._requeue(task, lease)  # one at a time: the others wait on the queue
+                return
             self.ledger.add(run, counted=False)  # heartbeats keep it while it waits its turn
             self._alone.append(run)
             return
@@ -246,6 +257,17 @@ class Pipeline:
             return
         log.info("job %s: a task came back after %d deliveries: split into %d item task(s)",
                  task.job, delivery.deliveries(task, lease) - 1, len(pieces))
+        self._safely(self.queue.ack, lease)
+
+    def _requeue(self, task: Task, lease: Lease) -> None:
+        """Put a task back as a new message carrying its deliveries so far: waiting on the
+        queue costs it no delivery, as waiting in a worker that may die would."""
+        try:
+            used = delivery.deliveries(task, lease) - 1
+            self.queue.enqueue([dataclasses.replace(task, attempts=used).encode()])
+        except GpufleetError as exc:  # the lease expires and the task comes back
+            log.warning("cannot put back a task of job %s: %s", task.job, exc)
+            return
         self._safely(self.queue.ack, lease)
 
     def _run_alone(self, stop: threading.Event) -> None:
