@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,10 @@ class CudaClassifier:
         self.model = model.to(self.device, self.dtype).to(
             memory_format=torch.channels_last).eval()
         self._local = threading.local()
+        # torchvision 0.29 deprecates its decoders for TorchCodec's; they still work, and
+        # the GPU images in use (0.26) have no TorchCodec: say it once, not per batch.
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message="The image decoding and encoding capabilities")
         try:
             from torchvision.io import ImageReadMode, decode_jpeg
         except ImportError as exc:
