@@ -187,26 +187,28 @@ def _json_options(stream: ManifestStream) -> str:
     """Read a JSON manifest's top level once (its options; the items are only skipped over)
     and return the ijson prefix of its items."""
     declared: dict[str, Any] = {}
-    top = items = None
+    top = items = key = None
     depth = 0
     try:
-        for prefix, event, value in ijson.parse(stream.source, use_float=True):
-            # Nesting is bounded here, on the flat event stream, before anything builds
-            # objects from it: a manifest nested 100,000 deep must not reach a recursion.
+        # basic_parse: events without ijson's prefixes, which cost O(depth) each to build.
+        # Nesting is bounded here, on the flat event stream, before anything builds
+        # objects from it: a manifest nested 100,000 deep must not reach a recursion.
+        for event, value in ijson.basic_parse(stream.source, use_float=True):
+            if top is None:
+                top = event
             if event in ("start_map", "start_array"):
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise ManifestError(f"{stream.name}: refused: JSON nested deeper than "
                                         f"{MAX_DEPTH} levels")
+                if depth == 2 and key == "items" and items is None:
+                    items = event
             elif event in ("end_map", "end_array"):
                 depth -= 1
-            if top is None:
-                top = event
-            elif prefix == "items" and items is None:
-                items = event
-            elif prefix in ("input", "deadline_s", "priority") and event not in (
-                    "start_map", "start_array", "end_map", "end_array"):
-                declared[prefix] = value
+            elif depth == 1 and event == "map_key":
+                key = value
+            elif depth == 1 and key in ("input", "deadline_s", "priority"):
+                declared[key] = value
     except (ijson.JSONError, ValueError) as exc:  # ValueError: a number of 5,000 digits
         raise ManifestError(f"{stream.name}: invalid JSON: {_first_line(exc)}") from None
     finally:
