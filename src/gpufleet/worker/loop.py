@@ -18,6 +18,7 @@ from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
 from gpufleet.sweeper import sweep
 from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
+from gpufleet.worker.gpustats import GpuStats
 from gpufleet.worker.notice import Notice, NoticeWatcher
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
 
@@ -44,6 +45,8 @@ class Worker:
         self.items: Callable[[], int] = lambda: 0
         self.notice: Notice | None = None
         self.watcher = NoticeWatcher(settings, self._on_notice)
+        self.gpu = GpuStats()  # NVML, where there is a GPU: how busy it was while we worked
+        self.gpu_busy: list[float] = []
 
     def _on_notice(self, notice: Notice) -> None:
         self.notice = notice
@@ -58,6 +61,9 @@ class Worker:
         return max(0.0, grace)
 
     def _seen(self, state: str) -> None:
+        reading = self.gpu.read() if state == "busy" else None
+        if reading is not None:
+            self.gpu_busy.append(reading.util_pct)
         if self.notice is not None and self.notice.interruption:
             state = "interrupted"  # from the notice on: the controller avoids spot for a while
         try:
@@ -102,6 +108,9 @@ class Worker:
             complete_lifecycle_action(self.settings, self.identity.instance)
         log.info("worker %s stopped after %d item(s) in %d task(s)", self.id, stats.items,
                  stats.tasks)
+        if self.gpu_busy:
+            log.info("GPU busy %.0f %% on average while working (%d NVML readings)",
+                     sum(self.gpu_busy) / len(self.gpu_busy), len(self.gpu_busy))
         return stats
 
     def _states(self) -> Callable[[str], None]:
