@@ -21,7 +21,9 @@ from gpufleet.cli import app
 from gpufleet.cli_common import err, out
 from gpufleet.config import Settings
 from gpufleet.errors import GpufleetError
+from gpufleet.redact import redact_url
 from gpufleet.store import open_location
+from gpufleet.store.base import HealthChecked
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,11 @@ def init(
     logging.basicConfig(level=logging.ERROR, format="%(message)s")  # each step says it all
     settings = Settings.from_env()
     steps: list[tuple[str, Callable[[], str]]] = [
-        (f"index {_safe_db(settings.db)}", lambda: _migrate(settings)),
-        (f"queue {settings.queue}", lambda: _queue(settings, create=create_queues)),
+        (f"index {redact_url(settings.db)}", lambda: _migrate(settings)),
+        (f"queue {redact_url(settings.queue)}", lambda: _queue(settings, create=create_queues)),
         (f"input {settings.input}", lambda: _location(settings, settings.input)),
         (f"output {settings.output}", lambda: _location(settings, settings.output)),
-        (f"cache {settings.cache.split('@')[-1]}", lambda: _cache(settings)),
+        (f"cache {redact_url(settings.cache)}", lambda: _cache(settings)),
     ]
     failed = 0
     for what, step in steps:
@@ -52,12 +54,6 @@ def init(
             err.print(f"[red]{escape(what)}: {escape(message)}[/]")
     if failed:
         raise typer.Exit(1)
-
-
-def _safe_db(url: str) -> str:
-    from gpufleet.index.repo import _safe
-
-    return _safe(url)
 
 
 def _migrate(settings: Settings) -> str:
@@ -89,9 +85,8 @@ def _queue(settings: Settings, *, create: bool) -> str:
 
 def _location(settings: Settings, uri: str) -> str:
     location = open_location(uri, settings=settings)
-    check = getattr(location.store, "check", None)
-    if callable(check):
-        check()
+    if isinstance(location.store, HealthChecked):
+        location.store.check()
     else:
         next(iter(location.list()), None)
     return "reachable"

@@ -1,4 +1,4 @@
-"""The nouns of gpufleet: jobs, items, tasks and results."""
+"""The nouns of gpufleet: jobs, items, tasks, results, and the workers that make them."""
 
 from __future__ import annotations
 
@@ -26,6 +26,29 @@ class ItemStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"  # its job was cancelled before the item ran
+
+
+class WorkerState(StrEnum):
+    """What a worker reports in its registry row, and what the controller plans with."""
+
+    BOOTING = "booting"
+    READY = "ready"  # up, bootstrapped, holding no lease
+    BUSY = "busy"
+    DRAINING = "draining"
+    INTERRUPTED = "interrupted"  # the platform is reclaiming its machine (a spot notice)
+    STOPPED = "stopped"
+
+    @property
+    def leaving(self) -> bool:
+        """On its way out: the fleet plans as if it were draining."""
+        return self in (WorkerState.DRAINING, WorkerState.INTERRUPTED, WorkerState.STOPPED)
+
+
+class Capacity(StrEnum):
+    """How a machine is bought."""
+
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
 
 
 @dataclass(frozen=True, slots=True)

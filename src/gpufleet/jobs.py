@@ -14,7 +14,8 @@ from gpufleet.enqueuing import ENQUEUE_LEASE_S, enqueue_pending, finish_interrup
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
-from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, key_problem, open_manifest
+from gpufleet.keys import key_problem
+from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, open_manifest
 from gpufleet.models.base import check_spec
 from gpufleet.store import Location, open_location
 

@@ -32,8 +32,8 @@ import ijson
 
 from gpufleet.errors import ManifestError
 from gpufleet.jsonsafe import MAX_DEPTH, JsonRefused, loads
+from gpufleet.keys import key_problem
 
-MAX_KEY_BYTES = 1024
 MAX_DEADLINE_S = 30 * 86400  # a deadline further off than this is a mistake
 MAX_PRIORITY = 1000
 MAX_LINE_BYTES = 64 * 1024  # a key is at most 1 KiB: room for JSON escapes and other fields
@@ -51,32 +51,6 @@ class Manifest:
     duplicates: int = 0
     deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
     priority: int | None = None  # JSON manifests: {"priority": 5, ...}
-
-
-def key_problem(key: str) -> str | None:
-    """Why key is not a safe object key, or None if it is."""
-    if not key:
-        return "empty key"
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        return f"key longer than {MAX_KEY_BYTES} UTF-8 bytes"
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        return "key contains a NUL or control character"
-    if key.startswith("/"):
-        return "key starts with '/'"
-    if key.endswith("/"):
-        return "key ends with '/' (a folder, not an object)"
-    for segment in key.split("/"):
-        if segment in ("..", "."):
-            return f"key has a {segment!r} segment"
-        if not segment:
-            return "key has an empty segment ('//')"
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return "key is not valid UTF-8"
-    return None
-
-
 
 
 def open_manifest(path: Path) -> ManifestStream:

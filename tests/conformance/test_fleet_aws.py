@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from gpufleet.config import Settings
+from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
@@ -29,7 +30,7 @@ from gpufleet.queue import open_queue
 from gpufleet.scaler.controller import Controller, Estimates
 from gpufleet.scaler.inbox import Ingest
 from gpufleet.scaler.inbox_s3 import S3Inbox
-from gpufleet.scaler.policy import Capacity, PolicyConfig
+from gpufleet.scaler.policy import PolicyConfig
 from gpufleet.scaler.providers.aws import HOOK, AwsProvider, create_group, spot_refused_in
 from tests.conftest import Home
 from tests.servers import MotoServer

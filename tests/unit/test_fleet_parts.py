@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.config import Settings
+from gpufleet.domain import Capacity
 from gpufleet.durations import parse_duration
 from gpufleet.errors import ConfigError, ManifestError
 from gpufleet.index import Index
@@ -21,7 +22,6 @@ from gpufleet.manifest import parse_manifest
 from gpufleet.queue import open_queue
 from gpufleet.scaler.controller import Estimates
 from gpufleet.scaler.inbox import DirectoryInbox, Ingest
-from gpufleet.scaler.policy import Capacity
 from gpufleet.scaler.providers.base import pool_name
 from gpufleet.scaler.providers.local import LocalProvider
 from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify

@@ -10,11 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpufleet.errors import ManifestError
+from gpufleet.keys import MAX_KEY_BYTES, key_problem
 from gpufleet.manifest import (
-    MAX_KEY_BYTES,
     MAX_LINE_BYTES,
     ManifestStream,
-    key_problem,
     parse_manifest,
     read_manifest,
 )

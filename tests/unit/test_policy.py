@@ -9,19 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import ConfigError
 from gpufleet.scaler.fluid import finish_time, work_by
 from gpufleet.scaler.plan import plan
-from gpufleet.scaler.policy import (
-    Capacity,
-    Decision,
-    FleetView,
-    JobBacklog,
-    PolicyConfig,
-    WorkerState,
-    WorkerView,
-    decide,
-)
+from gpufleet.scaler.policy import Decision, FleetView, JobBacklog, PolicyConfig, WorkerView, decide
 
 NOW = 100_000.0
 TOL = 1e-6

@@ -21,6 +21,7 @@ from gpufleet.api.auth import ReadView
 from gpufleet.api.context import Svc
 from gpufleet.api.signing import SignatureError
 from gpufleet.errors import JobNotFound, ObjectMissing
+from gpufleet.store.base import Presigning
 
 router = APIRouter(tags=["items"])
 _REDIRECT: dict[int | str, dict[str, Any]] = {
@@ -40,9 +41,9 @@ def download(job_id: str, key: str, tenant: ReadView,
     if row is None or row["status"] == "pending":
         raise HTTPException(404, f"no result for item {key!r} in job {job_id!r}")
     location = svc.location(owner.output).child(job_id)
-    presign = getattr(location.store, "presign", None)
-    if callable(presign):
-        url = str(presign(location.key(f"{key}.json"), expires_s=int(svc.signer.ttl_s)))
+    if isinstance(location.store, Presigning):
+        url = location.store.presign(location.key(f"{key}.json"),
+                                     expires_s=int(svc.signer.ttl_s))
     else:
         base = svc.settings.api_public_url.rstrip("/")
         url = (f"{base}/v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from gpufleet.api.context import Services, Svc
 from gpufleet.api.metrics import CONTENT_TYPE
 from gpufleet.api.schemas import Health, Readiness
+from gpufleet.store.base import HealthChecked
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -34,9 +35,8 @@ def _check_index(svc: Services) -> None:
 
 def _check_store(svc: Services) -> None:
     location = svc.location(svc.settings.output)
-    check = getattr(location.store, "check", None)
-    if callable(check):
-        check()
+    if isinstance(location.store, HealthChecked):
+        location.store.check()
     else:
         location.store.exists(location.key(".gpufleet-readyz"))
 

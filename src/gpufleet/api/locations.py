@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from gpufleet.api.keys import check_tenant
 from gpufleet.config import Settings
 from gpufleet.errors import ConfigError
-from gpufleet.manifest import key_problem
+from gpufleet.keys import key_problem
 
 
 def parse_grants(text: str) -> dict[str, tuple[str, ...]]:

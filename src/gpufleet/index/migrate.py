@@ -22,6 +22,8 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpufleet.errors import ConfigError, IndexUnavailable
+from gpufleet.index.engine import first_line, open_engine
+from gpufleet.redact import redact_url
 
 HEAD = "0002"  # the newest revision this code knows; a test checks it is the scripts' head
 INITIAL = "0001"
@@ -57,7 +59,7 @@ def require_current(engine: Engine, where: str) -> None:
         with engine.connect() as conn:
             revision = current_revision(conn)
     except SQLAlchemyError as exc:
-        raise IndexUnavailable(f"index {where}: {_first_line(exc)}") from exc
+        raise IndexUnavailable(f"index {where}: {first_line(exc)}") from exc
     if revision is None:
         raise ConfigError(f"index {where} has no gpufleet schema: run `gpufleet init`")
     if revision != HEAD:
@@ -69,10 +71,8 @@ def upgrade(url: str) -> Migration:
     """Bring the database at url to the head revision. Safe to run from several machines."""
     from alembic import command
 
-    from gpufleet.index.repo import _engine, _safe
-
     config = alembic_config(url)
-    engine = _engine(url)
+    engine = open_engine(url)
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -85,7 +85,7 @@ def upgrade(url: str) -> Migration:
             command.upgrade(config, "head")
             after = current_revision(conn) or ""
     except SQLAlchemyError as exc:
-        raise IndexUnavailable(f"index {_safe(url)}: {_first_line(exc)}") from exc
+        raise IndexUnavailable(f"index {redact_url(url)}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     return Migration(before, after, adopted)
@@ -120,10 +120,6 @@ def script_head() -> str:
 
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     return str(head)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def _revision(message: str) -> None:

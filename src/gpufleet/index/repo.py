@@ -8,14 +8,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     inspect,
@@ -24,16 +21,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gpufleet.domain import Counts, ItemResult, ItemStatus, Job, JobUsage
 from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
+from gpufleet.index.engine import first_line, open_engine
 from gpufleet.index.migrate import require_current
-from gpufleet.index.postgres import postgres_engine
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
-from gpufleet.sqlite_wal import enable_wal
+from gpufleet.redact import redact_url
 
 _ROWS_PER_STATEMENT = 5000
 
@@ -61,11 +57,11 @@ class WorkerInfo:
 class Index:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self.engine = _engine(url)
+        self.engine = open_engine(url)
         self._sql = _RecordSql(self.engine.dialect.paramstyle)
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
-                require_current(self.engine, _safe(url))
+                require_current(self.engine, redact_url(url))
             except (ConfigError, IndexUnavailable):
                 self.engine.dispose()
                 raise
@@ -76,10 +72,10 @@ class Index:
             # Another process created the tables between our check and our CREATE.
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index {_safe(url)}: {_first_line(exc)}") from exc
+            raise IndexUnavailable(f"index {redact_url(url)}: {first_line(exc)}") from exc
         if missing := _missing_columns(self.engine):  # made by an older gpufleet
             self.engine.dispose()
-            raise ConfigError(f"index {_safe(url)} predates this gpufleet (no column "
+            raise ConfigError(f"index {redact_url(url)} predates this gpufleet (no column "
                               f"{missing[0]}): run `gpufleet init` to upgrade it")
 
     def close(self) -> None:
@@ -93,7 +89,7 @@ class Index:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise IndexUnavailable(f"index: {_first_line(exc)}") from exc
+            raise IndexUnavailable(f"index: {first_line(exc)}") from exc
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -344,39 +340,3 @@ def _missing_columns(engine: Engine) -> list[str]:
             if found.has_table(table.name)
             for column in table.columns
             if column.name not in {c["name"] for c in found.get_columns(table.name)}]
-
-
-def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"invalid index URL {url!r}") from None
-    if parsed.get_backend_name() in ("postgresql", "postgres"):
-        return postgres_engine(parsed)
-    if parsed.get_backend_name() != "sqlite":
-        raise ConfigError(f"unsupported index URL {_safe(url)}: expected sqlite:///path or "
-                          "postgresql://user@host/db")
-    if parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        enable_wal(dbapi_conn)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
-
-
-def _safe(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -1,13 +1,14 @@
-"""The queue interface every backend implements, and the URL registry."""
+"""The queue interface every backend implements, its optional capabilities, and the URL registry."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
-from gpufleet.errors import ConfigError
+from gpufleet.redact import redact_url
+from gpufleet.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +82,48 @@ class TaskQueue(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class BatchAcking(Protocol):
+    """A backend that settles many leases in one round trip (SQS DeleteMessageBatch,
+    one pipelined Redis call). Answers as ``ack`` would, one bool per lease."""
+
+    def ack_batch(self, leases: Sequence[Lease]) -> list[bool]: ...
+
+
+class QueueBase:
+    """What every backend repeats: a repr naming where it is, and use as a context manager."""
+
+    name: str
+    where: str  # host:port or path, never a password
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where!r}, name={self.name!r})"
+
+
+QUEUES = Registry("queue URL", {
+    "sqlite": "gpufleet.queue.sqlite:SqliteQueue.from_url",
+    "redis": "gpufleet.queue.redis:RedisQueue",
+    "rediss": "gpufleet.queue.redis:RedisQueue",
+    "sqs": "gpufleet.queue.sqs:SqsQueue",
+}, expected="sqlite:///path, redis://host:port/db, sqs://QUEUE_NAME or an https:// SQS "
+            "queue URL")
+
+
 def open_queue(url: str, *, name: str) -> TaskQueue:
     """Open the queue called name on the backend that url names."""
     parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        from gpufleet.queue.sqlite import SqliteQueue
-
-        return SqliteQueue(parts.path, name=name)
-    if parts.scheme in ("redis", "rediss"):
-        from gpufleet.queue.redis import RedisQueue
-
-        return RedisQueue(url, name=name)
-    if parts.scheme == "sqs" or (parts.scheme == "https" and "sqs." in (parts.hostname or "")):
-        from gpufleet.queue.sqs import SqsQueue
-
-        return SqsQueue(url, name=name)
-    raise ConfigError(f"unsupported queue URL {url!r}: expected sqlite:///path, "
-                      "redis://host:port/db, sqs://QUEUE_NAME or an https:// SQS queue URL")
+    # An SQS queue may be named by its https:// queue URL.
+    scheme = "sqs" if parts.scheme == "https" and "sqs." in (parts.hostname or "") \
+        else parts.scheme
+    opener = QUEUES.load(scheme, shown=redact_url(url))
+    queue: TaskQueue = opener(url, name=name)
+    return queue

@@ -43,7 +43,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gpufleet.errors import ConfigError, QueueUnavailable, TaskTooLarge
 from gpufleet.queue import redis_lua
-from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
+from gpufleet.queue.base import DeadLetter, Lease, QueueBase, QueueDepth
+from gpufleet.redact import redact_url
 
 try:
     import redis
@@ -65,7 +66,7 @@ _SCRIPTS = {n: getattr(redis_lua, n) for n in
 _checked_servers: set[str] = set()  # eviction policy checked once per server per process
 
 
-class RedisQueue:
+class RedisQueue(QueueBase):
     """The queue called ``name`` on the Redis server at ``url``; see the module docstring."""
 
     supports_delay = True
@@ -80,7 +81,7 @@ class RedisQueue:
         try:
             self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
         except ValueError as exc:
-            raise ConfigError(f"bad Redis queue URL {url!r}: {exc}") from exc
+            raise ConfigError(f"bad Redis queue URL {redact_url(url)!r}: {exc}") from exc
         prefix = f"{namespace}:{{{name}}}:"
         self.keys = [prefix + k for k in ("stream", "delayed", "parked", "dead", "seq")]
         self._tag = hashlib.sha1(prefix.encode()).hexdigest()[:8]
@@ -89,7 +90,7 @@ class RedisQueue:
                 target, socket_connect_timeout=5, socket_timeout=_MAX_WAIT_S + 25,
                 health_check_interval=30, retry=Retry(EqualJitterBackoff(0.5, 0.05), 1))
         except ValueError as exc:
-            raise ConfigError(f"bad Redis queue URL {url!r}: {exc}") from exc
+            raise ConfigError(f"bad Redis queue URL {redact_url(url)!r}: {exc}") from exc
         self._scripts = {n: self._client.register_script(s) for n, s in _SCRIPTS.items()}
         self._prepared = False  # group made and policy checked: lazily, so an outage at
         # start-up is a retryable QueueUnavailable, not a crash
@@ -196,15 +197,6 @@ class RedisQueue:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> RedisQueue:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"RedisQueue({self.where!r}, name={self.name!r})"
 
     # -- internals ------------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit
 
 from gpufleet.errors import QueueUnavailable, TaskTooLarge
-from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
+from gpufleet.queue.base import DeadLetter, Lease, QueueBase, QueueDepth
 from gpufleet.sqlite_wal import enable_wal
 
 __all__ = ["SqliteQueue"]
@@ -52,14 +53,19 @@ CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
 _BUSY_TIMEOUT_S = 30.0
 
 
-class SqliteQueue:
+class SqliteQueue(QueueBase):
     """The queue called ``name`` in the SQLite file at ``path``; see the module docstring."""
 
     supports_delay = True
     max_message_bytes = 1 << 20
 
+    @classmethod
+    def from_url(cls, url: str, *, name: str) -> SqliteQueue:
+        """``sqlite:///path/to/queue.db``."""
+        return cls(urlsplit(url).path, name=name)
+
     def __init__(self, path: str, *, name: str, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+        self.path = self.where = path
         self.name = name
         self._clock = clock
         self._lock = threading.Lock()  # a worker's heartbeat thread shares this object
@@ -181,15 +187,6 @@ class SqliteQueue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> SqliteQueue:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SqliteQueue({self.path!r}, name={self.name!r})"
 
     def _settle(self, statement: str, params: tuple[object, ...], lease: Lease) -> bool:
         """Run statement on the lease's row if the lease still holds it. True if it did."""

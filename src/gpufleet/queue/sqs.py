@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gpufleet.errors import TaskTooLarge
-from gpufleet.queue.base import DeadLetter, Lease, QueueDepth
+from gpufleet.queue.base import DeadLetter, Lease, QueueBase, QueueDepth
 from gpufleet.queue.sqs_dead import DeadLetterQueue
 from gpufleet.queue.sqs_setup import (
     DLQ_SUFFIX,
@@ -63,7 +63,7 @@ MAX_DELAY_S = 900  # SQS delays a new message by 15 min at most
 _LOST = ("ReceiptHandleIsInvalid", "MessageNotInflight")
 
 
-class SqsQueue:
+class SqsQueue(QueueBase):
     """The queue called ``name`` in the SQS queue family at ``url``; see the module docstring."""
 
     supports_delay = True
@@ -73,7 +73,7 @@ class SqsQueue:
     def __init__(self, url: str, *, name: str) -> None:
         self.ref = parse_url(url)
         self.name = name
-        self.queue_name = queue_name(self.ref.base, name)
+        self.queue_name = self.where = queue_name(self.ref.base, name)
         self._sqs = client(self.ref.region)
         self._lock = threading.Lock()
         self._urls: tuple[str, str] | None = None  # (queue, dead-letter queue), on first use
@@ -177,15 +177,6 @@ class SqsQueue:
 
     def close(self) -> None:
         self._sqs.close()
-
-    def __enter__(self) -> SqsQueue:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SqsQueue({self.queue_name!r}, name={self.name!r})"
 
     # -- internals --------------------------------------------------------------------------
 

@@ -42,15 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gpufleet.scaler.policy import (
-    Capacity,
-    Decision,
-    FleetView,
-    PolicyConfig,
-    WorkerState,
-    WorkerView,
-    decide,
-)
+from gpufleet.domain import Capacity, WorkerState
+from gpufleet.scaler.policy import Decision, FleetView, PolicyConfig, WorkerView, decide
 
 __all__ = ["Autoscaler", "Fixed", "Gpufleet", "Keda", "TargetTracking"]
 

@@ -32,29 +32,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpufleet.config import Settings
+from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import GpufleetError, Unavailable
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
 from gpufleet.models import parse_spec
 from gpufleet.queue import open_queue
 from gpufleet.scaler.inbox import Ingest
-from gpufleet.scaler.policy import (
-    Capacity,
-    Decision,
-    FleetView,
-    JobBacklog,
-    PolicyConfig,
-    WorkerState,
-    WorkerView,
-    decide,
-)
+from gpufleet.scaler.policy import Decision, FleetView, JobBacklog, PolicyConfig, WorkerView, decide
 from gpufleet.scaler.providers.base import Machine, Provider
 from gpufleet.sweeper import sweep
 
 log = logging.getLogger(__name__)
-_STATES = {"booting": WorkerState.BOOTING, "ready": WorkerState.READY,
-           "busy": WorkerState.BUSY, "draining": WorkerState.DRAINING,
-           "interrupted": WorkerState.DRAINING, "stopped": WorkerState.DRAINING}
 SPOT_BACKOFF_S = 600.0  # after a spot reclaim, start on-demand for this long
 _LOG_EVERY_S = 30.0  # a decision that does not change is logged this often
 
@@ -124,15 +113,14 @@ class Controller:
         for m in machines:
             row = rows.get(m.id)
             state = WorkerState.DRAINING if m.draining else (
-                _STATES.get(row["state"], WorkerState.BOOTING) if row and not m.pending
-                else WorkerState.BOOTING)
+                _planned_state(row["state"]) if row and not m.pending else WorkerState.BOOTING)
             remaining = None
             if state is WorkerState.BOOTING and row is not None:
                 # Up and loading its model: what is left of the model's bootstrap.
                 remaining = max(0.0, model_boot_s - (now - row["started_at"]))
             idle_since = row.get("state_since") if row and state is WorkerState.READY else None
             capacity = Capacity(row["capacity"]) if row and row.get("capacity") in (
-                "spot", "on-demand") else m.capacity
+                set(Capacity)) else m.capacity
             workers.append(WorkerView(id=m.id, state=state, capacity=capacity,
                                       started_at=m.launched_at, boot_remaining_s=remaining,
                                       idle_since=idle_since))
@@ -211,3 +199,12 @@ class Controller:
         self.queue.close()
         if self.ingest is not None:
             self.ingest.inbox.close()
+
+
+def _planned_state(reported: str) -> WorkerState:
+    """The state the policy plans with, from what a worker wrote in its row."""
+    try:
+        state = WorkerState(reported)
+    except ValueError:  # a newer worker's state: plan as if it were still starting
+        return WorkerState.BOOTING
+    return WorkerState.DRAINING if state.leaving else state

@@ -63,32 +63,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any
 
+from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import ConfigError
 from gpufleet.scaler.fluid import EPS as _EPS
 from gpufleet.scaler.fluid import Target, finish_time, new_needed, worthwhile
 
-__all__ = ["Capacity", "Decision", "FleetView", "JobBacklog", "PolicyConfig",
-           "WorkerState", "WorkerView", "decide"]
+__all__ = ["Decision", "FleetView", "JobBacklog", "PolicyConfig", "WorkerView", "decide"]
 
 # g4dn.xlarge (1 NVIDIA T4), us-east-1, Linux: the on-demand list price, and a
 # typical spot price (spot prices move; set your own with the flags/settings).
 ON_DEMAND_PRICE_PER_H = 0.526
 SPOT_PRICE_PER_H = 0.2104
-
-
-class WorkerState(StrEnum):
-    BOOTING = "booting"
-    READY = "ready"  # up, bootstrapped, holding no lease
-    BUSY = "busy"
-    DRAINING = "draining"
-
-
-class Capacity(StrEnum):
-    SPOT = "spot"
-    ON_DEMAND = "on-demand"
 
 
 DEFAULT_COOLDOWN_S = 30.0

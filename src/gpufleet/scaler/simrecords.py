@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gpufleet.scaler.policy import Capacity, WorkerState
+from gpufleet.domain import Capacity, WorkerState
 from gpufleet.scaler.traces import Batch, Trace
 
 __all__ = ["BatchResult", "JobRecord", "Prices", "SimResult", "WorkerRecord", "account",

@@ -34,14 +34,13 @@ from typing import Any
 
 import simpy
 
+from gpufleet.domain import Capacity, WorkerState
 from gpufleet.scaler.baselines import Autoscaler
 from gpufleet.scaler.policy import (
     ON_DEMAND_PRICE_PER_H,
     SPOT_PRICE_PER_H,
-    Capacity,
     FleetView,
     JobBacklog,
-    WorkerState,
     WorkerView,
 )
 from gpufleet.scaler.simrecords import (

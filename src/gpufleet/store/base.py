@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from gpufleet.errors import ConfigError
+from gpufleet.registry import Registry
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -71,24 +71,36 @@ class Location:
         return Location(self.store, self.prefix + prefix, self.uri.rstrip("/") + "/" + prefix)
 
 
+@runtime_checkable
+class Presigning(Protocol):
+    """A store that can hand out a time-limited HTTPS URL for one object (S3)."""
+
+    def presign(self, key: str, *, expires_s: int) -> str: ...
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """A store with a cheap way to prove it is reachable with these credentials."""
+
+    def check(self) -> None:
+        """StoreUnavailable unless the store answers."""
+        ...
+
+
+LocationOpener = Callable[[str, "Settings | None"], Location]
+
+STORES = Registry("location", {
+    "": "gpufleet.store.local:open_local_location",
+    "file": "gpufleet.store.local:open_local_location",
+    "s3": "gpufleet.store.s3:open_s3_location",
+}, expected="file:///path/ or s3://bucket/prefix/")
+
+
 def open_location(uri: str, *, settings: Settings | None = None) -> Location:
     """Open ``file:///dir/`` (or a plain path) or ``s3://bucket/prefix/``.
 
     settings size the S3 connection pool to the fetch concurrency and say how
     to encrypt what is written; without them the store's defaults apply.
     """
-    parts = urlsplit(uri)
-    if parts.scheme == "s3":
-        from gpufleet.store.s3 import S3Store, s3_prefix
-
-        prefix = s3_prefix(uri)
-        bucket = S3Store.from_settings(parts.netloc, settings)
-        return Location(bucket, prefix, f"s3://{parts.netloc}/{prefix}")
-    if parts.scheme in ("", "file"):
-        from gpufleet.store.local import LocalStore
-
-        path = parts.path if parts.scheme else uri
-        store = LocalStore(path)
-        return Location(store, "", store.root.as_uri() + "/")
-    raise ConfigError(f"unsupported location {uri!r}: expected file:///path/ or "
-                      "s3://bucket/prefix/")
+    opener: LocationOpener = STORES.load(urlsplit(uri).scheme, shown=uri)
+    return opener(uri, settings)

@@ -8,8 +8,14 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from gpufleet.errors import ObjectMissing, ObjectRejected, ObjectTooLarge, StoreUnavailable
+from gpufleet.store.base import Location
+
+if TYPE_CHECKING:
+    from gpufleet.config import Settings
 
 # Write failures no retry can fix: the key itself cannot be a file here. Anything
 # else (disk full, permissions, I/O errors) may pass, so it stays StoreUnavailable.
@@ -145,3 +151,10 @@ class LocalStore:
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
+
+
+def open_local_location(uri: str, settings: Settings | None) -> Location:
+    """``file:///dir/`` or a plain path as a Location; settings change nothing here."""
+    parts = urlsplit(uri)
+    store = LocalStore(parts.path if parts.scheme else uri)
+    return Location(store, "", store.root.as_uri() + "/")

@@ -25,14 +25,15 @@ from gpufleet.errors import (
     ObjectTooLarge,
     StoreUnavailable,
 )
-from gpufleet.manifest import key_problem
+from gpufleet.keys import MAX_KEY_BYTES, key_problem
+from gpufleet.store.base import Location
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
+
 _CHUNK_BYTES = 1024 * 1024
 SSE_MODES = ("AES256", "aws:kms")
 
@@ -169,3 +170,10 @@ def _translated(store: S3Store, key: str) -> Iterator[None]:
     except BotoCoreError as exc:
         # Connection refused or reset, timeouts, no credentials, a broken stream.
         raise StoreUnavailable(f"{where}: {exc}") from exc
+
+
+def open_s3_location(uri: str, settings: Settings | None) -> Location:
+    """``s3://bucket/prefix/`` as a Location (see ``store.base.open_location``)."""
+    bucket = urlsplit(uri).netloc
+    prefix = s3_prefix(uri)
+    return Location(S3Store.from_settings(bucket, settings), prefix, f"s3://{bucket}/{prefix}")

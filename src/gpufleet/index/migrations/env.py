@@ -27,9 +27,9 @@ def run_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from gpufleet.index.repo import _engine
+    from gpufleet.index.engine import open_engine
 
-    engine = _engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = open_engine(config.get_main_option("sqlalchemy.url") or "")
     try:
         with engine.begin() as conn:
             _run(conn)

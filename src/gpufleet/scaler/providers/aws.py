@@ -32,8 +32,8 @@ from typing import Any
 
 from gpufleet import aws
 from gpufleet.config import Settings
+from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError, Unavailable
-from gpufleet.scaler.policy import Capacity
 from gpufleet.scaler.providers.base import Machine
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gpufleet.errors import ConfigError
-from gpufleet.scaler.policy import Capacity
+from gpufleet.domain import Capacity
+from gpufleet.registry import Registry
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -63,23 +63,19 @@ class Provider(Protocol):
     def spot_refused(self) -> bool: ...
 
 
-PROVIDERS = ("local", "aws")
-
-
 def pool_name(model: str) -> str:
     """A file- and tag-safe name for the pool serving one model spec."""
     readable = re.sub(r"[^A-Za-z0-9]+", "-", model).strip("-")[:40]
     return f"{readable}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
 
 
+PROVIDERS = Registry("provider", {
+    "local": "gpufleet.scaler.providers.local:LocalProvider.for_pool",
+    "aws": "gpufleet.scaler.providers.aws:AwsProvider",
+}, expected="local or aws")
+
+
 def open_provider(name: str, settings: Settings, *, model: str) -> Provider:
-    if name == "local":
-        from gpufleet.scaler.providers.local import LocalProvider
-
-        return LocalProvider(settings, model=model,
-                             registry=settings.home / "fleet" / pool_name(model))
-    if name == "aws":
-        from gpufleet.scaler.providers.aws import AwsProvider
-
-        return AwsProvider(settings, model=model)
-    raise ConfigError(f"unknown provider {name!r}; expected one of: {', '.join(PROVIDERS)}")
+    opener = PROVIDERS.load(name, shown=name)
+    provider: Provider = opener(settings, model=model)
+    return provider

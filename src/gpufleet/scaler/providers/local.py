@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.config import Settings
-from gpufleet.scaler.policy import Capacity
-from gpufleet.scaler.providers.base import Machine
+from gpufleet.domain import Capacity
+from gpufleet.scaler.providers.base import Machine, pool_name
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 class LocalProvider:
     name = "local"
     launch_overhead_s = 1.0
+
+    @classmethod
+    def for_pool(cls, settings: Settings, *, model: str) -> LocalProvider:
+        """The provider of the model's pool, registered under GPUFLEET_HOME/fleet."""
+        return cls(settings, model=model, registry=settings.home / "fleet" / pool_name(model))
 
     def __init__(self, settings: Settings, *, model: str, max_idle_s: float | None = None,
                  env: dict[str, str] | None = None, registry: Path | None = None,
