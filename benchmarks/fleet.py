@@ -28,14 +28,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from gpufleet.autoscale.controller import Controller, Estimates
+from gpufleet.autoscale.policy import PolicyConfig
+from gpufleet.autoscale.providers.base import open_provider, pool_name
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
 from gpufleet.index.schema import items
 from gpufleet.jobs import enqueue_job
-from gpufleet.scaler.controller import Controller, Estimates
-from gpufleet.scaler.policy import PolicyConfig
-from gpufleet.scaler.providers.base import open_provider, pool_name
 
 
 def wait(predicate: object, timeout_s: float = 600) -> float:

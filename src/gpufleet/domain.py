@@ -29,19 +29,19 @@ class ItemStatus(StrEnum):
 
 
 class WorkerState(StrEnum):
-    """What a worker reports in its registry row, and what the controller plans with."""
+    """What a live worker reports in its registry row, and what the controller plans with."""
 
     BOOTING = "booting"
     READY = "ready"  # up, bootstrapped, holding no lease
     BUSY = "busy"
     DRAINING = "draining"
+
+
+class WorkerGone(StrEnum):
+    """What a worker on its way out reports instead: the fleet plans it as draining."""
+
     INTERRUPTED = "interrupted"  # the platform is reclaiming its machine (a spot notice)
     STOPPED = "stopped"
-
-    @property
-    def leaving(self) -> bool:
-        """On its way out: the fleet plans as if it were draining."""
-        return self in (WorkerState.DRAINING, WorkerState.INTERRUPTED, WorkerState.STOPPED)
 
 
 class Capacity(StrEnum):

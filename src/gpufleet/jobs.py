@@ -1,12 +1,18 @@
-"""Turning a manifest or a folder into a job: validate, record, enqueue."""
+"""One way into a job: a JobRequest, resolved by one precedence rule, checked once, enqueued.
+
+The CLI, the API, the inbox and any later trigger build a JobRequest and call
+``create_job``: what the request says wins, then what its manifest says, then
+the defaults (the manifest's own folder as input, GPUFLEET_OUTPUT, GPUFLEET_MODEL).
+The model spec is made canonical (``models.base.canonical_spec``), so one model
+is one queue however its spec is spelled.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from urllib.parse import urlsplit
+from dataclasses import dataclass, replace
 
 from gpufleet.config import Settings
 from gpufleet.domain import Job
@@ -14,10 +20,9 @@ from gpufleet.enqueuing import ENQUEUE_LEASE_S, enqueue_pending, finish_interrup
 from gpufleet.errors import ConfigError, GpufleetError, ManifestError
 from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
-from gpufleet.keys import key_problem
-from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, open_manifest
-from gpufleet.models.base import check_spec
-from gpufleet.store import Location, open_location
+from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, ManifestStream
+from gpufleet.models.base import canonical_spec
+from gpufleet.store import open_location
 
 
 def new_job_id() -> str:
@@ -25,40 +30,52 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
 
-def submit(settings: Settings, index: Index, source: str | Path, *, input: str | None = None,
-           output: str | None = None, model: str | None = None,
-           deadline_s: float | None = None, priority: int | None = None) -> Job:
-    """Create a job from a manifest file or a local folder of images and enqueue its tasks.
+@dataclass(frozen=True, kw_only=True)
+class JobRequest:
+    """What a job is made from. Exactly one of items and manifest; None means "not said"."""
 
-    deadline_s and priority, when given, win over the manifest's own.
-    """
-    model = model or settings.model
-    check_spec(model)
-    job_id = new_job_id()
-    if isinstance(source, str) and urlsplit(source).scheme == "s3":
-        # Every object under the prefix, as a folder locally, but read where it is.
-        location = open_location(source, settings=settings)
-        return enqueue_job(settings, index, job_id, _listed_keys(location), input=location.uri,
-                           output=output or settings.output, model=model,
-                           deadline_s=deadline_s, priority=priority or 0)
-    text = str(source)
-    path = Path(urlsplit(text).path if text.startswith("file://") else text)
-    if path.is_dir():
-        keys = _folder_keys(path)
-        input = _upload(settings, job_id, path, keys)
-    elif path.is_file():  # read as a stream: memory does not grow with the manifest
-        with open_manifest(path) as manifest:
-            return enqueue_job(
-                settings, index, job_id, manifest.keys(),
-                input=input or manifest.input or path.resolve().parent.as_uri() + "/",
-                output=output or settings.output, model=model,
-                deadline_s=deadline_s if deadline_s is not None else manifest.deadline_s,
-                priority=(priority if priority is not None else manifest.priority) or 0)
-    else:
-        raise ManifestError(f"{source}: no such manifest file, folder or s3:// location")
-    return enqueue_job(settings, index, job_id, keys, input=input,
-                       output=output or settings.output, model=model, deadline_s=deadline_s,
-                       priority=priority or 0)
+    items: Iterable[str] | None = None
+    manifest: ManifestStream | None = None  # read as a stream while the job is recorded
+    input: str | None = None
+    output: str | None = None
+    model: str | None = None
+    deadline_s: float | None = None
+    priority: int | None = None
+    tenant: str = "default"
+    job_id: str | None = None  # an inbox derives it from the manifest's version
+    default_input: str | None = None  # where keys live when neither request nor manifest says
+
+    def settled(self) -> JobRequest:
+        """The one precedence rule: what the request says, else what its manifest says (its
+        header, as far as it is read), else where keys live by default. The deployment's
+        defaults (output, model) are create_job's, so a client can settle a request too."""
+        if (self.items is None) == (self.manifest is None):
+            raise ManifestError("give either items or a manifest")
+        said = self.manifest
+        input = self.input or (said.input if said else None) or self.default_input
+        return replace(
+            self, input=input,
+            deadline_s=self.deadline_s if self.deadline_s is not None or said is None
+            else said.deadline_s,
+            priority=self.priority if self.priority is not None or said is None
+            else said.priority)
+
+    def keys(self) -> Iterable[str]:
+        if self.manifest is not None:
+            return self.manifest.keys()
+        assert self.items is not None
+        return self.items
+
+
+def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
+    """Settle the request, check it, record the job and enqueue its tasks."""
+    job = request.settled()
+    model = canonical_spec(job.model or settings.model)
+    if job.input is None:
+        raise ManifestError("no input location: say where the keys live")
+    return enqueue_job(settings, index, job.job_id or new_job_id(), job.keys(), input=job.input,
+                       output=job.output or settings.output, model=model,
+                       deadline_s=job.deadline_s, priority=job.priority or 0, tenant=job.tenant)
 
 
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,
@@ -100,47 +117,3 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
         marks.hand_over(claim)
         raise
     return index.job(job_id)
-
-
-def _folder_keys(folder: Path) -> list[str]:
-    keys, problems = [], []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue
-        key = relative.as_posix()
-        problem = key_problem(key)
-        if problem:
-            problems.append(f"{key!r}: {problem}")
-        keys.append(key)
-    if problems:
-        raise ManifestError(f"{folder}: refused, nothing enqueued: " + "; ".join(problems[:5]))
-    if not keys:
-        raise ManifestError(f"{folder}: no files to process")
-    return keys
-
-
-def _listed_keys(location: Location) -> list[str]:
-    """Every object under an object-store prefix, skipping folder markers and hidden names."""
-    keys, problems = [], []
-    for key in location.list():
-        if key.endswith("/") or any(part.startswith(".") for part in key.split("/")):
-            continue
-        problem = key_problem(key)
-        if problem:
-            problems.append(f"{key!r}: {problem}")
-        keys.append(key)
-    if problems:
-        raise ManifestError(f"{location.uri}: refused, nothing enqueued: "
-                            + "; ".join(problems[:5]))
-    if not keys:
-        raise ManifestError(f"{location.uri}: no objects to process")
-    return keys
-
-
-def _upload(settings: Settings, job_id: str, folder: Path, keys: list[str]) -> str:
-    """Copy a folder into the input bucket, so the job never depends on the folder again."""
-    target = open_location(settings.input, settings=settings).child(job_id)
-    for key in keys:
-        target.put(key, (folder / key).read_bytes())
-    return target.uri

@@ -16,11 +16,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gpufleet.autoscale.providers.local import LocalProvider
 from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
-from gpufleet.scaler.providers.local import LocalProvider
 from gpufleet.sweeper import sweep
 
 _POLL_S = 0.5

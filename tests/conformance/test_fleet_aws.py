@@ -20,22 +20,23 @@ from typing import Any
 import boto3
 import pytest
 
+from gpufleet.autoscale.controller import Controller, Estimates
+from gpufleet.autoscale.policy import PolicyConfig
+from gpufleet.autoscale.providers.aws import HOOK, AwsProvider, create_group, spot_refused_in
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
+from gpufleet.intake.ingest import Ingest
+from gpufleet.intake.s3 import S3Inbox
 from gpufleet.jobs import enqueue_job
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
-from gpufleet.scaler.controller import Controller, Estimates
-from gpufleet.scaler.inbox import Ingest
-from gpufleet.scaler.inbox_s3 import S3Inbox
-from gpufleet.scaler.policy import PolicyConfig
-from gpufleet.scaler.providers.aws import HOOK, AwsProvider, create_group, spot_refused_in
 from tests.conftest import Home
 from tests.servers import MotoServer
 
-MODEL = "synthetic?item_ms=10&bootstrap_s=300"
+MODEL = canonical_spec("synthetic?item_ms=10&bootstrap_s=300")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from gpufleet.domain import ItemResult, ItemStatus, JobState, Tag
 from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index import Index
+from gpufleet.index.engine import open_engine
 from gpufleet.index.migrate import (
     HEAD,
     INITIAL,
@@ -26,7 +27,6 @@ from gpufleet.index.migrate import (
     script_head,
     upgrade,
 )
-from gpufleet.index.repo import _engine
 from gpufleet.index.schema import metadata
 from tests.servers import free_port
 
@@ -231,7 +231,7 @@ def test_concurrent_upserts_from_several_processes(db_url: str) -> None:
 def test_the_migrated_database_matches_the_schema(db_url: str) -> None:
     # Given a database brought to the head revision (and, for SQLite, opened by Index too)
     upgrade(db_url)
-    engine = _engine(db_url)
+    engine = open_engine(db_url)
     # Then Alembic finds no difference from index/schema.py: a schema change needs a revision
     with engine.connect() as conn:
         diff = schema_diff(conn)
@@ -320,7 +320,7 @@ def test_every_table_is_created_by_the_migrations(tmp_path: Path, db_url: str) -
         db_url = f"sqlite:///{tmp_path / 'migrated.db'}"
     upgrade(db_url)
     # Then every table of index/schema.py is there, and the revision table
-    engine = _engine(db_url)
+    engine = open_engine(db_url)
     assert set(inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version"}
     engine.dispose()
 
@@ -334,6 +334,6 @@ def test_the_migrations_downgrade_to_nothing(tmp_path: Path, db_url: str) -> Non
         db_url = f"sqlite:///{tmp_path / 'down.db'}"
     upgrade(db_url)
     command.downgrade(alembic_config(db_url), "base")
-    engine = _engine(db_url)
+    engine = open_engine(db_url)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()

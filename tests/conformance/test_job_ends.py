@@ -24,9 +24,9 @@ from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.index.migrate import upgrade
 from gpufleet.jobs import enqueue_job
-from gpufleet.jobs import submit as jobs_submit
 from gpufleet.queue import TaskQueue, open_queue
 from gpufleet.queue.sqs import ensure_queue_pair
+from gpufleet.sources import submit_source as jobs_submit
 from gpufleet.sweeper import Swept, sweep
 from tests.conformance.backends import InProcessMoto, fresh_name
 from tests.servers import RedisServer

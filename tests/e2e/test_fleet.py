@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 
+from gpufleet.autoscale.providers.base import pool_name
 from gpufleet.index.fleet import FleetRecords
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
-from gpufleet.scaler.providers.base import pool_name
 from tests.conftest import Home, write_files
 from tests.imds import ImdsServer
 
-FAST = "synthetic?item_ms=10&bootstrap_s=5"
-SLOW = "synthetic?item_ms=20&bootstrap_s=5"
+FAST = canonical_spec("synthetic?item_ms=10&bootstrap_s=5")
+SLOW = canonical_spec("synthetic?item_ms=20&bootstrap_s=5")
 
 
 @pytest.fixture

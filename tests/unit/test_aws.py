@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from gpufleet import aws
+from gpufleet.autoscale.providers.aws import AwsProvider
 from gpufleet.config import Settings
 from gpufleet.errors import ConfigError
+from gpufleet.intake.s3 import S3Inbox
 from gpufleet.queue.sqs_setup import client as sqs_client
-from gpufleet.scaler.inbox_s3 import S3Inbox
-from gpufleet.scaler.providers.aws import AwsProvider
 from gpufleet.store.s3 import S3Store
 
 

@@ -12,24 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.autoscale.controller import Estimates
+from gpufleet.autoscale.providers.base import pool_name
+from gpufleet.autoscale.providers.local import LocalProvider
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.durations import parse_duration
 from gpufleet.errors import ConfigError, ManifestError
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
+from gpufleet.intake.directory import DirectoryInbox
+from gpufleet.intake.ingest import Ingest
 from gpufleet.manifest import parse_manifest
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
-from gpufleet.scaler.controller import Estimates
-from gpufleet.scaler.inbox import DirectoryInbox, Ingest
-from gpufleet.scaler.providers.base import pool_name
-from gpufleet.scaler.providers.local import LocalProvider
 from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.notice import NoticeWatcher
 from tests.conftest import write_files
 from tests.imds import ImdsServer
 
-MODEL = "synthetic?item_ms=1"
+MODEL = canonical_spec("synthetic?item_ms=1")
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -9,11 +9,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpufleet.autoscale.fluid import finish_time, work_by
+from gpufleet.autoscale.plan import plan
+from gpufleet.autoscale.policy import (
+    Decision,
+    FleetView,
+    JobBacklog,
+    PolicyConfig,
+    WorkerView,
+    decide,
+)
 from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import ConfigError
-from gpufleet.scaler.fluid import finish_time, work_by
-from gpufleet.scaler.plan import plan
-from gpufleet.scaler.policy import Decision, FleetView, JobBacklog, PolicyConfig, WorkerView, decide
 
 NOW = 100_000.0
 TOL = 1e-6

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
+from gpufleet.autoscale.plan import plan
+from gpufleet.autoscale.policy import FleetView, JobBacklog, PolicyConfig, WorkerView
 from gpufleet.domain import Capacity, WorkerState
-from gpufleet.scaler.baselines import Keda, TargetTracking
-from gpufleet.scaler.compare import POLICIES, TUNING_GRID, compare, make_autoscaler
-from gpufleet.scaler.plan import plan
-from gpufleet.scaler.policy import FleetView, JobBacklog, PolicyConfig, WorkerView
-from gpufleet.scaler.simulate import SimConfig, SimResult, simulate
-from gpufleet.scaler.traces import make_trace
+from gpufleet.simulator.baselines import Keda, TargetTracking
+from gpufleet.simulator.compare import POLICIES, TUNING_GRID, compare, make_autoscaler
+from gpufleet.simulator.simulate import SimConfig, SimResult, simulate
+from gpufleet.simulator.traces import make_trace
 from tests.conftest import Home
 
 POLICY = PolicyConfig()

@@ -26,6 +26,7 @@ from gpufleet.api.signing import Signer
 from gpufleet.api.tenant import TenantView
 from gpufleet.config import Settings
 from gpufleet.index import Index
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import QueueDepth, TaskQueue
 from gpufleet.store import Location, open_location
 
@@ -96,7 +97,7 @@ class Services:
         return found
 
     def operator_models(self) -> list[str]:
-        return sorted({self.settings.model, *self.models.fixed_specs()})
+        return sorted({canonical_spec(self.settings.model), *self.models.fixed_specs()})
 
     def close(self) -> None:
         self.queues.close()

@@ -10,8 +10,8 @@ from gpufleet.api.auth import ReadView, SubmitView
 from gpufleet.api.bodies import SafeJsonRoute
 from gpufleet.api.context import Services, Svc
 from gpufleet.api.queries import decode_cursor, encode_cursor
-from gpufleet.api.schemas import JobPage, JobRequest, JobView
-from gpufleet.api.submit import submit
+from gpufleet.api.schemas import JobPage, JobSubmission, JobView
+from gpufleet.api.submit import create_from_body
 from gpufleet.api.tenant import TenantView
 from gpufleet.api.views import job_view
 
@@ -42,8 +42,8 @@ def view_bytes(svc: Services, tenant: TenantView, job_id: str) -> bytes:
 
 @router.post("", status_code=201, response_model=JobView,
              summary="Submit a job: its items, or a manifest object")
-def create_job(body: JobRequest, tenant: SubmitView, svc: Svc) -> Response:
-    job = submit(svc, tenant.tenant, body)
+def post_job(body: JobSubmission, tenant: SubmitView, svc: Svc) -> Response:
+    job = create_from_body(svc, tenant.tenant, body)
     return Response(view_bytes(svc, tenant, job.id), status_code=201,
                     media_type="application/json")
 

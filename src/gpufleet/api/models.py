@@ -11,7 +11,7 @@ Empty: the built-in models, by name.
 from __future__ import annotations
 
 from gpufleet.errors import ConfigError
-from gpufleet.models.base import MODELS, check_spec, parse_spec
+from gpufleet.models.base import MODELS, canonical_spec, check_spec, parse_spec
 
 
 class ModelPolicy:
@@ -22,23 +22,23 @@ class ModelPolicy:
         for entry in entries:
             try:
                 declared = check_spec(entry)
+                spec = canonical_spec(entry)
             except ConfigError as exc:
                 raise ConfigError(f"GPUFLEET_API_MODELS: {exc}") from None
             if "?" not in entry and declared:
                 self.names.add(entry)
             else:
-                self.specs.add(entry)
+                self.specs.add(spec)
 
-    def check(self, spec: str) -> None:
-        """ConfigError (a 422) unless the operator admits spec and its parameters are valid."""
-        if spec in self.specs:
-            return
+    def check(self, spec: str) -> str:
+        """spec in its canonical form (``canonical_spec``), or ConfigError (a 422) unless the
+        operator admits spec and its parameters are valid."""
         name, _ = parse_spec(spec)
         if name not in self.names:
             admitted = ", ".join(sorted(self.names | self.specs))
             raise ConfigError(f"model {spec[:200]!r}: not accepted here (accepted: {admitted}; "
                               "a name takes any parameters within the model's ranges)")
-        check_spec(spec)
+        return canonical_spec(spec)
 
     def fixed_specs(self) -> list[str]:
         """The exact specs the operator listed: models whose queues /metrics may show."""

@@ -16,7 +16,7 @@ class Error(BaseModel):
     detail: str
 
 
-class JobRequest(BaseModel):
+class JobSubmission(BaseModel):
     """A job: the items themselves or a manifest object; the rest defaults from settings."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,39 +11,40 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from gpufleet.api.context import Services
-from gpufleet.api.schemas import JobRequest
+from gpufleet.api.schemas import JobSubmission
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError, ObjectMissing
-from gpufleet.jobs import enqueue_job, new_job_id
+from gpufleet.jobs import JobRequest, create_job
 from gpufleet.manifest import FORMATS, ManifestStream
 
 
-def submit(svc: Services, tenant: str, request: JobRequest) -> Job:
-    settings = svc.settings
-    model = request.model or settings.model
-    svc.models.check(model)  # first: the cheapest refusal
-    if (request.items is None) == (request.manifest is None):
+def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
+    """The job a request body asks for, in the tenant's own locations, within its quota."""
+    model = svc.models.check(body.model or svc.settings.model)  # first: the cheapest refusal
+    if (body.items is None) == (body.manifest is None):
         raise ManifestError('give either "items" or "manifest"')
-    if request.items is not None:
-        _check_count(len(request.items), svc)
-        data, fmt, name = json.dumps(request.items).encode(), "json", "items"
+    if body.items is not None:
+        _check_count(len(body.items), svc)
+        data, fmt, name = json.dumps(body.items).encode(), "json", "items"
     else:
-        assert request.manifest is not None
-        data, fmt, name = _read_manifest(svc, tenant, request.manifest)
+        assert body.manifest is not None
+        data, fmt, name = _read_manifest(svc, tenant, body.manifest)
     manifest = ManifestStream(io.BytesIO(data), fmt=fmt, name=name)
-    input_uri = svc.locations.resolve(tenant, request.input or manifest.input, what="input",
+    request = JobRequest(manifest=manifest, input=body.input, output=body.output, model=model,
+                         deadline_s=body.deadline_s, priority=body.priority, tenant=tenant,
+                         ).settled()
+    # Whatever the request or its manifest named, only the tenant's own locations.
+    input_uri = svc.locations.resolve(tenant, body.input or manifest.input, what="input",
                                       use="input")
-    output_uri = svc.locations.resolve(tenant, request.output, what="output", use="output")
-    deadline_s = request.deadline_s if request.deadline_s is not None else manifest.deadline_s
-    priority = request.priority if request.priority is not None else manifest.priority
+    output_uri = svc.locations.resolve(tenant, body.output, what="output", use="output")
     keys = list(_counted(manifest.keys(), svc))  # at most GPUFLEET_API_MAX_ITEMS
     with svc.quotas.claim(svc.view(tenant), model=model, items=len(keys)):
-        return enqueue_job(settings, svc.index, new_job_id(), keys, input=input_uri,
-                           output=output_uri, model=model, deadline_s=deadline_s,
-                           priority=priority or 0, tenant=tenant)
+        return create_job(svc.settings, svc.index, replace(
+            request, manifest=None, items=keys, input=input_uri, output=output_uri))
 
 
 def _check_count(count: int, svc: Services) -> None:

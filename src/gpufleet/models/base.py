@@ -8,9 +8,10 @@ factory is called as ``factory(settings, **params)`` with string parameters.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ItemError
@@ -101,6 +102,42 @@ def check_spec(spec: str) -> bool:
     if declared is not None:
         check_parameters(name, params, declared)
     return declared is not None
+
+
+def canonical_spec(spec: str) -> str:
+    """The one spelling of a model spec, checked: parameters sorted by name, numbers written
+    one way, and parameters at their default left out.
+
+    So ``synthetic?a=1&b=2`` and ``synthetic?b=2&a=1``, or ``efficientnet-lite0`` and
+    ``efficientnet-lite0?device=auto``, are one model and one queue. Defaults are left out
+    rather than written in, so the common specs (and the queues named after them) keep
+    the names they always had. A plugin that declares no parameters keeps its values as
+    given, sorted.
+    """
+    check_spec(spec)
+    name, params = parse_spec(spec)
+    factory = model_factory(name)
+    declared = declared_parameters(factory) or {}
+    defaults = _constructor_defaults(factory)
+    shown: dict[str, str] = {}
+    for key in sorted(params):
+        parameter = declared.get(key)
+        value = parameter.normal(params[key]) if parameter else params[key]
+        default = defaults.get(key)
+        if parameter is not None and default is not None and \
+                value == parameter.normal(str(default)):
+            continue
+        shown[key] = value
+    return name + ("?" + urlencode(shown, safe=":/") if shown else "")
+
+
+def _constructor_defaults(factory: Any) -> dict[str, Any]:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}
+    return {name: p.default for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def load_tagger(spec: str, settings: Settings) -> Tagger:

@@ -42,6 +42,17 @@ class Parameter:
             raise ConfigError(f"{name}={value}: expected {self.shown or _range(low, high)}")
 
 
+    def normal(self, value: str) -> str:
+        """value written one way: 10, 10.0 and 1e1 are all "10" (a valid value assumed)."""
+        if self.kind is str:
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return str(int(number)) if number.is_integer() else repr(number)
+
+
 def check_parameters(model: str, params: Mapping[str, str],
                      declared: Mapping[str, Parameter]) -> None:
     """Each of params is declared and within its range, or ConfigError naming the first."""

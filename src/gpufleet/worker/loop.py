@@ -15,6 +15,7 @@ from types import FrameType
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.models import load_tagger
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from gpufleet.sweeper import sweep
 from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
@@ -32,7 +33,7 @@ def new_worker_id() -> str:
 class Worker:
     def __init__(self, settings: Settings, *, model: str | None = None) -> None:
         self.settings = settings
-        self.model = model or settings.model
+        self.model = canonical_spec(model or settings.model)  # the queue jobs of it use
         self.id = new_worker_id()
         self.stop = threading.Event()
         self.index = Index(settings.db)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpufleet.domain import Capacity, WorkerState
-from gpufleet.scaler.traces import Batch, Trace
+from gpufleet.simulator.traces import Batch, Trace
 
 __all__ = ["BatchResult", "JobRecord", "Prices", "SimResult", "WorkerRecord", "account",
            "percentile"]

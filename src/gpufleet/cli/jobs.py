@@ -1,37 +1,30 @@
-"""The gpufleet command line: submit jobs, run workers, read results."""
+"""Commands on jobs: submit, status, cancel, results."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpufleet import cli_remote
-from gpufleet import demo as demo_photos
 from gpufleet.api.client import ApiClient
-from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
-from gpufleet.cli_common import setup as _setup
-from gpufleet.cli_remote import ApiOpt, connect
+from gpufleet.cli import remote as cli_remote
+from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
+from gpufleet.cli.common import setup as _setup
+from gpufleet.cli.remote import ApiOpt, connect
 from gpufleet.domain import Job, JobState
 from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
-from gpufleet.jobs import submit as submit_job
 from gpufleet.manifest import MAX_PRIORITY
 from gpufleet.progress import WaitInterrupted, wait_for_job
-from gpufleet.queue import open_queue
+from gpufleet.sources import submit_source
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
-dlq_app = typer.Typer(help="Dead-lettered tasks: list them, put them back.",
-                      no_args_is_help=True)
-app.add_typer(dlq_app, name="dlq")
+app = typer.Typer()
 
 @app.command()
 def submit(
@@ -60,11 +53,11 @@ def submit(
     """Create a job from a manifest or a folder of images; print its id."""
     deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
     if remote := connect(api):  # through the API: the same job, the same output
-        job = cli_remote.submit(remote, source, input=input, output=output, model=model,
+        job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority)
     else:
         settings, index = _setup()
-        job = submit_job(settings, index, source, input=input, output=output, model=model,
+        job = submit_source(settings, index, source, input=input, output=output, model=model,
                          deadline_s=deadline_s, priority=priority)
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
@@ -74,7 +67,7 @@ def submit(
         job = (cli_remote.wait(remote, job.id) if remote else
                wait_for_job(settings, index, job.id, workers=workers))
     except WaitInterrupted as stopped:
-        _stopped_waiting(remote or index, stopped)
+        stopped_waiting(remote or index, stopped)
     if as_json:
         out.print(json.dumps(job.summary()))
     else:
@@ -87,7 +80,7 @@ def submit(
         raise SystemExit(1)
 
 
-def _stopped_waiting(source: ApiClient | Index, stopped: WaitInterrupted) -> NoReturn:
+def stopped_waiting(source: ApiClient | Index, stopped: WaitInterrupted) -> NoReturn:
     job_id = stopped.job_id
     if stopped.cancel:
         c = source.cancel_job(job_id).counts
@@ -174,104 +167,3 @@ def results(
         tags = ", ".join(f"{t['label']} {t['score']:.2f}" for t in row["tags"][:3])
         table.add_row(escape(row["key"]), row["status"], escape(tags), escape(row["error"] or ""))
     out.print(table)
-
-
-@app.command()
-def worker(
-    model: ModelOpt = None,
-    max_idle: Annotated[float | None, typer.Option(
-        "--max-idle", help="Exit after this many seconds without work (default: never).")] = None,
-) -> None:
-    """Run a worker: bootstrap the model once, then process tasks until SIGTERM."""
-    from gpufleet.worker.loop import Worker
-
-    settings, _ = _setup(logging.INFO)
-    w = Worker(settings, model=model)
-    w.install_signal_handlers()
-    w.run(max_idle_s=max_idle)
-
-
-@dlq_app.command("list")
-def dlq_list(as_json: JsonOpt = False) -> None:
-    """Dead-lettered tasks with their last error."""
-    settings, index = _setup()
-    letters = []
-    for model in index.models():
-        queue = open_queue(settings.queue, name=model)
-        letters += [(model, d) for d in queue.dead_letters()]
-        queue.close()
-    if as_json:
-        out.print(json.dumps([_letter(m, d) for m, d in letters], indent=2))
-        return
-    table = Table("task", "job", "items", "receives", "model", "last error")
-    for model, d in letters:
-        doc = _letter(model, d)
-        table.add_row(d.id, doc["job"], str(doc["items"]), str(d.receives), escape(model),
-                      escape(d.error))
-    out.print(table if letters else "no dead-lettered tasks")
-
-
-def _letter(model: str, d: Any) -> dict[str, Any]:
-    try:
-        body = json.loads(d.body)
-        job, items = body.get("job"), len(body.get("keys", []))
-    except (ValueError, AttributeError):
-        job, items = None, 0
-    return {"id": d.id, "job": job, "items": items, "receives": d.receives, "model": model,
-            "error": d.error, "died_at": d.died_at}
-
-
-@dlq_app.command("redrive")
-def dlq_redrive() -> None:
-    """Put every dead-lettered task back on its queue."""
-    settings, index = _setup()
-    total = 0
-    for model in index.models():
-        queue = open_queue(settings.queue, name=model)
-        total += queue.redrive()
-        queue.close()
-    out.print(f"redrove {total} task(s)")
-
-
-@app.command()
-def demo(
-    model: ModelOpt = None,
-    workers: Annotated[int, typer.Option(min=1, help="Local workers to start.")] = 1,
-) -> None:
-    """Tag sample photos that ship with scikit-image, end to end, and show the tags."""
-    settings, index = _setup()
-    folder = demo_photos.write_photos(settings.home / "demo-photos")
-    err.print(f"tagging {len(list(folder.iterdir()))} sample photos from {folder}")
-    started = time.monotonic()
-    job = submit_job(settings, index, folder, model=model)
-    try:
-        job = wait_for_job(settings, index, job.id, workers=workers)
-    except WaitInterrupted as stopped:
-        _stopped_waiting(index, stopped)
-    elapsed = time.monotonic() - started
-    table = Table("image", "top tags", title=f"job {job.id}")
-    for row in index.iter_results(job.id):
-        tags = "\n".join(f"{t['score']:.2f}  {t['label']} ({t['id']})" for t in row["tags"][:3])
-        table.add_row(escape(row["key"]), escape(tags or f"failed: {row['error']}"))
-    out.print(table)
-    c = job.counts
-    out.print(f"{job.state.value}: {c.done} done, {c.failed} failed of {c.total} in "
-              f"{elapsed:.1f} s ({c.total / elapsed:.1f} images/s, model bootstrap included)")
-    out.print(f"results: {job.output}{job.id}/   (gpufleet results {job.id})")
-
-
-# Command groups that live in their own modules register here, one line each.
-import gpufleet.cli_api  # noqa: E402  api, keys
-import gpufleet.cli_fleet_plan  # noqa: E402  plan, simulate
-import gpufleet.cli_init  # noqa: E402,F401  init
-from gpufleet import cli_fleet  # noqa: E402,F401  controller, fleet
-
-
-def main() -> None:
-    try:
-        app()
-    except GpufleetError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None

@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gpufleet.cli import app
-from gpufleet.cli_common import JsonOpt, err, out
+from gpufleet.cli.common import JsonOpt, err, out
 from gpufleet.config import Settings
 from gpufleet.durations import parse_duration
 from gpufleet.errors import ConfigError
+
+app = typer.Typer()
 
 PlotOpt = Annotated[Path | None, typer.Option(
     "--plot", help="Also draw a chart into this PNG file.", dir_okay=False)]
@@ -53,7 +54,7 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """The least fleet that finishes a batch by its deadline, its cost, and the trade-off."""
-    from gpufleet.scaler.plan import plan as make_plan
+    from gpufleet.autoscale.plan import plan as make_plan
 
     spot, on_demand = _prices(spot_price, on_demand_price)
     p = make_plan(items=items, item_s=item_ms / 1000,
@@ -61,7 +62,7 @@ def plan(
                   deadline_s=parse_duration(deadline, what="--deadline"),
                   spot_price_per_h=spot, on_demand_price_per_h=on_demand)
     if plot:
-        from gpufleet.scaler.plots import plot_plan
+        from gpufleet.simulator.plots import plot_plan
 
         plot_plan(p, plot)
     if as_json:
@@ -103,10 +104,10 @@ def simulate(
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate autoscaling policies over a workload trace: cost, deadlines, latency."""
-    from gpufleet.scaler.compare import POLICIES, compare
-    from gpufleet.scaler.policy import PolicyConfig
-    from gpufleet.scaler.simulate import SimConfig
-    from gpufleet.scaler.traces import make_trace
+    from gpufleet.autoscale.policy import PolicyConfig
+    from gpufleet.simulator.compare import POLICIES, compare
+    from gpufleet.simulator.simulate import SimConfig
+    from gpufleet.simulator.traces import make_trace
 
     if policy != "all" and policy not in POLICIES:
         raise ConfigError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}, all")
@@ -128,7 +129,7 @@ def simulate(
     results = compare([policy], workload, cfg, config, poll_s=poll_s)
     elapsed = time.monotonic() - started
     if plot:
-        from gpufleet.scaler.plots import plot_simulation
+        from gpufleet.simulator.plots import plot_simulation
 
         plot_simulation(results, plot)
     if as_json:

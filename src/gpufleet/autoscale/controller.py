@@ -31,16 +31,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.autoscale.policy import (
+    Decision,
+    FleetView,
+    JobBacklog,
+    PolicyConfig,
+    WorkerView,
+    decide,
+)
+from gpufleet.autoscale.providers.base import Machine, Provider
 from gpufleet.config import Settings
-from gpufleet.domain import Capacity, WorkerState
+from gpufleet.domain import Capacity, WorkerGone, WorkerState
 from gpufleet.errors import GpufleetError, Unavailable
 from gpufleet.index import Index
 from gpufleet.index.fleet import FleetRecords
+from gpufleet.intake.ingest import Ingest
 from gpufleet.models import parse_spec
 from gpufleet.queue import open_queue
-from gpufleet.scaler.inbox import Ingest
-from gpufleet.scaler.policy import Decision, FleetView, JobBacklog, PolicyConfig, WorkerView, decide
-from gpufleet.scaler.providers.base import Machine, Provider
 from gpufleet.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -203,8 +210,9 @@ class Controller:
 
 def _planned_state(reported: str) -> WorkerState:
     """The state the policy plans with, from what a worker wrote in its row."""
+    if reported in set(WorkerGone):
+        return WorkerState.DRAINING
     try:
-        state = WorkerState(reported)
+        return WorkerState(reported)
     except ValueError:  # a newer worker's state: plan as if it were still starting
         return WorkerState.BOOTING
-    return WorkerState.DRAINING if state.leaving else state

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from gpufleet import aws
 from gpufleet.errors import ConfigError, ObjectMissing, Unavailable
-from gpufleet.scaler.inbox import Arrival
+from gpufleet.intake.inbox import Arrival
 
 log = logging.getLogger(__name__)
 _VISIBILITY_S = 120
@@ -86,7 +86,8 @@ class S3Inbox:
         self.queue_url = self._queue_url()
 
     @classmethod
-    def from_uri(cls, uri: str) -> S3Inbox:
+    def from_uri(cls, uri: str, *, settle_s: float = 0.0) -> S3Inbox:
+        """settle_s does not apply: S3 notifies only once an object is whole."""
         parts = urlsplit(uri)
         if not parts.netloc:
             raise ConfigError(f"inbox {uri!r} names no bucket")

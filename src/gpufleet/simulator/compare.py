@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from gpufleet.autoscale.policy import PolicyConfig
 from gpufleet.errors import ConfigError
-from gpufleet.scaler.baselines import Autoscaler, Fixed, Gpufleet, Keda, TargetTracking
-from gpufleet.scaler.policy import PolicyConfig
-from gpufleet.scaler.simulate import SimConfig, SimResult, simulate
-from gpufleet.scaler.traces import Trace
+from gpufleet.simulator.baselines import Autoscaler, Fixed, Gpufleet, Keda, TargetTracking
+from gpufleet.simulator.simulate import SimConfig, SimResult, simulate
+from gpufleet.simulator.traces import Trace
 
 __all__ = ["POLICIES", "TUNING_GRID", "compare", "make_autoscaler", "setting"]
 

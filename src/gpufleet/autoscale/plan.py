@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from gpufleet.errors import ConfigError
-from gpufleet.scaler.policy import (
+from gpufleet.autoscale.policy import (
     ON_DEMAND_PRICE_PER_H,
     SPOT_PRICE_PER_H,
     FleetView,
@@ -23,6 +22,7 @@ from gpufleet.scaler.policy import (
     PolicyConfig,
     decide,
 )
+from gpufleet.errors import ConfigError
 
 __all__ = ["Plan", "PlanRow", "fleet_cost", "plan"]
 

@@ -14,13 +14,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpufleet.cli import app
-from gpufleet.cli_common import JsonOpt, ModelOpt, err, out
-from gpufleet.cli_common import setup as _setup
+from gpufleet.autoscale.policy import DEFAULT_COOLDOWN_S, PolicyConfig
+from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
+from gpufleet.cli.common import setup as _setup
 from gpufleet.durations import parse_duration
 from gpufleet.index.fleet import FleetRecords
-from gpufleet.models.base import check_spec
-from gpufleet.scaler.policy import DEFAULT_COOLDOWN_S, PolicyConfig
+from gpufleet.models.base import canonical_spec
+
+app = typer.Typer()
 
 _DECISION_KEYS = ("at", "desired", "start", "drain", "reasons", "finish_at", "late")
 
@@ -50,13 +51,14 @@ def controller(
     once: Annotated[bool, typer.Option(help="Decide and act once, then exit.")] = False,
 ) -> None:
     """Scale workers to the backlog: from zero when work lands, back to zero when it is done."""
-    from gpufleet.scaler.controller import Controller, Estimates
-    from gpufleet.scaler.inbox import Ingest, open_inbox
-    from gpufleet.scaler.providers.base import open_provider
+    from gpufleet.autoscale.controller import Controller, Estimates
+    from gpufleet.autoscale.providers.base import open_provider
+    from gpufleet.intake.inbox import open_inbox
+    from gpufleet.intake.ingest import Ingest
 
     settings, index = _setup(logging.INFO)
-    model = model or settings.model
-    check_spec(model)  # a typo would otherwise launch workers that die, again and again
+    # Checked first: a typo would otherwise launch workers that die, again and again.
+    model = canonical_spec(model or settings.model)
     config = PolicyConfig(
         min_workers=min_workers, max_workers=max_workers, cooldown_s=cooldown,
         target_drain_s=settings.target_drain_s, spot=spot, on_demand_fallback=on_demand_fallback,
@@ -95,6 +97,7 @@ def fleet(
 ) -> None:
     """The fleet as the controller last saw it: desired size, workers, recent decisions."""
     _, index = _setup()
+    model = canonical_spec(model) if model else None  # as the controller records it
     records = FleetRecords(index)
     latest = records.decisions(model, limit=1)
     if not latest:

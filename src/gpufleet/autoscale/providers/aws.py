@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from gpufleet import aws
+from gpufleet.autoscale.providers.base import Machine
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError, Unavailable
-from gpufleet.scaler.providers.base import Machine
 
 log = logging.getLogger(__name__)
 HOOK = "gpufleet-drain"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpufleet.autoscale.plan import Plan
 from gpufleet.errors import ConfigError
-from gpufleet.scaler.plan import Plan
-from gpufleet.scaler.simulate import SimResult
+from gpufleet.simulator.simulate import SimResult
 
 
 def _pyplot() -> Any:

@@ -14,13 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpufleet.api.keys import SCOPES, KeyStore
-from gpufleet.cli import app
-from gpufleet.cli_common import JsonOpt, err, out
-from gpufleet.cli_common import setup as _setup
+from gpufleet.cli.common import JsonOpt, err, out
+from gpufleet.cli.common import setup as _setup
 from gpufleet.errors import ConfigError
 
+app = typer.Typer()
+
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
+
 
 
 @app.command("api")

@@ -34,16 +34,16 @@ from typing import Any
 
 import simpy
 
-from gpufleet.domain import Capacity, WorkerState
-from gpufleet.scaler.baselines import Autoscaler
-from gpufleet.scaler.policy import (
+from gpufleet.autoscale.policy import (
     ON_DEMAND_PRICE_PER_H,
     SPOT_PRICE_PER_H,
     FleetView,
     JobBacklog,
     WorkerView,
 )
-from gpufleet.scaler.simrecords import (
+from gpufleet.domain import Capacity, WorkerState
+from gpufleet.simulator.baselines import Autoscaler
+from gpufleet.simulator.simrecords import (
     BatchResult,
     JobRecord,
     Prices,
@@ -51,7 +51,7 @@ from gpufleet.scaler.simrecords import (
     WorkerRecord,
     account,
 )
-from gpufleet.scaler.traces import Trace
+from gpufleet.simulator.traces import Trace
 
 __all__ = ["BatchResult", "SimConfig", "SimResult", "simulate"]
 

@@ -65,10 +65,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gpufleet.autoscale.fluid import EPS as _EPS
+from gpufleet.autoscale.fluid import Target, finish_time, new_needed, worthwhile
 from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import ConfigError
-from gpufleet.scaler.fluid import EPS as _EPS
-from gpufleet.scaler.fluid import Target, finish_time, new_needed, worthwhile
 
 __all__ = ["Decision", "FleetView", "JobBacklog", "PolicyConfig", "WorkerView", "decide"]
 

@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpufleet.autoscale.providers.base import Machine, pool_name
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
-from gpufleet.scaler.providers.base import Machine, pool_name
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,14 @@ import typer
 from rich.markup import escape
 
 from gpufleet.cache import RedisCache, open_cache
-from gpufleet.cli import app
-from gpufleet.cli_common import err, out
+from gpufleet.cli.common import err, out
 from gpufleet.config import Settings
 from gpufleet.errors import GpufleetError
 from gpufleet.redact import redact_url
 from gpufleet.store import open_location
 from gpufleet.store.base import HealthChecked
+
+app = typer.Typer()
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gpufleet.autoscale.policy import Decision, FleetView, PolicyConfig, WorkerView, decide
 from gpufleet.domain import Capacity, WorkerState
-from gpufleet.scaler.policy import Decision, FleetView, PolicyConfig, WorkerView, decide
 
 __all__ = ["Autoscaler", "Fixed", "Gpufleet", "Keda", "TargetTracking"]
 

@@ -70,8 +70,8 @@ def pool_name(model: str) -> str:
 
 
 PROVIDERS = Registry("provider", {
-    "local": "gpufleet.scaler.providers.local:LocalProvider.for_pool",
-    "aws": "gpufleet.scaler.providers.aws:AwsProvider",
+    "local": "gpufleet.autoscale.providers.local:LocalProvider.for_pool",
+    "aws": "gpufleet.autoscale.providers.aws:AwsProvider",
 }, expected="local or aws")
 
 

@@ -19,7 +19,8 @@ from gpufleet.api.client import ApiClient
 from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError
-from gpufleet.manifest import FORMATS, read_manifest
+from gpufleet.jobs import JobRequest
+from gpufleet.manifest import FORMATS, open_manifest
 from gpufleet.progress import WaitInterrupted, second_interrupt
 
 ApiOpt = Annotated[str | None, typer.Option(
@@ -35,7 +36,7 @@ def connect(api: str | None) -> ApiClient | None:
     return ApiClient(url, settings.api_key) if url else None
 
 
-def submit(client: ApiClient, source: str, *, input: str | None, output: str | None,
+def send_job(client: ApiClient, source: str, *, input: str | None, output: str | None,
            model: str | None, deadline_s: float | None, priority: int | None) -> Job:
     """A manifest location is read by the server; a local manifest file is sent as items."""
     body: dict[str, Any] = {"input": input, "output": output, "model": model,
@@ -44,11 +45,14 @@ def submit(client: ApiClient, source: str, *, input: str | None, output: str | N
     if urlsplit(source).scheme in ("s3", "file") and Path(urlsplit(source).path).suffix in FORMATS:
         body["manifest"] = source
     elif path.is_file():
-        manifest = read_manifest(path)
-        body["items"] = list(manifest.keys)
-        body["input"] = input or manifest.input or path.resolve().parent.as_uri() + "/"
-        body["deadline_s"] = deadline_s if deadline_s is not None else manifest.deadline_s
-        body["priority"] = priority if priority is not None else manifest.priority
+        with open_manifest(path) as manifest:
+            request = JobRequest(manifest=manifest, input=input, output=output, model=model,
+                                 deadline_s=deadline_s, priority=priority,
+                                 default_input=path.resolve().parent.as_uri() + "/")
+            body["items"] = list(dict.fromkeys(request.keys()))  # duplicates collapsed here
+            settled = request.settled()  # after reading: a JSON header may follow its items
+        body.update(input=settled.input, deadline_s=settled.deadline_s,
+                    priority=settled.priority)
     elif path.is_dir():
         raise ManifestError(f"{source}: a folder cannot be submitted through the API; copy it "
                             "to the input location and submit a manifest")

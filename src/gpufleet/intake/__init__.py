@@ -1,0 +1,1 @@
+"""Job intake: manifests that land in an inbox become jobs, with no human involved."""

@@ -1,1 +1,0 @@
-"""Fleet scaling: policies and the providers that start and stop workers."""
