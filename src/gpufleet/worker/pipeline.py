@@ -433,7 +433,12 @@ class Pipeline:
             self._settle_owed()
             self.queue.dead_letter(run.lease, error=error)
             return
-        self.queue.release(run.lease, delay_s=self.backoff.delay_s(used), error=error)
+        delay_s = self.backoff.delay_s(used)
+        # Said, so an operator sees a full disk or a failing store while it is retried, not
+        # only when its tasks are dead-lettered.
+        log.warning("task of job %s goes back to the queue for %.1f s (try %d of %d): %s",
+                    run.task.job, delay_s, used, self.settings.max_receives, error)
+        self.queue.release(run.lease, delay_s=delay_s, error=error)
 
     def _settle_owed(self) -> None:
         """Fail the items of given-up tasks; kept and retried until the index has them."""
