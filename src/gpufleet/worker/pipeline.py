@@ -15,7 +15,6 @@ is in flight (ledger.py), so memory stays flat however long the queue.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import queue as stdlib_queue
@@ -33,12 +32,14 @@ from gpufleet.errors import GpufleetError, ItemError, Unavailable
 from gpufleet.index import Index
 from gpufleet.jitter import equal_jitter
 from gpufleet.models import Tagger
-from gpufleet.queue import Backoff, Lease, TaskQueue
+from gpufleet.queue import Lease, TaskQueue
 from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
 from gpufleet.worker import delivery
+from gpufleet.worker.cancels import CancelledJobs
 from gpufleet.worker.delivery import Verdict
 from gpufleet.worker.ledger import Ledger, Run
+from gpufleet.worker.settling import Settler, safely
 from gpufleet.worker.writer import Outcome, ResultWriter
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ _STOP = object()
 _PIECE = 8  # items fetched, then decoded, by one future
 _BATCH_WAIT_S = 0.02  # how long a partial batch waits for company before it runs
 _WRITE_BATCH = 1024  # outcomes written together, at most
-_CANCEL_CHECK_S = 2.0  # how stale a job's cancelled flag may be before it is read again
 _RECEIVE_WAIT_S = 1.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
 _OUTAGE_MAX_S = 5.0  # while the queue or index is unreachable, retries back off up to this
 _IDLE_CALL_S = 60.0  # an idle worker looks for stranded jobs (the sweeper) this often
@@ -72,8 +72,7 @@ class Pipeline:
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
         self.drain_grace_s = drain_grace_s or (lambda: settings.drain_grace_s)
         self.state = "ready"
-        self.backoff = Backoff(max_receives=settings.max_receives,
-                               base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
+        self.settler = Settler(queue=queue, index=index, settings=settings)
         self.streams = max(1, int(getattr(tagger, "streams", 1)))
         # Items received but not yet written: enough to keep every stage busy, no more.
         self.ledger = Ledger(max(3 * settings.chunk_size,
@@ -82,12 +81,11 @@ class Pipeline:
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._locations: dict[str, Location] = {}
-        self._cancel_checks: dict[str, tuple[float, bool]] = {}  # job -> (checked at, cancelled)
+        self._cancelled = CancelledJobs(index)
         self._outage_s = 0.0  # the current wait between receives while a service is down
         self._index_down = threading.Event()  # set by a failed write; receiving pauses
         self._alone: deque[Run] = deque()  # redelivered single items, run one at a time
         self._running_alone: Run | None = None
-        self._owed: deque[tuple[str, tuple[str, ...], str]] = deque()  # items to fail, retried
         cores = settings.decode_threads or os.cpu_count() or 1
         self._fetch_pool = ThreadPoolExecutor(settings.fetch_concurrency, "fetch")
         self._decode_pool = ThreadPoolExecutor(cores, "decode")
@@ -138,7 +136,7 @@ class Pipeline:
                 self._set_state("ready")
                 if time.monotonic() - self._idle_called >= _IDLE_CALL_S:
                     self._idle_called = time.monotonic()
-                    self._safely(self.on_idle)
+                    safely(self.on_idle)
             stop.wait(poll_s)  # the queue is empty: back off, up to half a second
             poll_s = min(0.5, poll_s * 2)
         self._drain()
@@ -192,7 +190,7 @@ class Pipeline:
         finished = self.ledger.wait_until_empty(self.drain_grace_s())
         runs = self.ledger.release_all()  # unfinished, or waiting to run alone
         for r in runs:
-            self._safely(self.queue.release, r.lease, delay_s=0.0)
+            safely(self.queue.release, r.lease, delay_s=0.0)
         if runs and finished:
             log.info("released %d task(s) waiting to run alone", len(runs))
         elif runs:
@@ -208,25 +206,25 @@ class Pipeline:
             output = self._location(task.output).child(task.job)
         except (ValueError, KeyError, TypeError, GpufleetError) as exc:
             # A message no worker can read will never succeed: dead-letter it now.
-            self._safely(self.queue.dead_letter, lease, error=f"bad task: {exc}")
+            safely(self.queue.dead_letter, lease, error=f"bad task: {exc}")
             return
-        if self._cancelled(task.job):  # dropped unprocessed; tasks already running finish
+        if task.job in self._cancelled:  # dropped unprocessed; tasks already running finish
             log.info("dropping a task of cancelled job %s", task.job)
-            self._safely(self.queue.ack, lease)
+            safely(self.queue.ack, lease)
             return
         verdict = delivery.judge(task, lease, max_receives=self.settings.max_receives)
         if verdict is Verdict.GIVE_UP:
-            self._give_up(task, lease, delivery.give_up_reason(task, lease))
+            self.settler.give_up(task, lease, delivery.give_up_reason(task, lease))
             return
         if verdict is Verdict.SPLIT:
-            self._split(task, lease)
+            self.settler.split(task, lease)
             return
         run = Run(lease, task, input_location, output, keys=task.keys,
                   confirmed_at=asked_at)
         self.stats.tasks += 1
         if verdict is Verdict.ALONE:
             if self._alone or self._running_alone is not None:
-                self._requeue(task, lease)  # one at a time: the others wait on the queue
+                self.settler.requeue(task, lease)  # one at a time: the others wait on the queue
                 return
             self.ledger.add(run, counted=False)  # heartbeats keep it while it waits its turn
             self._alone.append(run)
@@ -238,37 +236,6 @@ class Pipeline:
         keys = run.keys
         for start in range(0, len(keys), _PIECE):
             self._fetch_pool.submit(self._fetch, run, keys[start:start + _PIECE])
-
-    def _give_up(self, task: Task, lease: Lease, reason: str) -> None:
-        log.error("job %s: %s; %d item(s) fail", task.job, reason, len(task.keys))
-        self._owed.append((task.job, task.keys, reason))
-        self._settle_owed()
-        self._safely(self.queue.dead_letter, lease, error=reason)
-
-    def _split(self, task: Task, lease: Lease) -> None:
-        """A redelivered task of several items: one task per item still without an outcome."""
-        try:
-            recorded = self.index.recorded(task.job, task.keys)
-            pieces = delivery.split(task, lease, recorded=recorded)
-            if pieces:
-                self.queue.enqueue([p.encode() for p in pieces])
-        except GpufleetError as exc:  # the lease expires and the task comes back
-            log.warning("cannot split a redelivered task of job %s: %s", task.job, exc)
-            return
-        log.info("job %s: a task came back after %d deliveries: split into %d item task(s)",
-                 task.job, delivery.deliveries(task, lease) - 1, len(pieces))
-        self._safely(self.queue.ack, lease)
-
-    def _requeue(self, task: Task, lease: Lease) -> None:
-        """Put a task back as a new message carrying its deliveries so far: waiting on the
-        queue costs it no delivery, as waiting in a worker that may die would."""
-        try:
-            used = delivery.deliveries(task, lease) - 1
-            self.queue.enqueue([dataclasses.replace(task, attempts=used).encode()])
-        except GpufleetError as exc:  # the lease expires and the task comes back
-            log.warning("cannot put back a task of job %s: %s", task.job, exc)
-            return
-        self._safely(self.queue.ack, lease)
 
     def _run_alone(self, stop: threading.Event) -> None:
         """Run redelivered single items one at a time, with nothing else in the worker."""
@@ -287,20 +254,6 @@ class Pipeline:
         if uri not in self._locations:
             self._locations[uri] = open_location(uri, settings=self.settings)
         return self._locations[uri]
-
-    def _cancelled(self, job: str) -> bool:
-        """Whether the job is cancelled, asked of the index at most every _CANCEL_CHECK_S."""
-        now = time.monotonic()
-        known = self._cancel_checks.get(job)
-        if known is None or now - known[0] > _CANCEL_CHECK_S:
-            try:
-                known = (now, self.index.is_cancelled(job))
-            except GpufleetError:  # the index is down: work as usual, writes will retry
-                known = (now, False)
-            if len(self._cancel_checks) > 10_000:
-                self._cancel_checks.clear()
-            self._cancel_checks[job] = known
-        return known[1]
 
     # Stages ----------------------------------------------------------------
 
@@ -420,37 +373,9 @@ class Pipeline:
         acks = [s.run.lease for s in finished if s.error is None]
         for s in finished:
             if s.error is not None:
-                self._safely(self._retry, s.run, s.error)
+                safely(self.settler.retry, s.run, s.error)
         if acks:  # tasks finished together are acked together: one request where it can be
-            self._safely(ack_many, self.queue, acks)
-
-    def _retry(self, run: Run, error: str) -> None:
-        used = delivery.deliveries(run.task, run.lease)
-        if used >= self.settings.max_receives:
-            reason = f"dead-lettered after {used} tries: {error}"
-            log.error("task of job %s %s", run.task.job, reason)
-            self._owed.append((run.task.job, run.keys, reason))
-            self._settle_owed()
-            self.queue.dead_letter(run.lease, error=error)
-            return
-        delay_s = self.backoff.delay_s(used)
-        # Said, so an operator sees a full disk or a failing store while it is retried, not
-        # only when its tasks are dead-lettered.
-        log.warning("task of job %s goes back to the queue for %.1f s (try %d of %d): %s",
-                    run.task.job, delay_s, used, self.settings.max_receives, error)
-        self.queue.release(run.lease, delay_s=delay_s, error=error)
-
-    def _settle_owed(self) -> None:
-        """Fail the items of given-up tasks; kept and retried until the index has them."""
-        while self._owed:
-            job, keys, reason = self._owed[0]
-            try:
-                self.index.fail_pending(job, keys, error=reason)
-            except GpufleetError as exc:
-                log.warning("cannot record %d failed item(s) of job %s yet: %s",
-                            len(keys), job, exc)
-                return
-            self._owed.popleft()
+            safely(ack_many, self.queue, acks)
 
     def _heartbeat_loop(self) -> None:
         # Leases are extended at a third of their length, so two missed beats are survivable;
@@ -459,24 +384,16 @@ class Pipeline:
         extend_every_s = lease_s / 3
         last_extend = time.monotonic()
         while not self._hb_stop.wait(min(5.0, extend_every_s)):
-            self._safely(self.on_state, self.state)
-            self._settle_owed()
+            safely(self.on_state, self.state)
+            self.settler.settle_owed()
             if time.monotonic() - last_extend < extend_every_s * 0.99:
                 continue
             last_extend = time.monotonic()
             for run in self.ledger.live():
                 asked_at = time.monotonic()
-                kept = self._safely(self.queue.extend, run.lease, visibility_timeout_s=lease_s)
+                kept = safely(self.queue.extend, run.lease, visibility_timeout_s=lease_s)
                 if kept:
                     run.confirmed_at = asked_at
                 elif kept is False:
                     log.warning("lost the lease on a task of job %s", run.task.job)
                     run.released = True
-
-    def _safely(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Queue and index calls off the hot path: an outage is logged, the lease expires."""
-        try:
-            return action(*args, **kwargs)
-        except GpufleetError as exc:
-            log.warning("%s", exc)
-            return None
