@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from tests.conftest import Home, write_files
 
@@ -117,7 +118,7 @@ def test_a_drain_hands_back_what_does_not_fit_in_the_grace_period(
         home: Home, tmp_path: Path) -> None:
     # Given a busy worker with far more work in hand than fits in a 1 s grace period
     keys = write_files(tmp_path / "in", 400)
-    model = "synthetic?item_ms=100&batch_size=4"
+    model = canonical_spec("synthetic?item_ms=100&batch_size=4")  # the queue's name
     env = {"GPUFLEET_DRAIN_GRACE_S": "1", "GPUFLEET_VISIBILITY_TIMEOUT_S": "600"}
     job = _submit(home, tmp_path / "in", keys, model, **env)
     worker = home.spawn("worker", "--model", model, **env)

@@ -34,6 +34,8 @@ class ModelPolicy:
         """spec in its canonical form (``canonical_spec``), or ConfigError (a 422) unless the
         operator admits spec and its parameters are valid."""
         name, _ = parse_spec(spec)
+        if name not in self.names and (canonical := canonical_spec(spec)) in self.specs:
+            return canonical
         if name not in self.names:
             admitted = ", ".join(sorted(self.names | self.specs))
             raise ConfigError(f"model {spec[:200]!r}: not accepted here (accepted: {admitted}; "
