@@ -278,6 +278,33 @@ def test_a_sqlite_index_of_an_older_gpufleet_is_refused_until_init_upgrades_it(
     Index(url).close()
 
 
+def test_tags_written_before_the_label_column_are_found_after_the_upgrade(
+        tmp_path: Path, db_url: str) -> None:
+    # Given an index at revision 0002 holding tags (label only, as an older gpufleet wrote)
+    from alembic import command
+
+    if db_url.startswith("sqlite"):
+        db_url = f"sqlite:///{tmp_path / 'older.db'}"
+    else:
+        command.downgrade(alembic_config(db_url), "0002")
+    command.upgrade(alembic_config(db_url), "0002")
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tags (job_id, key, rank, tag_id, label, score) VALUES "
+                          "('j1', 'a', 0, 'n1', 'Tabby', 0.9), "
+                          "('j1', 'b', 0, 'n2', 'ÉCLAIR', 0.8)"))
+    engine.dispose()
+    # When it is upgraded to the head
+    assert upgrade(db_url).after == HEAD
+    # Then each label is stored lower-cased as Python lower-cases it (SQLite's lower() would
+    # leave the É), so the indexed search finds both
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT key, label_lower FROM tags")).all())
+    engine.dispose()
+    assert stored == {"a": "tabby", "b": "éclair"}
+
+
 def test_postgres_needs_init_before_use(postgres_url: str) -> None:
     # Given an empty PostgreSQL database
     # When an Index opens it, then it is refused with what to do

@@ -180,7 +180,7 @@ def _tag_filter(tag: str | None, min_score: float | None) -> list[Any]:
     """Conditions on one tags row: it is ``tag`` (label, any case, or id), scoring at least."""
     conditions: list[Any] = []
     if tag is not None:
-        conditions.append(or_(func.lower(tags.c.label) == tag.lower(), tags.c.tag_id == tag))
+        conditions.append(or_(tags.c.label_lower == tag.lower(), tags.c.tag_id == tag))
     if min_score is not None:
         conditions.append(tags.c.score >= min_score)
     return conditions

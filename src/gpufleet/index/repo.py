@@ -52,6 +52,10 @@ class WorkerInfo:
     idle_s: float | None = None
     items: int | None = None
     state_since: float | None = None
+    # Its GPUs (issue 10): the machine's count, and the latest NVML reading of its own.
+    gpus: int | None = None
+    gpu_util_pct: float | None = None
+    gpu_memory_mb: float | None = None
 
 
 class Index:
@@ -209,7 +213,7 @@ class Index:
         by_job: dict[str, list[str]] = defaultdict(list)
         for r in results:
             by_job[r.job].append(r.key)
-        tag_rows = [(r.job, r.key, rank, t.id, t.label, t.score)
+        tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
         with self.transaction() as conn:
             # The driver's own executemany, rows as tuples: building a parameter dict per row
@@ -252,7 +256,7 @@ class Index:
             wanted = tag.lower()
             query = query.where(items.c.key.in_(
                 select(tags.c.key).where(tags.c.job_id == job_id, (
-                    (func.lower(tags.c.label) == wanted) | (tags.c.tag_id == tag)))))
+                    (tags.c.label_lower == wanted) | (tags.c.tag_id == tag)))))
         with self.transaction() as conn:
             rows = list(conn.execute(query).mappings())
             keys = [r["key"] for r in rows]
@@ -319,8 +323,8 @@ class _RecordSql:
             "error = excluded.error, worker = excluded.worker, "
             "started_at = excluded.started_at, finished_at = excluded.finished_at, "
             "infer_ms = excluded.infer_ms")
-        self.insert_tags = ("INSERT INTO tags (job_id, key, rank, tag_id, label, score) "
-                            f"VALUES ({values(6)})")
+        self.insert_tags = ("INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, "
+                            f"score) VALUES ({values(7)})")
 
 
 def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job:

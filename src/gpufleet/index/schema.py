@@ -60,8 +60,11 @@ tags = Table(
     Column("rank", Integer, primary_key=True),
     Column("tag_id", String(128), nullable=False),
     Column("label", String(256), nullable=False),
+    # Tag search matches case-insensitively: the label lower-cased once, when written
+    # (Python's str.lower, as the query's), so the search is an index lookup.
+    Column("label_lower", String(256), nullable=False),
     Column("score", Float, nullable=False),
-    Index("ix_tags_label", "label"),
+    Index("ix_tags_label_lower", "label_lower"),
     Index("ix_tags_tag_id", "tag_id"),
 )
 
@@ -83,6 +86,11 @@ workers = Table(
     Column("idle_s", Float),
     Column("items", Integer),
     Column("state_since", Float),  # when it entered its state: a ready worker's idle start
+    # Its GPUs (issue 10): how many the machine has (its pipelines share the machine's
+    # price), and how busy and full the one it drives was at its last report (NVML).
+    Column("gpus", Integer),
+    Column("gpu_util_pct", Float),
+    Column("gpu_memory_mb", Float),
 )
 
 # Manifests seen in an inbox: one row per object version, so a notification seen twice
