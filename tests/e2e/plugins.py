@@ -2,7 +2,8 @@
 
 FlakyTagger's inference fails (a transient error: the task is retried, then
 dead-lettered) until the file named by ``heal_file`` exists. PoisonTagger kills
-its worker on certain objects.
+its worker on certain objects. DeviceTagger tags each item with the GPUs its
+worker was given (CUDA_VISIBLE_DEVICES).
 """
 
 from __future__ import annotations
@@ -43,3 +44,18 @@ class PoisonTagger(SyntheticTagger):
         if data.startswith(b"POISON"):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().preprocess(data)
+
+
+class DeviceTagger(SyntheticTagger):
+    """Tags every item ``gpu-<CUDA_VISIBLE_DEVICES>``: which GPU's worker did it."""
+
+    name = "device"
+
+    def __init__(self, settings: Any, *, item_ms: str = "5") -> None:
+        super().__init__(settings, item_ms=item_ms)
+        self.device = os.environ.get("CUDA_VISIBLE_DEVICES", "none")
+
+    def infer(self, batch: Sequence[bytes]) -> list[list[Tag]]:
+        super().infer(batch)
+        return [[Tag(id=f"gpu-{self.device}", label=f"gpu-{self.device}", score=1.0)]
+                for _ in batch]

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.autoscale.machines import machine_row
 from gpufleet.autoscale.policy import (
     Decision,
     FleetView,
@@ -59,12 +60,13 @@ _LOG_EVERY_S = 30.0  # a decision that does not change is logged this often
 class Estimates:
     """Service and bootstrap times to assume until the workers have measured them."""
 
-    item_s: float = 0.010
+    item_s: float = 0.010  # per item on one GPU
     bootstrap_s: float = 300.0
+    gpus: int = 1  # GPUs per machine, each with its worker (`gpufleet worker --gpus all`)
 
     @classmethod
     def for_model(cls, spec: str, *, item_s: float | None = None,
-                  bootstrap_s: float | None = None) -> Estimates:
+                  bootstrap_s: float | None = None, gpus: int = 1) -> Estimates:
         _, params = parse_spec(spec)
         try:
             model_item_s = float(params["item_ms"]) / 1000 if "item_ms" in params else None
@@ -73,7 +75,8 @@ class Estimates:
             model_item_s = model_boot_s = None
         return cls(item_s=item_s or model_item_s or cls.item_s,
                    bootstrap_s=bootstrap_s if bootstrap_s is not None
-                   else model_boot_s if model_boot_s is not None else cls.bootstrap_s)
+                   else model_boot_s if model_boot_s is not None else cls.bootstrap_s,
+                   gpus=gpus)
 
 
 class Controller:
@@ -114,7 +117,8 @@ class Controller:
     # Seeing ------------------------------------------------------------------
 
     def view(self, machines: list[Machine], now: float) -> tuple[FleetView, list[dict[str, Any]]]:
-        rows = self.records.workers(self.model, instances=[m.id for m in machines])
+        rows = {instance: machine_row(pipelines, now=now) for instance, pipelines in
+                self.records.workers(self.model, instances=[m.id for m in machines]).items()}
         workers, snapshot = [], []
         model_boot_s, bootstrap_s = self._bootstrap_s(machines, rows)
         for m in machines:
@@ -133,7 +137,9 @@ class Controller:
                                       idle_since=idle_since))
             snapshot.append({"id": m.id, "state": state.value, "capacity": capacity.value,
                              "launched_at": m.launched_at,
-                             "worker": row["id"] if row else None})
+                             "worker": row["id"] if row else None,
+                             **({k: row.get(k) for k in ("pipelines", "gpu_util_pct",
+                                                         "gpu_memory_mb")} if row else {})})
         spot_ok = not self.provider.spot_refused() and not self.records.interruptions(
             self.model, since=now - SPOT_BACKOFF_S)
         view = FleetView(jobs=tuple(self._backlog()), workers=tuple(workers),
@@ -158,7 +164,9 @@ class Controller:
         return backlog
 
     def _item_s(self) -> float:
-        return self.records.service_time_s(self.model) or self.estimates.item_s
+        """Per item per machine: one GPU's measured time shared by the machine's GPUs."""
+        per_gpu = self.records.service_time_s(self.model) or self.estimates.item_s
+        return per_gpu / (self.records.gpus_per_machine(self.model) or self.estimates.gpus)
 
     def _bootstrap_s(self, machines: list[Machine], rows: dict[str, dict[str, Any]]
                      ) -> tuple[float, float]:

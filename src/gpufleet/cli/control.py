@@ -24,6 +24,8 @@ from gpufleet.models.base import canonical_spec
 app = typer.Typer()
 
 _DECISION_KEYS = ("at", "desired", "start", "drain", "reasons", "finish_at", "late")
+_WORKER_KEYS = ("id", "state", "capacity", "worker", "pipelines", "gpu_util_pct",
+                "gpu_memory_mb")
 
 
 @app.command()
@@ -44,6 +46,9 @@ def controller(
     bootstrap: Annotated[str | None, typer.Option(
         help="Bootstrap time until measured, e.g. 5m (default: the model's bootstrap_s, "
         "or 5m).")] = None,
+    gpus_per_machine: Annotated[int, typer.Option(
+        min=1, help="GPUs of a machine the provider launches, each with its worker (the "
+        "machine runs `gpufleet worker --gpus all`), until its workers report it.")] = 1,
     spot: Annotated[bool, typer.Option(help="Start spot workers first.")] = True,
     on_demand_fallback: Annotated[bool, typer.Option(
         help="Start on-demand workers while spot is refused or reclaimed.")] = True,
@@ -66,7 +71,8 @@ def controller(
         on_demand_price_per_h=settings.on_demand_price_per_h)
     estimates = Estimates.for_model(
         model, item_s=item_ms / 1000 if item_ms else None,
-        bootstrap_s=parse_duration(bootstrap, what="--bootstrap") if bootstrap else None)
+        bootstrap_s=parse_duration(bootstrap, what="--bootstrap") if bootstrap else None,
+        gpus=gpus_per_machine)
     ingest = Ingest(settings, index, open_inbox(inbox), model=model) if inbox else None
     ctl = Controller(settings, index, open_provider(provider, settings, model=model),
                      model=model, config=config, estimates=estimates, ingest=ingest)
@@ -106,8 +112,7 @@ def fleet(
         last = latest[0]
         doc = {"model": last["model"], "provider": last.get("provider"),
                "desired": last["desired"], "at": last["at"],
-               "workers": [{k: w.get(k) for k in ("id", "state", "capacity", "worker")}
-                           for w in last.get("workers", [])],
+               "workers": [{k: w.get(k) for k in _WORKER_KEYS} for w in last.get("workers", [])],
                "backlog": last.get("backlog", 0), "measured": last.get("measured", {}),
                "decisions": [{k: d.get(k) for k in _DECISION_KEYS}
                              for d in records.decisions(last["model"], limit=history)]}
@@ -123,9 +128,12 @@ def fleet(
               f"[bold]{doc['desired']}[/], backlog {doc['backlog']} item(s); "
               f"{measured.get('item_s', 0) * 1000:.1f} ms/item, bootstrap "
               f"{measured.get('bootstrap_s', 0):.0f} s; seen {age:.0f} s ago")
-    workers = Table("worker", "state", "capacity")
+    workers = Table("machine", "state", "capacity", "workers", "GPU busy", "GPU memory")
     for w in doc["workers"]:
-        workers.add_row(w["id"], w["state"], w["capacity"])
+        util, memory = w.get("gpu_util_pct"), w.get("gpu_memory_mb")
+        workers.add_row(w["id"], w["state"], w["capacity"], str(w.get("pipelines") or "-"),
+                        "-" if util is None else f"{util:.0f} %",
+                        "-" if memory is None else f"{memory / 1024:.1f} GiB")
     out.print(workers if doc["workers"] else "no workers")
     decisions = Table("when", "desired", "start", "drain", "reasons")
     for d in doc["decisions"]:

@@ -1,8 +1,9 @@
-"""`gpufleet worker`: one worker process on this machine."""
+"""`gpufleet worker`: a worker on this machine, or one per GPU of it (`--gpus`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -18,11 +19,27 @@ def worker(
     model: ModelOpt = None,
     max_idle: Annotated[float | None, typer.Option(
         "--max-idle", help="Exit after this many seconds without work (default: never).")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        "--gpus", help="One worker per GPU, as one machine of the fleet: all (those "
+        "CUDA_VISIBLE_DEVICES leaves, else every GPU NVML sees), or indexes or UUIDs, "
+        "e.g. 0,1. Default: one worker, on the device its model picks.")] = None,
+    machine_gpus: Annotated[int | None, typer.Option(
+        "--machine-gpus", min=1, hidden=True,
+        help="Set by --gpus: this worker is one of that many on its machine.")] = None,
 ) -> None:
-    """Run a worker: bootstrap the model once, then process tasks until SIGTERM."""
+    """Run a worker: bootstrap the model once, then process tasks until SIGTERM (a drain)."""
+    settings, _ = _setup(logging.INFO)
+    if gpus is not None:
+        from gpufleet.models.base import canonical_spec
+        from gpufleet.worker.machine import Machine, resolve_gpus
+
+        machine = Machine(settings, resolve_gpus(gpus, visible=os.environ.get(
+            "CUDA_VISIBLE_DEVICES")), model=canonical_spec(model or settings.model),
+            max_idle_s=max_idle)
+        machine.install_signal_handlers()
+        raise typer.Exit(machine.run())
     from gpufleet.worker.loop import Worker
 
-    settings, _ = _setup(logging.INFO)
-    w = Worker(settings, model=model)
+    w = Worker(settings, model=model, machine_gpus=machine_gpus)
     w.install_signal_handlers()
     w.run(max_idle_s=max_idle)

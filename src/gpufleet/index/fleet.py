@@ -120,19 +120,30 @@ class FleetRecords:
             return [OpenJob(r.id, r.n, r.created_at, r.deadline_s, r.priority or 0)
                     for r in conn.execute(query)]
 
-    def workers(self, model: str, *, instances: list[str]) -> dict[str, dict[str, Any]]:
-        """The latest registry row of each of these instances, by instance."""
+    def workers(self, model: str, *, instances: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The registry rows of each of these instances (one per GPU pipeline), oldest first."""
         if not instances:
             return {}
         query = (select(workers).where(workers.c.model == model,
                                        workers.c.instance.in_(instances))
                  .order_by(workers.c.last_seen))
+        found: dict[str, list[dict[str, Any]]] = {}
         with self.index.transaction() as conn:
-            return {r["instance"]: dict(r) for r in conn.execute(query).mappings()}
+            for r in conn.execute(query).mappings():
+                found.setdefault(r["instance"], []).append(dict(r))
+        return found
+
+    def gpus_per_machine(self, model: str) -> int | None:
+        """GPU pipelines per machine, as this model's latest worker reported (``--gpus``)."""
+        query = (select(workers.c.gpus).where(workers.c.model == model)
+                 .order_by(workers.c.last_seen.desc()).limit(1))
+        with self.index.transaction() as conn:
+            return conn.execute(query).scalar()
 
     def service_time_s(self, model: str, *, min_items: int = 50, recent: int = 20
                        ) -> float | None:
-        """Busy seconds per item per worker, over the latest workers that did enough work."""
+        """Busy seconds per item per worker (one GPU's pipeline), over the latest workers
+        that did enough work."""
         done = workers.c["items"]  # not .items: that is the column collection's method
         query = (select(workers.c.busy_s, done)
                  .where(workers.c.model == model, done >= min_items, workers.c.busy_s > 0)

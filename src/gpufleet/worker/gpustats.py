@@ -57,6 +57,21 @@ class GpuStats:
                           round(sum(used) / 2**20, 1))
 
 
+def gpu_count() -> int:
+    """GPUs NVML sees on this machine (0 without NVML, a driver or a GPU)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception as exc:
+        log.debug("no GPU count from NVML: %s", exc)
+        return 0
+
+
 def _visible(spec: str | None, count: int) -> list[int]:
     """NVML indexes of the GPUs CUDA_VISIBLE_DEVICES leaves this process (numbers only)."""
     if spec is None or not spec.strip():

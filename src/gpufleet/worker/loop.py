@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 
 from gpufleet.config import Settings
@@ -31,8 +32,13 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, model: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, model: str | None = None,
+                 machine_gpus: int | None = None) -> None:
+        """machine_gpus: this worker is one of that many, one per GPU of a machine
+        (``gpufleet worker --gpus``): it carries its share of the machine's price, and the
+        machine, not it, completes the lifecycle action when all have drained."""
         self.settings = settings
+        self.machine_gpus = machine_gpus
         self.model = canonical_spec(model or settings.model)  # the queue jobs of it use
         self.id = new_worker_id()
         self.stop = threading.Event()
@@ -42,6 +48,9 @@ class Worker:
         self.bootstrap_s: float | None = None
         # The fleet: who launched us, what we cost, how we spend our time, when we must go.
         self.identity = identify(settings)
+        if machine_gpus:
+            self.identity = replace(self.identity,
+                                    price_per_h=self.identity.price_per_h / machine_gpus)
         self.meter = UsageMeter()
         self.items: Callable[[], int] = lambda: 0
         self.notice: Notice | None = None
@@ -62,13 +71,16 @@ class Worker:
         return max(0.0, grace)
 
     def _seen(self, state: str) -> None:
-        reading = self.gpu.read() if state == "busy" else None
-        if reading is not None:
+        reading = self.gpu.read()
+        if reading is not None and state == "busy":
             self.gpu_busy.append(reading.util_pct)
         if self.notice is not None and self.notice.interruption:
             state = "interrupted"  # from the notice on: the controller avoids spot for a while
         try:
-            extra = {**self.identity.columns(), **self.meter.columns(), "items": self.items()}
+            extra = {**self.identity.columns(), **self.meter.columns(), "items": self.items(),
+                     "gpus": self.machine_gpus}
+            if reading is not None:
+                extra.update(gpu_util_pct=reading.util_pct, gpu_memory_mb=reading.memory_mb)
             self.index.worker_seen(self.id, host=socket.gethostname(), pid=os.getpid(),
                                    model=self.model, state=state, bootstrap_s=self.bootstrap_s,
                                    extra=extra)
@@ -105,7 +117,8 @@ class Worker:
             self._seen("stopped")
             self.queue.close()
             self.index.close()
-        if self.stop.is_set():  # told to go (not idle): on EC2, let the instance terminate now
+        if self.stop.is_set() and not self.machine_gpus:
+            # Told to go (not idle): on EC2, let the instance terminate now.
             complete_lifecycle_action(self.settings, self.identity.instance)
         log.info("worker %s stopped after %d item(s) in %d task(s)", self.id, stats.items,
                  stats.tasks)
