@@ -33,8 +33,7 @@ class GpuStats:
 
             pynvml.nvmlInit()
             count = pynvml.nvmlDeviceGetCount()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
-                             for i in _visible(os.environ.get("CUDA_VISIBLE_DEVICES"), count)]
+            self._handles = _handles(pynvml, os.environ.get("CUDA_VISIBLE_DEVICES"), count)
             self._nvml = pynvml
         except Exception as exc:  # no library, no driver, no GPU: no reading
             log.debug("no GPU statistics: %s", exc)
@@ -72,6 +71,21 @@ def gpu_count() -> int:
         return 0
 
 
+def _handles(nvml: Any, spec: str | None, count: int) -> list[Any]:
+    """This process's GPUs: by index, or by UUID as ``--gpus`` or a scheduler may name them."""
+    if spec is not None and spec.strip() and not all(
+            p.strip().isdigit() for p in spec.split(",")):
+        found = []
+        for part in (p.strip() for p in spec.split(",")):
+            try:
+                found.append(nvml.nvmlDeviceGetHandleByIndex(int(part)) if part.isdigit()
+                             else nvml.nvmlDeviceGetHandleByUUID(part))
+            except Exception as exc:  # not a GPU NVML knows: read the ones it does
+                log.debug("no NVML handle for GPU %s: %s", part, exc)
+        return found
+    return [nvml.nvmlDeviceGetHandleByIndex(i) for i in _visible(spec, count)]
+
+
 def _visible(spec: str | None, count: int) -> list[int]:
     """NVML indexes of the GPUs CUDA_VISIBLE_DEVICES leaves this process (numbers only)."""
     if spec is None or not spec.strip():
@@ -80,7 +94,7 @@ def _visible(spec: str | None, count: int) -> list[int]:
     for part in spec.split(","):
         part = part.strip()
         if not part.isdigit():
-            return list(range(count))  # UUIDs or MIG names: count every GPU, as nvidia-smi does
+            return list(range(count))  # UUIDs or MIG names: _handles looks them up
         if int(part) < count:
             visible.append(int(part))
     return visible
