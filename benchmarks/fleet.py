@@ -33,7 +33,7 @@ from gpufleet.autoscale.policy import PolicyConfig
 from gpufleet.autoscale.providers.base import open_provider, pool_name
 from gpufleet.config import Settings
 from gpufleet.index import Index
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.index.schema import items
 from gpufleet.jobs import enqueue_job
 

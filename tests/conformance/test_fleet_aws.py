@@ -27,7 +27,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError
 from gpufleet.index import Index
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.intake.ingest import Ingest
 from gpufleet.intake.s3 import S3Inbox
 from gpufleet.jobs import enqueue_job

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from gpufleet.autoscale.providers.base import pool_name
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from tests.conftest import Home, write_files

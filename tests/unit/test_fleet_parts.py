@@ -20,13 +20,13 @@ from gpufleet.domain import Capacity
 from gpufleet.durations import parse_duration
 from gpufleet.errors import ConfigError, ManifestError
 from gpufleet.index import Index
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.intake.directory import DirectoryInbox
 from gpufleet.intake.ingest import Ingest
 from gpufleet.manifest import parse_manifest
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
-from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
+from gpufleet.worker.fleet_member import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.notice import NoticeWatcher
 from tests.conftest import write_files
 from tests.imds import ImdsServer

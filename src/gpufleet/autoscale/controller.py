@@ -45,7 +45,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Capacity, WorkerGone, WorkerState
 from gpufleet.errors import GpufleetError, Unavailable
 from gpufleet.index import Index
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.intake.ingest import Ingest
 from gpufleet.models import parse_spec
 from gpufleet.queue import open_queue

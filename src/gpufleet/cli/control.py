@@ -18,7 +18,7 @@ from gpufleet.autoscale.policy import DEFAULT_COOLDOWN_S, PolicyConfig
 from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli.common import setup as _setup
 from gpufleet.durations import parse_duration
-from gpufleet.index.fleet import FleetRecords
+from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.models.base import canonical_spec
 
 app = typer.Typer()

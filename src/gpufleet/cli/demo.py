@@ -13,8 +13,8 @@ from gpufleet import demo as demo_photos
 from gpufleet.cli.common import ModelOpt, err, out
 from gpufleet.cli.common import setup as _setup
 from gpufleet.cli.jobs import stopped_waiting
-from gpufleet.progress import WaitInterrupted, wait_for_job
 from gpufleet.sources import submit_source
+from gpufleet.waiting import WaitInterrupted, wait_for_job
 
 app = typer.Typer()
 

@@ -21,8 +21,8 @@ from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_PRIORITY
-from gpufleet.progress import WaitInterrupted, wait_for_job
 from gpufleet.sources import submit_source
+from gpufleet.waiting import WaitInterrupted, wait_for_job
 
 app = typer.Typer()
 

@@ -21,7 +21,7 @@ from gpufleet.domain import Job
 from gpufleet.errors import ManifestError
 from gpufleet.jobs import JobRequest
 from gpufleet.manifest import FORMATS, open_manifest
-from gpufleet.progress import WaitInterrupted, second_interrupt
+from gpufleet.waiting import WaitInterrupted, second_interrupt
 
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="Go through the gpufleet API at this URL (default: GPUFLEET_API); "

@@ -10,7 +10,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.errors import GpufleetError, JobNotFound, ManifestError, Unavailable
 from gpufleet.index import Index
-from gpufleet.index.fleet import FleetRecords, manifest_id
+from gpufleet.index.fleet_records import FleetRecords, manifest_id
 from gpufleet.intake.inbox import Arrival, Inbox
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.manifest import FORMATS, ManifestStream

@@ -19,7 +19,7 @@ from gpufleet.models import load_tagger
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from gpufleet.sweeper import sweep
-from gpufleet.worker.fleet import UsageMeter, complete_lifecycle_action, identify
+from gpufleet.worker.fleet_member import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.gpustats import GpuStats
 from gpufleet.worker.notice import Notice, NoticeWatcher
 from gpufleet.worker.pipeline import Pipeline, PipelineStats

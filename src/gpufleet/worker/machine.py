@@ -31,7 +31,7 @@ from types import FrameType
 
 from gpufleet.config import Settings
 from gpufleet.errors import ConfigError
-from gpufleet.worker.fleet import complete_lifecycle_action, identify
+from gpufleet.worker.fleet_member import complete_lifecycle_action, identify
 from gpufleet.worker.gpustats import gpu_count
 
 log = logging.getLogger(__name__)
