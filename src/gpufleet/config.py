@@ -1,13 +1,15 @@
 """One Settings object, read from the environment (``GPUFLEET_*``) in one place.
 
 URLs pick the backends: ``GPUFLEET_QUEUE=sqlite:///...``, ``GPUFLEET_DB=sqlite:///...``.
-An unknown ``GPUFLEET_*`` key is refused, so a typo never silently falls back
-to a default.
+An unknown ``GPUFLEET_*`` key is refused (with the nearest known name), so a
+typo never silently falls back to a default; every problem is reported at
+once, one line each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -106,17 +108,18 @@ class Settings:
         for name, value in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
-        for name in ("chunk_size", "max_receives", "fetch_concurrency", "max_pixels",
-                     "decode_budget_mb"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        problems = [f"{PREFIX}{name.upper()} must be at least 1"
+                    for name in ("chunk_size", "max_receives", "fetch_concurrency",
+                                 "max_pixels", "decode_budget_mb") if getattr(self, name) < 1]
         if self.visibility_timeout_s <= 0:
-            raise ConfigError(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
+            problems.append(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
         if self.sse not in ("", "AES256", "aws:kms"):
-            raise ConfigError(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
+            problems.append(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
         if self.cache.split("://", 1)[0] not in ("memory", "redis", "rediss"):
-            raise ConfigError(f"{PREFIX}CACHE={self.cache!r}: expected memory:// or "
-                              "redis://host:6379/1")
+            problems.append(f"{PREFIX}CACHE={self.cache!r}: expected memory:// or "
+                            "redis://host:6379/1")
+        if problems:
+            raise ConfigError("\n".join(problems))  # every problem at once, one line each
 
     @property
     def logs_dir(self) -> Path:
@@ -127,16 +130,30 @@ class Settings:
         env = os.environ if env is None else env
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
+        problems = []
         for key, raw in env.items():
             if not key.startswith(PREFIX):
                 continue
             name = key[len(PREFIX):].lower()
             if name not in known:
-                raise ConfigError(f"unknown setting {key}; known: "
-                                  + ", ".join(PREFIX + n.upper() for n in known))
-            values[name] = _coerce(key, raw, known[name])
+                problems.append(_unknown(key, known))
+                continue
+            try:
+                values[name] = _coerce(key, raw, known[name])
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))  # every problem at once, one line each
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _unknown(key: str, known: Mapping[str, Any]) -> str:
+    names = [PREFIX + n.upper() for n in known]
+    close = difflib.get_close_matches(key.upper(), names, n=1, cutoff=0.75)
+    if close:
+        return f"unknown setting {key}: did you mean {close[0]}?"
+    return f"unknown setting {key}; known: " + ", ".join(names)
 
 
 def _coerce(key: str, raw: str, f: dataclasses.Field[Any]) -> Any:

@@ -25,7 +25,9 @@ def test_values_are_coerced_to_their_types(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"GPUFLEET_CHUNKSIZE": "4"}, "unknown setting GPUFLEET_CHUNKSIZE"),
+    ({"GPUFLEET_CHUNKSIZE": "4"},
+     "unknown setting GPUFLEET_CHUNKSIZE: did you mean GPUFLEET_CHUNK_SIZE\\?"),
+    ({"GPUFLEET_WHATEVER": "4"}, "unknown setting GPUFLEET_WHATEVER; known: GPUFLEET_HOME, "),
     ({"GPUFLEET_CHUNK_SIZE": "many"}, "GPUFLEET_CHUNK_SIZE='many' is not an integer"),
     ({"GPUFLEET_CHUNK_SIZE": "0"}, "GPUFLEET_CHUNK_SIZE must be at least 1"),
     ({"GPUFLEET_VISIBILITY_TIMEOUT_S": "-1"}, "must be positive"),
@@ -33,6 +35,21 @@ def test_values_are_coerced_to_their_types(tmp_path: Path) -> None:
 def test_bad_settings_are_one_line_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_every_problem_is_reported_at_once_one_line_each() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GPUFLEET_MAX_RECIEVES": "3", "GPUFLEET_CHUNK_SIZE": "many",
+                           "GPUFLEET_DRAIN_GRACE": "1"})
+    assert str(caught.value).splitlines() == [
+        "unknown setting GPUFLEET_MAX_RECIEVES: did you mean GPUFLEET_MAX_RECEIVES?",
+        "GPUFLEET_CHUNK_SIZE='many' is not an integer",
+        "unknown setting GPUFLEET_DRAIN_GRACE: did you mean GPUFLEET_DRAIN_GRACE_S?"]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GPUFLEET_CHUNK_SIZE": "0", "GPUFLEET_SSE": "rot13"})
+    assert str(caught.value).splitlines() == [
+        "GPUFLEET_CHUNK_SIZE must be at least 1",
+        "GPUFLEET_SSE='rot13': expected AES256 or aws:kms"]
 
 
 def test_every_public_error_derives_from_the_root() -> None:
