@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +51,6 @@ def settings(tmp_path: Path) -> Settings:
 
 
 # -- the S3 inbox: bucket notifications to SQS ----------------------------------------------
-
-
-@pytest.fixture
-def bucket_with_inbox(aws: MotoServer) -> Iterator[tuple[str, str]]:
-    """A bucket whose manifests/ prefix notifies an SQS queue; yields (bucket, queue URL)."""
-    s3, sqs = boto3.client("s3"), boto3.client("sqs")
-    bucket, queue = "photos-" + secrets.token_hex(4), "inbox-" + secrets.token_hex(4)
-    s3.create_bucket(Bucket=bucket)
-    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "QueueConfigurations": [{
-            "Id": "gpufleet-inbox", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "manifests/"}]}}}]})
-    yield bucket, url
 
 
 def _poll_until(ingest: Ingest, count: int) -> list[str]:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from gpufleet.errors import ObjectMissing, ObjectRejected, ObjectTooLarge, StoreUnavailable
 from gpufleet.store.base import Location
@@ -156,5 +156,6 @@ class LocalStore:
 def open_local_location(uri: str, settings: Settings | None) -> Location:
     """``file:///dir/`` or a plain path as a Location; settings change nothing here."""
     parts = urlsplit(uri)
-    store = LocalStore(parts.path if parts.scheme else uri)
+    # A file:// URI is percent-encoded (Path.as_uri writes a space as %20); a path is not.
+    store = LocalStore(unquote(parts.path) if parts.scheme else uri)
     return Location(store, "", store.root.as_uri() + "/")

@@ -1,0 +1,139 @@
+"""One suite every inbox passes: a directory (file://) and S3 event notifications to SQS
+(moto in server mode over HTTP).
+
+What a trigger needs of an inbox: a manifest that lands is offered once, with its key
+relative to the inbox and a version; once settled it is not offered again; its own
+folder is where its keys are read from; and through ``Ingest`` the same version
+makes one job, however often it is offered, while a new version makes another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from gpufleet.config import Settings
+from gpufleet.index import Index
+from gpufleet.index.fleet_records import FleetRecords
+from gpufleet.intake.inbox import Arrival, Inbox, open_inbox
+from gpufleet.intake.ingest import Ingest
+from gpufleet.models.base import canonical_spec
+from gpufleet.store import open_location
+
+MODEL = canonical_spec("synthetic?item_ms=1")
+
+
+@dataclass
+class Landing:
+    """An inbox, and how to put an object where it is watched (key relative to the inbox)."""
+
+    inbox: Inbox
+    put: Callable[[str, bytes], None]
+
+
+@pytest.fixture(params=["directory", "s3"])
+def landing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Landing]:
+    if request.param == "directory":
+        root = tmp_path / "inbox"
+
+        def put_file(key: str, data: bytes) -> None:
+            path = root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        inbox = open_inbox(root.as_uri() + "/", settle_s=0)
+        yield Landing(inbox, put_file)
+    else:
+        bucket, _ = request.getfixturevalue("bucket_with_inbox")
+        s3 = boto3.client("s3")
+
+        def put_object(key: str, data: bytes) -> None:
+            s3.put_object(Bucket=bucket, Key=f"manifests/{key}", Body=data)
+
+        inbox = open_inbox(f"s3://{bucket}/manifests/")
+        yield Landing(inbox, put_object)
+    inbox.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"GPUFLEET_HOME": str(tmp_path / "home")})
+
+
+def _arrivals(inbox: Inbox, count: int, *, timeout_s: float = 20.0) -> list[Arrival]:
+    """What the inbox offers, looking until count arrived (or, for count 0, a few looks)."""
+    found: list[Arrival] = []
+    deadline = time.monotonic() + (timeout_s if count else 2.0)
+    while time.monotonic() < deadline and (len(found) < count or not count):
+        found += inbox.arrivals()
+    return found
+
+
+def _jobs(ingest: Ingest, count: int) -> list[str]:
+    made: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(made) < count and time.monotonic() < deadline:
+        made += ingest.poll()
+    return made
+
+
+def test_a_manifest_is_offered_once_with_its_key_and_version(landing: Landing) -> None:
+    # Given a manifest put in a folder of the inbox
+    landing.put("day 1/photos.txt", b"a.jpg\nb.jpg\n")
+    # When the inbox is looked at, then it is offered with its relative key and a version
+    (arrival,) = _arrivals(landing.inbox, 1)
+    assert arrival.key == "day 1/photos.txt"
+    assert arrival.version and arrival.at > 0
+    assert arrival.load() == b"a.jpg\nb.jpg\n"
+    # And once settled as handled, it is not offered again
+    landing.inbox.settle(arrival, handled=True)
+    assert _arrivals(landing.inbox, 0) == []
+
+
+def test_a_manifests_keys_are_read_from_its_own_folder(landing: Landing) -> None:
+    landing.put("day 2/photo.jpg", b"JPEG bytes")
+    landing.put("day 2/m.txt", b"photo.jpg\n")
+    arrival = next(a for a in _arrivals(landing.inbox, 1) if a.key == "day 2/m.txt")
+    folder = open_location(landing.inbox.default_input(arrival.key))
+    assert folder.get("photo.jpg") == b"JPEG bytes"
+
+
+def test_one_version_makes_one_job_and_a_new_version_another(
+        landing: Landing, settings: Settings) -> None:
+    # Given a trigger reading the inbox
+    index = Index(settings.db)
+    ingest = Ingest(settings, index, landing.inbox, model=MODEL)
+    # When a manifest lands, and lands again with the very same bytes
+    landing.put("m.txt", b"a.jpg\n")
+    first = _jobs(ingest, 1)
+    landing.put("m.txt", b"a.jpg\n")
+    again = _jobs(ingest, 1)
+    # Then there is one job
+    assert len(first) == 1 and again in ([], first)
+    # When it lands with other content, then that is a second job, of its items
+    landing.put("m.txt", b"a.jpg\nb.jpg\n")
+    (second,) = _jobs(ingest, 1)
+    assert second != first[0] and index.job(second).counts.total == 2
+    index.close()
+
+
+def test_a_bad_manifest_is_refused_once_with_its_reason(
+        landing: Landing, settings: Settings) -> None:
+    index = Index(settings.db)
+    ingest = Ingest(settings, index, landing.inbox, model=MODEL)
+    landing.put("broken.json", b'{"items": [')
+    deadline = time.monotonic() + 20
+    refused: list[dict[str, object]] = []
+    while not refused and time.monotonic() < deadline:
+        assert ingest.poll() == []
+        refused = [m for m in FleetRecords(index).manifests(landing.inbox.uri)
+                   if m["state"] == "refused"]
+    assert [m["key"] for m in refused] == ["broken.json"]
+    assert refused[0]["reason"]
+    assert _jobs(ingest, 0) == [] and _arrivals(landing.inbox, 0) == []
+    index.close()
