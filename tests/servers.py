@@ -158,8 +158,9 @@ class PostgresServer:
     run through runuser.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, settings: dict[str, str] | None = None) -> None:
         self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        self.settings = settings or {}  # more server settings (-c name=value)
         self.dir = Path(tempfile.mkdtemp(prefix="gpufleet-pg-"))
         self.data, self.log = self.dir / "data", self.dir / "postgres.log"
         self.port = free_port()
@@ -188,8 +189,13 @@ class PostgresServer:
         if not (self.data / "PG_VERSION").exists():
             self._run(self.initdb, "-D", str(self.data), "-U", self.user, "-A", "trust",
                       "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        # Tuned for speed as an operator might tune for throughput: synchronous_commit=off
+        # acknowledges commits before their WAL is written, so a crash (stop -m immediate)
+        # loses them unless gpufleet asks for durable commits itself, as it must (issue 11).
+        # fsync=off only matters to a crash of the machine, which no test makes.
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                   + "".join(f" -c {k}={v}" for k, v in self.settings.items()))
         self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options,
                   "-w", "-t", str(int(_START_TIMEOUT_S)), "start")
 

@@ -63,6 +63,7 @@ class Index:
         self.clock = clock
         self.engine = open_engine(url)
         self._sql = _RecordSql(self.engine.dialect.paramstyle)
+        self._postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
                 require_current(self.engine, redact_url(url))
@@ -91,6 +92,15 @@ class Index:
         (fleet records, API keys and queries) that share its engine."""
         try:
             with self.engine.begin() as conn:
+                if self._postgres:
+                    # A commit must be on the server's disk before it returns: callers act on
+                    # it at once (a worker acks the task whose results it recorded, submit
+                    # prints the job it created). With the server's or role's default set to
+                    # synchronous_commit=off, a crash of PostgreSQL loses the last commits it
+                    # said were made: results gone, their task already acked, and the job
+                    # stranded until the sweeper noticed (issue 11). SET LOCAL, so it holds
+                    # for this transaction also behind a pooler in transaction mode.
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
                 yield conn
         except SQLAlchemyError as exc:
             raise IndexUnavailable(f"index: {first_line(exc)}") from exc

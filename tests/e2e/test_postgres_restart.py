@@ -1,0 +1,108 @@
+"""A crash of PostgreSQL right after a worker acked its tasks: their results survive it.
+
+A worker acks a task once its results are recorded in the index, so a commit the
+index said was made must outlive a crash of the database. These tests run a
+PostgreSQL of their own, tuned as an operator might tune for throughput
+(``synchronous_commit=off``: commits acknowledged before their WAL is written) and
+with the WAL writer slowed, so any commit not made durable on its own is still
+unwritten when the server is crashed (``pg_ctl stop -m immediate``). Before the fix
+(issue 11) the results of the last tasks vanished with the crash while their tasks
+were already acked: the job sat with pending items and no task anywhere until the
+sweeper re-enqueued them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpufleet.domain import ItemResult, ItemStatus
+from gpufleet.index import Index
+from gpufleet.index.migrate import upgrade
+from gpufleet.models.base import canonical_spec
+from gpufleet.queue import QueueDepth, open_queue
+from tests.conftest import Home, write_files
+from tests.servers import PostgresServer, RedisServer
+
+MODEL = "synthetic?item_ms=2"
+# The longest the WAL writer may wait (10 s): a commit that is not flushed by its own
+# transaction stays unwritten for the whole test, so losing it is not left to chance.
+SLOW_WAL = {"wal_writer_delay": "10000ms"}
+
+
+@pytest.fixture
+def crashable_postgres() -> Iterator[PostgresServer]:
+    """A cluster of this test's own, so crashing it disturbs no other test."""
+    server = PostgresServer(settings=SLOW_WAL)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+def _crash_and_restart(pg: PostgresServer) -> None:
+    pg.stop()  # -m immediate: no shutdown checkpoint, as if the server were killed
+    pg.start()
+
+
+def _statuses(url: str, job: str) -> Counter[str]:
+    index = Index(url)
+    try:
+        return Counter(r["status"] for r in index.iter_results(job))
+    finally:
+        index.close()
+
+
+def test_recorded_results_survive_a_crash_of_postgresql(
+        crashable_postgres: PostgresServer) -> None:
+    # Given a job in the index
+    url = crashable_postgres.create_database()
+    upgrade(url)
+    index = Index(url)
+    keys = [f"k{i}" for i in range(8)]
+    try:
+        index.create_job("job-1", model=MODEL, input="file:///in/", output="file:///out/",
+                         keys=keys)
+        # When a worker records its results (then would ack their task), and the server
+        # crashes at once
+        index.record([ItemResult(job="job-1", key=k, status=ItemStatus.DONE, worker="w",
+                                 started_at=1.0, finished_at=2.0) for k in keys])
+    finally:
+        index.close()
+    _crash_and_restart(crashable_postgres)
+    # Then the job and every result are still there
+    assert _statuses(url, "job-1") == Counter(done=len(keys))
+
+
+def test_a_crash_after_the_last_ack_leaves_the_job_finished(
+        home: Home, tmp_path: Path, crashable_postgres: PostgresServer) -> None:
+    # Given a job of 160 items (20 tasks) on Redis, indexed in PostgreSQL, and one worker
+    redis = RedisServer(tmp_path / "redis", appendonly=True)
+    redis.start()
+    try:
+        env = {"GPUFLEET_QUEUE": redis.url, "GPUFLEET_DB": crashable_postgres.create_database(),
+               "GPUFLEET_CHUNK_SIZE": "8"}
+        home.run("init", **env)
+        keys = write_files(tmp_path / "in", 160)
+        (home.path / "manifest.txt").write_text("\n".join(keys) + "\n")
+        job = home.run("submit", home.path / "manifest.txt", "--input",
+                       (tmp_path / "in").as_uri() + "/", "--model", MODEL,
+                       **env).stdout.strip()
+        queue = open_queue(redis.url, name=canonical_spec(MODEL))
+        home.spawn("worker", "--model", MODEL, "--max-idle", "30", **env)
+        # When every task has been acked (nothing queued, delayed or in flight), PostgreSQL
+        # crashes at once and comes back
+        empty = QueueDepth(queued=0, in_flight=0, dead=0)
+        home.wait_for(lambda: queue.depth() == empty, what="every task acked")
+        _crash_and_restart(crashable_postgres)
+        # Then every item is still done: nothing is owed to the sweeper
+        assert _statuses(env["GPUFLEET_DB"], job) == Counter(done=len(keys)), home.logs()
+        assert queue.depth() == empty
+        queue.close()
+    finally:
+        redis.stop()
