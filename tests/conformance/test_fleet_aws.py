@@ -21,7 +21,7 @@ import pytest
 
 from gpufleet.autoscale.controller import Controller, Estimates
 from gpufleet.autoscale.policy import PolicyConfig
-from gpufleet.autoscale.providers.aws import HOOK, AwsProvider, create_group, spot_refused_in
+from gpufleet.autoscale.providers.aws import HOOK, AwsProvider, spot_refused_in
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.errors import ConfigError
@@ -36,13 +36,6 @@ from tests.conftest import Home
 from tests.servers import MotoServer
 
 MODEL = canonical_spec("synthetic?item_ms=10&bootstrap_s=300")
-
-
-@pytest.fixture
-def aws(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    for service in ("AUTO_SCALING", "EC2"):
-        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", aws_env.endpoint)
-    return aws_env
 
 
 @pytest.fixture
@@ -132,20 +125,6 @@ def test_an_inbox_without_notifications_says_how_to_set_them_up(aws: MotoServer)
 
 
 # -- the Auto Scaling group provider ------------------------------------------------------------
-
-
-@pytest.fixture
-def group(aws: MotoServer) -> str:
-    ec2 = boto3.client("ec2")
-    template = "gpufleet-" + secrets.token_hex(4)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.create_launch_template(LaunchTemplateName=template, LaunchTemplateData={
-        "ImageId": image, "InstanceType": "g4dn.xlarge"})
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    name = "gpufleet-" + secrets.token_hex(4)
-    create_group(name, launch_template=template, instance_types=["g4dn.xlarge", "g5.xlarge"],
-                 subnets=[subnet], max_size=4)
-    return name
 
 
 def _describe(name: str) -> dict[str, Any]:

@@ -128,7 +128,8 @@ class LocalProvider:
 
     def _forget(self, path: Path, record: dict[str, Any]) -> None:
         child = next((p for p in self.procs if p.pid == record["pid"]), None)
-        code = child.returncode if child is not None else None
+        # Reaped here: it may have exited after machines() polled it (a zombie by now).
+        code = child.poll() if child is not None else None
         if record.get("drain_at") is None:
             log.warning("worker %s (pid %s) is gone without being drained (exit code %s): "
                         "it will be replaced", record["id"], record["pid"], code)
