@@ -170,7 +170,7 @@ def end_to_end(root: Path, photos: Path, keys: list[str], *, model: str, workers
             "SELECT min(started_at), max(finished_at) FROM items WHERE job_id = ?",
             (summary["job"],)).one()
         bootstrap = conn.exec_driver_sql("SELECT max(bootstrap_s) FROM workers").scalar() or 0.0
-    top = {r["key"]: (r["tags"][0]["id"] if r["tags"] else None)
+    top = {r.key: (r.tags[0].id if r.tags else None)
            for r in index.iter_results(summary["job"])}
     index.close()
     return EndToEnd(len(keys) / max(1e-9, last - first), wall, bootstrap, summary["done"],

@@ -197,3 +197,35 @@ class ItemResult:
             "worker": self.worker,
             "finished_at": self.finished_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item as the index holds it: what the CLI lists and the API serves (the read model;
+    ``ItemResult`` is what a worker writes)."""
+
+    job: str
+    key: str
+    status: ItemStatus
+    tags: tuple[Tag, ...] = ()  # best first
+    error: str | None = None
+    attempts: int = 0
+    worker: str | None = None  # which worker wrote it: the operator's, never the API's
+    finished_at: float | None = None
+
+    def to_json(self, *, worker: bool = False) -> dict[str, Any]:
+        """As the API serves it; ``worker``: with the worker's id, for the operator's CLI."""
+        doc = {"job": self.job, "key": self.key, "status": self.status.value,
+               "tags": [asdict(t) for t in self.tags], "error": self.error,
+               "attempts": self.attempts, "finished_at": self.finished_at}
+        if worker:
+            doc["worker"] = self.worker
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Item:
+        """What ``to_json`` wrote (an API page, read back by the remote CLI)."""
+        return cls(job=doc["job"], key=doc["key"], status=ItemStatus(doc["status"]),
+                   tags=tuple(Tag(t["id"], t["label"], float(t["score"])) for t in doc["tags"]),
+                   error=doc.get("error"), attempts=int(doc.get("attempts") or 0),
+                   worker=doc.get("worker"), finished_at=doc.get("finished_at"))

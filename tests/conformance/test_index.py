@@ -80,9 +80,9 @@ def test_recording_the_same_result_twice_leaves_one_row_and_one_set_of_tags(inde
     index.record([_done("a")])
     # Then there is one row, tried twice, with its two tags once
     rows = index.results("j1")
-    assert [r["key"] for r in rows] == ["a", "b"]
-    assert rows[0]["attempts"] == 2
-    assert [t["label"] for t in rows[0]["tags"]] == ["tabby", "Egyptian cat"]
+    assert [r.key for r in rows] == ["a", "b"]
+    assert rows[0].attempts == 2
+    assert [t.label for t in rows[0].tags] == ["tabby", "Egyptian cat"]
     assert index.job("j1").state is JobState.RUNNING
 
 
@@ -93,7 +93,7 @@ def test_one_batch_with_the_same_item_twice_keeps_the_last_outcome(index: Index)
     # When it is recorded, then it is one row with the last outcome and its tags once
     index.record([failed, _done("a")])
     [row] = index.results("j1")
-    assert (row["status"], row["error"], len(row["tags"])) == ("done", None, 2)
+    assert (row.status, row.error, len(row.tags)) == ("done", None, 2)
 
 
 def test_job_state_follows_the_counts(index: Index) -> None:
@@ -103,14 +103,14 @@ def test_job_state_follows_the_counts(index: Index) -> None:
     job = index.job("j1")
     assert job.state is JobState.PARTIAL
     assert (job.counts.done, job.counts.failed, job.counts.pending) == (1, 1, 0)
-    assert index.results("j1")[1]["error"] == "image is truncated"
+    assert index.results("j1")[1].error == "image is truncated"
 
 
 def test_fail_pending_only_touches_items_without_an_outcome(index: Index) -> None:
     index.create_job("j1", model="m", input="i", output="o", keys=["a", "b"])
     index.record([_done("a")])
     assert index.fail_pending("j1", ["a", "b"], error="dead-lettered: boom") == 1
-    statuses = {r["key"]: r["status"] for r in index.results("j1")}
+    statuses = {r.key: r.status for r in index.results("j1")}
     assert statuses == {"a": "done", "b": "failed"}
 
 
@@ -126,7 +126,7 @@ def test_cancel_ends_pending_items_cancelled_and_the_counts_add_up(index: Index)
     assert job.state is JobState.CANCELLED
     c = job.counts
     assert (c.done, c.failed, c.cancelled, c.pending, c.total) == (1, 1, 2, 0, 4)
-    assert {r["key"]: r["status"] for r in index.results("j1")}["d"] == "cancelled"
+    assert {r.key: r.status for r in index.results("j1")}["d"] == "cancelled"
     # And the item that was running finishes with its own outcome; the counts still add up
     index.record([_done("c")])
     c = index.job("j1").counts
@@ -147,17 +147,17 @@ def test_a_finished_job_cannot_be_cancelled(index: Index) -> None:
 def test_results_filter_by_label_or_wordnet_id_and_page_by_key(index: Index) -> None:
     index.create_job("j1", model="m", input="i", output="o", keys=["a", "b", "c"])
     index.record([_done("a"), _done("b", label="tiger cat"), _done("c")])
-    assert [r["key"] for r in index.results("j1", tag="Tabby")] == ["a", "c"]
-    assert [r["key"] for r in index.results("j1", tag="n02123045")] == ["a", "b", "c"]
-    assert [r["key"] for r in index.results("j1", after="a", limit=1)] == ["b"]
-    assert [r["key"] for r in index.iter_results("j1")] == ["a", "b", "c"]
+    assert [r.key for r in index.results("j1", tag="Tabby")] == ["a", "c"]
+    assert [r.key for r in index.results("j1", tag="n02123045")] == ["a", "b", "c"]
+    assert [r.key for r in index.results("j1", after="a", limit=1)] == ["b"]
+    assert [r.key for r in index.iter_results("j1")] == ["a", "b", "c"]
 
 
 def test_a_large_job_pages_through_every_item(index: Index) -> None:
     keys = [f"photos/{i:05d}.jpg" for i in range(12_000)]  # over one insert statement
     index.create_job("big", model="m", input="i", output="o", keys=keys)
     assert index.job("big").counts.total == 12_000
-    assert [r["key"] for r in index.iter_results("big")] == keys
+    assert [r.key for r in index.iter_results("big")] == keys
 
 
 def test_deleting_a_job_removes_its_items_and_tags(index: Index) -> None:
@@ -217,10 +217,10 @@ def test_concurrent_upserts_from_several_processes(db_url: str) -> None:
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     # And every item is one done row, recorded 12 times, with exactly one set of tags
     rows = list(index.iter_results("j1"))
-    assert [r["key"] for r in rows] == keys
-    assert {r["status"] for r in rows} == {"done"}
-    assert {r["attempts"] for r in rows} == {12}
-    assert {len(r["tags"]) for r in rows} == {2}
+    assert [r.key for r in rows] == keys
+    assert {r.status for r in rows} == {"done"}
+    assert {r.attempts for r in rows} == {12}
+    assert {len(r.tags) for r in rows} == {2}
     assert index.job("j1").state is JobState.SUCCEEDED
     index.close()
 

@@ -166,7 +166,7 @@ def test_the_sweeper_requeues_a_job_whose_tasks_were_lost_then_fails_it(stack: S
         ended = stack.index.job(job)
         assert (ended.state.value, ended.counts.failed) == ("failed", 7)
         [row, *_] = stack.index.results(job)
-        assert f"after {limit} re-enqueue(s)" in row["error"]
+        assert f"after {limit} re-enqueue(s)" in row.error
     finally:
         queue.close()
 
@@ -209,7 +209,7 @@ def test_the_sweeper_fails_the_items_of_a_dead_letter_nobody_recorded(stack: Sta
     assert (swept.failed, swept.requeued) == ({job: 2}, [])
     ended = stack.index.job(job)
     assert (ended.state.value, ended.counts.done, ended.counts.failed) == ("partial", 2, 2)
-    errors = {r["key"]: r["error"] for r in stack.index.results(job)}
+    errors = {r.key: r.error for r in stack.index.results(job)}
     assert errors["c"] == errors["d"] == "dead-lettered: decoder crashed"
     assert queue.depth().queued == 0
     queue.close()

@@ -167,5 +167,5 @@ def test_heartbeats_keep_a_task_that_outlasts_its_lease(home: Home, tmp_path: Pa
     home.wait_for(lambda: _status(home, job)["state"] == "succeeded", what="job to finish")
     # Then no task was redelivered: every item was processed exactly once
     index = home.index()
-    assert {r["attempts"] for r in index.iter_results(job)} == {1}
+    assert {r.attempts for r in index.iter_results(job)} == {1}
     index.close()

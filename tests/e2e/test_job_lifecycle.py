@@ -30,7 +30,7 @@ def test_cancel_ends_every_pending_item_and_a_finished_job_refuses(home: Home,
     assert printed.split() == [job, "cancelled:", "0", "done,", "0", "failed,", "70",
                                "cancelled", "of", "70"]
     index = home.index()
-    assert {r["status"] for r in index.iter_results(job)} == {"cancelled"}
+    assert {r.status for r in index.iter_results(job)} == {"cancelled"}
     # And cancelling it again is harmless
     summary = home.json("cancel", job)
     assert (summary["state"], summary["cancelled"], summary["pending"]) == ("cancelled", 70, 0)

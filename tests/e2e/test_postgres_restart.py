@@ -53,7 +53,7 @@ def _crash_and_restart(pg: PostgresServer) -> None:
 def _statuses(url: str, job: str) -> Counter[str]:
     index = Index(url)
     try:
-        return Counter(r["status"] for r in index.iter_results(job))
+        return Counter(r.status for r in index.iter_results(job))
     finally:
         index.close()
 

@@ -37,7 +37,7 @@ def _finished(home: Home, job: str) -> dict[str, tuple[object, object]]:
     """Each item's recorded worker and finishing time, as the index has them."""
     index = home.index()
     try:
-        return {r["key"]: (r["worker"], r["finished_at"]) for r in index.iter_results(job)}
+        return {r.key: (r.worker, r.finished_at) for r in index.iter_results(job)}
     finally:
         index.close()
 

@@ -67,8 +67,8 @@ def observe(db: str, results: Path) -> Observation:
             seen.jobs[job.id] = (job.state.value, job.input)
             rows: dict[str, list[Row]] = {}
             for r in index.iter_results(job.id):
-                rows.setdefault(r["key"], []).append(
-                    Row(r["status"], r["worker"], r["finished_at"]))
+                rows.setdefault(r.key, []).append(
+                    Row(r.status.value, r.worker, r.finished_at))
             seen.rows[job.id] = rows
     finally:
         index.close()

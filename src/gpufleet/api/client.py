@@ -16,7 +16,7 @@ from dataclasses import fields
 from typing import Any
 from urllib.parse import quote
 
-from gpufleet.domain import Counts, Job, JobUsage
+from gpufleet.domain import Counts, Item, Job, JobUsage
 from gpufleet.errors import (
     ConfigError,
     GpufleetError,
@@ -107,16 +107,16 @@ class ApiClient:
             if not cursor:
                 return found[::-1]
 
-    def iter_results(self, job_id: str, *, tag: str | None = None) -> Iterator[dict[str, Any]]:
+    def iter_results(self, job_id: str, *, tag: str | None = None) -> Iterator[Item]:
         """Every item of a job in key order; JobNotFound at once (not at the first row)."""
         path = f"/v1/jobs/{quote(job_id, safe='')}/items"
         params: dict[str, Any] = {"limit": 1000, **({"tag": tag} if tag else {})}
         page = self.request("GET", path, params=params)
 
-        def rows() -> Iterator[dict[str, Any]]:
+        def rows() -> Iterator[Item]:
             current = page
             while True:
-                yield from current["items"]
+                yield from map(Item.from_json, current["items"])
                 if not current["next"]:
                     return
                 current = self.request("GET", path, params={**params,

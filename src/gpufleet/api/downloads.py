@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from gpufleet.api.auth import ReadView
 from gpufleet.api.context import Svc
 from gpufleet.api.signing import SignatureError
+from gpufleet.domain import ItemStatus
 from gpufleet.errors import JobNotFound, ObjectMissing
 from gpufleet.store.base import Presigning
 
@@ -38,7 +39,7 @@ def download(job_id: str, key: str, tenant: ReadView,
              svc: Svc) -> RedirectResponse:
     owner = tenant.owner(job_id)
     row = tenant.item(job_id, key)
-    if row is None or row["status"] == "pending":
+    if row is None or row.status is ItemStatus.PENDING:
         raise HTTPException(404, f"no result for item {key!r} in job {job_id!r}")
     location = svc.location(owner.output).child(job_id)
     if isinstance(location.store, Presigning):

@@ -11,6 +11,7 @@ from gpufleet.api.context import Services, Svc
 from gpufleet.api.queries import decode_cursor, encode_cursor
 from gpufleet.api.schemas import ItemPage, ItemStatusName, ItemView
 from gpufleet.api.tenant import TenantView
+from gpufleet.domain import ItemStatus
 
 router = APIRouter(tags=["items"])
 
@@ -20,8 +21,8 @@ def item_bytes(svc: Services, tenant: TenantView, job_id: str, key: str) -> byte
     row = tenant.item(job_id, key)
     if row is None:
         raise HTTPException(404, f"no item {key!r} in job {job_id!r}")
-    body = json.dumps(row).encode()
-    if row["status"] != "pending":
+    body = json.dumps(row.to_json()).encode()
+    if row.status is not ItemStatus.PENDING:
         svc.cache.set(tenant.tenant, "item", f"{job_id}/{key}", body,
                       ttl_s=svc.settings.api_cache_ttl_s)
     return body
@@ -40,8 +41,9 @@ def list_items(job_id: str, tenant: ReadView, svc: Svc,
     limit = min(limit, svc.settings.api_max_page)
     rows = tenant.items(job_id, status=status, tag=tag, min_score=min_score,
                            after=decode_cursor(cursor), limit=limit + 1)
-    next_cursor = encode_cursor(rows[limit - 1]["key"]) if len(rows) > limit else None
-    return Response(json.dumps({"items": rows[:limit], "next": next_cursor}).encode(),
+    next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
+    page = [row.to_json() for row in rows[:limit]]
+    return Response(json.dumps({"items": page, "next": next_cursor}).encode(),
                     media_type="application/json")
 
 

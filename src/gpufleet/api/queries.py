@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 
+from gpufleet.domain import Item
 from gpufleet.errors import GpufleetError, JobNotFound
 from gpufleet.index import Index
+from gpufleet.index.item_reads import read_items, tag_conditions
 from gpufleet.index.schema import items, jobs, tags
 from gpufleet.jsonsafe import loads
 
@@ -116,12 +118,12 @@ class Reads:
                     items.c.job_id == job_id, items.c.status != "pending")).one()
         return Timing(finished=row[0], first_started=row[1], last_finished=row[2])
 
-    def item(self, job_id: str, key: str) -> dict[str, Any] | None:
-        page = self._rows(select(items).where(items.c.job_id == job_id, items.c.key == key))
+    def item(self, job_id: str, key: str) -> Item | None:
+        page = self._items(select(items).where(items.c.job_id == job_id, items.c.key == key))
         return page[0] if page else None
 
     def items(self, job_id: str, *, status: str | None, tag: str | None,
-              min_score: float | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+              min_score: float | None, after: str | None, limit: int) -> list[Item]:
         """One page of a job's items in key order, after the key ``after``."""
         query = select(items).where(items.c.job_id == job_id)
         if status is not None:
@@ -129,17 +131,17 @@ class Reads:
         if tag is not None or min_score is not None:
             query = query.where(exists().where(
                 tags.c.job_id == items.c.job_id, tags.c.key == items.c.key,
-                *_tag_filter(tag, min_score)))
+                *tag_conditions(tag, min_score)))
         if after is not None:
             query = query.where(items.c.key > after)
-        return self._rows(query.order_by(items.c.key).limit(limit))
+        return self._items(query.order_by(items.c.key).limit(limit))
 
     def search(self, tenant: str, *, tag: str, min_score: float | None,
-               after: tuple[str, str] | None, limit: int) -> list[dict[str, Any]]:
+               after: tuple[str, str] | None, limit: int) -> list[tuple[Item, float]]:
         """Items of the tenant's jobs tagged ``tag``, by (job, key), with the matching score."""
         query = (select(tags.c.job_id, tags.c.key, func.max(tags.c.score).label("score"))
                  .join(jobs, jobs.c.id == tags.c.job_id)
-                 .where(jobs.c.tenant == tenant, *_tag_filter(tag, min_score))
+                 .where(jobs.c.tenant == tenant, *tag_conditions(tag, min_score))
                  .group_by(tags.c.job_id, tags.c.key)
                  .order_by(tags.c.job_id, tags.c.key).limit(limit))
         if after is not None:
@@ -150,37 +152,13 @@ class Reads:
         by_job: dict[str, list[str]] = defaultdict(list)
         for hit in hits:
             by_job[hit.job_id].append(hit.key)
-        found: dict[tuple[str, str], dict[str, Any]] = {}
+        found: dict[tuple[str, str], Item] = {}
         for job_id, keys in by_job.items():
-            for row in self._rows(select(items).where(items.c.job_id == job_id,
-                                                      items.c.key.in_(keys))):
-                found[row["job"], row["key"]] = row
-        return [{**found[h.job_id, h.key], "score": h.score} for h in hits
-                if (h.job_id, h.key) in found]
+            for item in self._items(select(items).where(items.c.job_id == job_id,
+                                                        items.c.key.in_(keys))):
+                found[item.job, item.key] = item
+        return [(found[h.job_id, h.key], h.score) for h in hits if (h.job_id, h.key) in found]
 
-    def _rows(self, query: Any) -> list[dict[str, Any]]:
+    def _items(self, query: Any) -> list[Item]:
         with self.index.transaction() as conn:
-            rows = list(conn.execute(query).mappings())
-            tag_map: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-            by_job: dict[str, list[str]] = defaultdict(list)
-            for r in rows:
-                by_job[r["job_id"]].append(r["key"])
-            for job_id, keys in by_job.items():
-                for t in conn.execute(select(tags).where(tags.c.job_id == job_id,
-                                                         tags.c.key.in_(keys))
-                                      .order_by(tags.c.key, tags.c.rank)).mappings():
-                    tag_map[job_id, t["key"]].append(
-                        {"id": t["tag_id"], "label": t["label"], "score": t["score"]})
-        return [{"job": r["job_id"], "key": r["key"], "status": r["status"],
-                 "tags": tag_map.get((r["job_id"], r["key"]), []), "error": r["error"],
-                 "attempts": r["attempts"], "finished_at": r["finished_at"]} for r in rows]
-
-
-def _tag_filter(tag: str | None, min_score: float | None) -> list[Any]:
-    """Conditions on one tags row: it is ``tag`` (label, any case, or id), scoring at least."""
-    conditions: list[Any] = []
-    if tag is not None:
-        conditions.append(or_(tags.c.label_lower == tag.lower(), tags.c.tag_id == tag))
-    if min_score is not None:
-        conditions.append(tags.c.score >= min_score)
-    return conditions
+            return read_items(conn, query)

@@ -28,7 +28,8 @@ def search(tenant: ReadView, svc: Svc,
     hits = tenant.search(tag=tag, min_score=min_score,
                             after=None if after is None else (after[0], after[1]),
                             limit=limit + 1)
-    next_cursor = (encode_cursor([hits[limit - 1]["job"], hits[limit - 1]["key"]])
+    next_cursor = (encode_cursor([hits[limit - 1][0].job, hits[limit - 1][0].key])
                    if len(hits) > limit else None)
-    return Response(json.dumps({"items": hits[:limit], "next": next_cursor}).encode(),
+    page = [{**item.to_json(), "score": score} for item, score in hits[:limit]]
+    return Response(json.dumps({"items": page, "next": next_cursor}).encode(),
                     media_type="application/json")

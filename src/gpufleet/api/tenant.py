@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gpufleet.api.queries import Owner, Reads, Timing
-from gpufleet.domain import Job
+from gpufleet.domain import Item, Job
 from gpufleet.index import Index
 from gpufleet.index.schema import items, jobs
 from gpufleet.queue import DeadLetter, TaskQueue
@@ -94,15 +94,15 @@ class TenantView:
 
     # Items -----------------------------------------------------------------
 
-    def item(self, job_id: str, key: str) -> dict[str, Any] | None:
+    def item(self, job_id: str, key: str) -> Item | None:
         self.owner(job_id)
         return self._reads.item(job_id, key)
 
-    def items(self, job_id: str, **filters: Any) -> list[dict[str, Any]]:
+    def items(self, job_id: str, **filters: Any) -> list[Item]:
         self.owner(job_id)
         return self._reads.items(job_id, **filters)
 
-    def search(self, **query: Any) -> list[dict[str, Any]]:
+    def search(self, **query: Any) -> list[tuple[Item, float]]:
         return self._reads.search(self.tenant, **query)
 
     # Models, queues and the fleet -------------------------------------------

@@ -37,8 +37,8 @@ def demo(
     elapsed = time.monotonic() - started
     table = Table("image", "top tags", title=f"job {job.id}")
     for row in index.iter_results(job.id):
-        tags = "\n".join(f"{t['score']:.2f}  {t['label']} ({t['id']})" for t in row["tags"][:3])
-        table.add_row(escape(row["key"]), escape(tags or f"failed: {row['error']}"))
+        tags = "\n".join(f"{t.score:.2f}  {t.label} ({t.id})" for t in row.tags[:3])
+        table.add_row(escape(row.key), escape(tags or f"failed: {row.error}"))
     out.print(table)
     c = job.counts
     out.print(f"{job.state.value}: {c.done} done, {c.failed} failed of {c.total} in "

@@ -159,11 +159,12 @@ def results(
     rows = source.iter_results(job, tag=tag)
     if format == "jsonl":
         for row in rows:
-            sys.stdout.write(json.dumps({k: row[k] for k in ("key", "status", "tags", "error")})
+            doc = row.to_json()
+            sys.stdout.write(json.dumps({k: doc[k] for k in ("key", "status", "tags", "error")})
                              + "\n")
         return
     table = Table("key", "status", "tags", "error")
     for row in rows:
-        tags = ", ".join(f"{t['label']} {t['score']:.2f}" for t in row["tags"][:3])
-        table.add_row(escape(row["key"]), row["status"], escape(tags), escape(row["error"] or ""))
+        tags = ", ".join(f"{t.label} {t.score:.2f}" for t in row.tags[:3])
+        table.add_row(escape(row.key), row.status.value, escape(tags), escape(row.error or ""))
     out.print(table)

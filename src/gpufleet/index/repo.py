@@ -23,9 +23,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from gpufleet.domain import Counts, ItemResult, ItemStatus, Job, JobUsage
+from gpufleet.domain import Counts, Item, ItemResult, ItemStatus, Job, JobUsage
 from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
 from gpufleet.index.engine import first_line, open_engine
+from gpufleet.index.item_reads import read_items, tag_conditions
 from gpufleet.index.migrate import require_current
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
@@ -257,35 +258,22 @@ class Index:
         return found
 
     def results(self, job_id: str, *, tag: str | None = None, after: str | None = None,
-                limit: int = 1000) -> list[dict[str, Any]]:
-        """One page of item results in key order, after the key ``after``."""
+                limit: int = 1000) -> list[Item]:
+        """One page of the job's items in key order, after the key ``after``."""
         query = select(items).where(items.c.job_id == job_id).order_by(items.c.key).limit(limit)
         if after is not None:
             query = query.where(items.c.key > after)
         if tag is not None:
-            wanted = tag.lower()
             query = query.where(items.c.key.in_(
-                select(tags.c.key).where(tags.c.job_id == job_id, (
-                    (tags.c.label_lower == wanted) | (tags.c.tag_id == tag)))))
+                select(tags.c.key).where(tags.c.job_id == job_id, *tag_conditions(tag))))
         with self.transaction() as conn:
-            rows = list(conn.execute(query).mappings())
-            keys = [r["key"] for r in rows]
-            tag_map: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            if keys:
-                for t in conn.execute(select(tags).where(tags.c.job_id == job_id,
-                                                         tags.c.key.in_(keys))
-                                      .order_by(tags.c.key, tags.c.rank)).mappings():
-                    tag_map[t["key"]].append(
-                        {"id": t["tag_id"], "label": t["label"], "score": t["score"]})
-        return [{"key": r["key"], "status": r["status"], "tags": tag_map.get(r["key"], []),
-                 "error": r["error"], "attempts": r["attempts"], "worker": r["worker"],
-                 "finished_at": r["finished_at"]} for r in rows]
+            return read_items(conn, query)
 
-    def iter_results(self, job_id: str, *, tag: str | None = None) -> Iterator[dict[str, Any]]:
+    def iter_results(self, job_id: str, *, tag: str | None = None) -> Iterator[Item]:
         after: str | None = None
         while page := self.results(job_id, tag=tag, after=after):
             yield from page
-            after = page[-1]["key"]
+            after = page[-1].key
 
     # Workers ---------------------------------------------------------------
 
