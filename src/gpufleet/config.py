@@ -1,7 +1,21 @@
-"""One Settings object, read from the environment (``GPUFLEET_*``) in one place.
+"""Settings, read from the environment (``GPUFLEET_*``) in one place, in sections.
 
-URLs pick the backends: ``GPUFLEET_QUEUE=sqlite:///...``, ``GPUFLEET_DB=sqlite:///...``.
-An unknown ``GPUFLEET_*`` key is refused (with the nearest known name), so a
+The top level says where things are: the home of the embedded state, the
+backends by URL (``GPUFLEET_QUEUE=sqlite:///...``, ``GPUFLEET_DB=...``), the
+input and output locations, the model, the cache, the API to talk to. The
+sections hold the knobs of one part each, and each checks its own values:
+
+- ``tasks``: how work is cut and retried (``GPUFLEET_CHUNK_SIZE``, leases, receives,
+  backoff, the sweeper);
+- ``worker``: how a worker reads and decodes (concurrency, pixel and byte limits,
+  drain grace);
+- ``fleet``: where a worker runs and what it costs (instance, capacity, notices,
+  the Auto Scaling group, prices, the default deadline);
+- ``storage``: encryption of what gpufleet writes to S3;
+- ``server``: the HTTP API server (``GPUFLEET_API_*``: limits, quotas, signing,
+  networks).
+
+An unknown ``GPUFLEET_*`` name is refused (with the nearest known one), so a
 typo never silently falls back to a default; every problem is reported at
 once, one line each.
 """
@@ -30,6 +44,117 @@ def _default_model_cache() -> Path:
     return Path(base) / "gpufleet"
 
 
+def _at_least_one(section: Any, names: tuple[str, ...], env_prefix: str = "") -> list[str]:
+    return [f"{PREFIX}{env_prefix}{name.upper()} must be at least 1"
+            for name in names if getattr(section, name) < 1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSettings:
+    """Items per queue message, leases, retries, and the sweeper that ends every job."""
+
+    chunk_size: int = 32
+    visibility_timeout_s: float = 60.0
+    max_receives: int = 5
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    # A job whose pending items have no task anywhere, idle this long, is enqueued again,
+    # at most max_requeues times; then its pending items fail.
+    sweep_quiet_s: float = 60.0
+    max_requeues: int = 3
+
+    def problems(self) -> list[str]:
+        found = _at_least_one(self, ("chunk_size", "max_receives"))
+        if self.visibility_timeout_s <= 0:
+            found.append(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
+        return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """How a worker fetches and decodes, within what, and how long it may take to drain."""
+
+    fetch_concurrency: int = 8
+    decode_threads: int = 0  # 0: one per core
+    drain_grace_s: float = 120.0
+    max_pixels: int = 120_000_000
+    decode_budget_mb: int = 512  # decoded bytes in flight per worker; bigger images queue
+    max_object_bytes: int = 64 * 1024 * 1024
+
+    def problems(self) -> list[str]:
+        return _at_least_one(self, ("fetch_concurrency", "max_pixels", "decode_budget_mb"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetSettings:
+    """Where a worker runs, how it hears of an interruption, what it costs (issue 4)."""
+
+    instance: str = ""  # the provider's id for this worker (set by the provider; EC2: asked)
+    capacity: str = ""  # spot or on-demand; empty: asked of EC2 metadata, else on-demand
+    imds_url: str = ""  # EC2 instance metadata, e.g. http://169.254.169.254; empty: not on EC2
+    notice_file: str = ""  # a file whose appearance is an interruption notice (local)
+    notice_poll_s: float = 5.0
+    aws_asg: str = ""  # the Auto Scaling group the worker's instance belongs to
+    aws_lifecycle_hook: str = ""  # completed by the worker after draining, when set
+    spot_price_per_h: float = 0.2104  # per machine-hour (g4dn.xlarge), for cost estimates
+    on_demand_price_per_h: float = 0.526
+    target_drain_s: float = 1800.0  # a job without a deadline should be done this soon
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Server-side encryption of what gpufleet writes to S3."""
+
+    sse: str = ""  # AES256 or aws:kms; empty: the bucket's default
+    sse_kms_key_id: str = ""  # a KMS key id or ARN for aws:kms (implies aws:kms)
+
+    def problems(self) -> list[str]:
+        if self.sse not in ("", "AES256", "aws:kms"):
+            return [f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms"]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """The HTTP API server (issue 5), read from ``GPUFLEET_API_<NAME>``."""
+
+    rate_per_s: float = 50.0  # requests per key per second (token bucket)
+    burst: int = 100  # bucket size: a burst of this many is allowed
+    max_page: int = 1000  # items per page, at most
+    max_items: int = 1_000_000  # items per job submitted through the API
+    max_body_bytes: int = 32 * 1024 * 1024
+    url_ttl_s: float = 900.0  # signed download URLs; at most 7 days
+    signing_key: str = field(default="", repr=False)  # empty: kept in $HOME/api-signing.key
+    allow: str = ""  # client CIDRs, comma-separated; empty: any client
+    deny: str = ""  # client CIDRs refused (wins over allow)
+    trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
+    locations: str = ""  # tenant=location,...: more locations granted to a tenant
+    request_timeout_s: float = 60.0  # a request's headers and body must arrive within it
+    public_url: str = ""  # e.g. https://fleet.example.com: signed URLs start with it
+    cache_ttl_s: float = 30.0  # how long finished results stay in the cache
+    open_queues: int = 16  # queue handles the API keeps open (least recently used closed)
+    max_models: int = 4  # distinct model specs among a tenant's open jobs
+    max_open_jobs: int = 100  # a tenant's open jobs (not cancelled, an item pending)
+    max_open_items: int = 2_000_000  # items of a tenant's open jobs, all told
+    models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
+
+    def problems(self) -> list[str]:
+        return []
+
+
+# Each section, and the prefix its names take after GPUFLEET_.
+SECTIONS: dict[str, tuple[type[Any], str]] = {
+    "tasks": (TaskSettings, ""),
+    "worker": (WorkerSettings, ""),
+    "fleet": (FleetSettings, ""),
+    "storage": (StorageSettings, ""),
+    "server": (ServerSettings, "API_"),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     # Where the embedded state lives: buckets, SQLite files, logs.
@@ -41,60 +166,16 @@ class Settings:
     output: str = ""
     model: str = "efficientnet-lite0"
     model_cache: Path = field(default_factory=_default_model_cache)
-    # Tasks: items per queue message, lease, retries.
-    chunk_size: int = 32
-    visibility_timeout_s: float = 60.0
-    max_receives: int = 5
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 300.0
-    # The sweeper (issue 11): a job whose pending items have no task anywhere, idle this long,
-    # is enqueued again, at most max_requeues times; then its pending items fail.
-    sweep_quiet_s: float = 60.0
-    max_requeues: int = 3
-    # Worker.
-    fetch_concurrency: int = 8
-    decode_threads: int = 0  # 0: one per core
-    drain_grace_s: float = 120.0
-    max_pixels: int = 120_000_000
-    decode_budget_mb: int = 512  # decoded bytes in flight per worker; bigger images queue
-    max_object_bytes: int = 64 * 1024 * 1024
-    # Scale-out backends (issue 3): the cache; encryption of what gpufleet writes to S3.
     cache: str = "memory://"  # memory:// (one per process) or redis://host:6379/1
-    sse: str = ""  # S3 server-side encryption of writes: AES256 or aws:kms; empty: the bucket's
-    sse_kms_key_id: str = ""  # a KMS key id or ARN for aws:kms (implies aws:kms)
-    # The fleet (issue 4): where a worker runs, how it hears of an interruption, what it costs.
-    instance: str = ""  # the provider's id for this worker (set by the provider; EC2: asked)
-    capacity: str = ""  # spot or on-demand; empty: asked of EC2 metadata, else on-demand
-    imds_url: str = ""  # EC2 instance metadata, e.g. http://169.254.169.254; empty: not on EC2
-    notice_file: str = ""  # a file whose appearance is an interruption notice (local)
-    notice_poll_s: float = 5.0
-    aws_asg: str = ""  # the Auto Scaling group the worker's instance belongs to
-    aws_lifecycle_hook: str = ""  # completed by the worker after draining, when set
-    spot_price_per_h: float = 0.2104  # per worker-hour (g4dn.xlarge), for cost estimates
-    on_demand_price_per_h: float = 0.526
-    target_drain_s: float = 1800.0  # a job without a deadline should be done this soon
-    # The HTTP API (issue 5). The CLI's submit/status/results go through api when it is set.
+    # The HTTP API to talk to: the CLI's submit/status/results go through it when set.
     api: str = ""  # base URL of a gpufleet API, e.g. http://127.0.0.1:8000
     api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
-    api_rate_per_s: float = 50.0  # requests per key per second (token bucket)
-    api_burst: int = 100  # bucket size: a burst of this many is allowed
-    api_max_page: int = 1000  # items per page, at most
-    api_max_items: int = 1_000_000  # items per job submitted through the API
-    api_max_body_bytes: int = 32 * 1024 * 1024
-    api_url_ttl_s: float = 900.0  # signed download URLs; at most 7 days
-    api_signing_key: str = field(default="", repr=False)  # empty: kept in $HOME/api-signing.key
-    api_allow: str = ""  # client CIDRs, comma-separated; empty: any client
-    api_deny: str = ""  # client CIDRs refused (wins over api_allow)
-    api_trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
-    api_locations: str = ""  # tenant=location,...: more locations granted to a tenant
-    api_request_timeout_s: float = 60.0  # a request's headers and body must arrive within it
-    api_public_url: str = ""  # e.g. https://fleet.example.com: signed URLs start with it
-    api_cache_ttl_s: float = 30.0  # how long finished results stay in the cache
-    api_open_queues: int = 16  # queue handles the API keeps open (least recently used closed)
-    api_max_models: int = 4  # distinct model specs among a tenant's open jobs
-    api_max_open_jobs: int = 100  # a tenant's open jobs (not cancelled, an item pending)
-    api_max_open_items: int = 2_000_000  # items of a tenant's open jobs, all told
-    api_models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
+    # The sections.
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()
@@ -108,13 +189,7 @@ class Settings:
         for name, value in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
-        problems = [f"{PREFIX}{name.upper()} must be at least 1"
-                    for name in ("chunk_size", "max_receives", "fetch_concurrency",
-                                 "max_pixels", "decode_budget_mb") if getattr(self, name) < 1]
-        if self.visibility_timeout_s <= 0:
-            problems.append(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
-        if self.sse not in ("", "AES256", "aws:kms"):
-            problems.append(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
+        problems = [line for name in SECTIONS for line in getattr(self, name).problems()]
         if self.cache.split("://", 1)[0] not in ("memory", "redis", "rediss"):
             problems.append(f"{PREFIX}CACHE={self.cache!r}: expected memory:// or "
                             "redis://host:6379/1")
@@ -126,31 +201,43 @@ class Settings:
         return self.home / "logs"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
+        names = _names()
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         problems = []
         for key, raw in env.items():
             if not key.startswith(PREFIX):
                 continue
-            name = key[len(PREFIX):].lower()
-            if name not in known:
-                problems.append(_unknown(key, known))
+            if key not in names:
+                problems.append(_unknown(key, names))
                 continue
+            section, f = names[key]
             try:
-                values[name] = _coerce(key, raw, known[name])
+                value = _coerce(key, raw, f)
             except ConfigError as exc:
                 problems.append(str(exc))
+                continue
+            (sections[section] if section else top)[f.name] = value
         if problems:
             raise ConfigError("\n".join(problems))  # every problem at once, one line each
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**top, **{name: SECTIONS[name][0](**values)
+                             for name, values in sections.items()})
 
 
-def _unknown(key: str, known: Mapping[str, Any]) -> str:
-    names = [PREFIX + n.upper() for n in known]
-    close = difflib.get_close_matches(key.upper(), names, n=1, cutoff=0.75)
+def _names() -> dict[str, tuple[str | None, dataclasses.Field[Any]]]:
+    """Every GPUFLEET_* name: its section (None: the top level) and its field."""
+    found: dict[str, tuple[str | None, dataclasses.Field[Any]]] = {
+        PREFIX + f.name.upper(): (None, f) for f in fields(Settings) if f.name not in SECTIONS}
+    for name, (kind, prefix) in SECTIONS.items():
+        for f in fields(kind):
+            found[PREFIX + prefix + f.name.upper()] = (name, f)
+    return found
+
+
+def _unknown(key: str, names: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key.upper(), list(names), n=1, cutoff=0.75)
     if close:
         return f"unknown setting {key}: did you mean {close[0]}?"
     return f"unknown setting {key}; known: " + ", ".join(names)

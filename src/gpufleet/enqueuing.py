@@ -50,7 +50,7 @@ def enqueue_pending(settings: Settings, index: Index, job: Job, claim: Enqueuing
     """Enqueue the job's pending items after the claim's mark, then mark the job fully
     queued. False if the claim was lost meanwhile (another process goes on)."""
     marks = EnqueueMarks(index)
-    size = settings.chunk_size
+    size = settings.tasks.chunk_size
     queue = open_queue(settings.queue, name=job.model)
     current: Enqueuing | None = claim
     try:

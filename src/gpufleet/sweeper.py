@@ -76,7 +76,7 @@ def _sweep_model(settings: Settings, index: Index, queue: TaskQueue, model: str,
     if _busy(queue):
         return  # a worker will move these jobs on (which ones, SQS cannot tell cheaply)
     marks = EnqueueMarks(index)
-    stranded = marks.idle(model, since=index.clock() - settings.sweep_quiet_s)
+    stranded = marks.idle(model, since=index.clock() - settings.tasks.sweep_quiet_s)
     if not stranded or _busy(queue):
         return
     dead = _dead_keys(queue) if queue.depth().dead else {}
@@ -95,9 +95,9 @@ def _requeue(settings: Settings, index: Index, marks: EnqueueMarks, job: IdleJob
              swept: Swept) -> int:
     """Enqueue the job's pending items again; once the requeues are used up, fail them."""
     claim = marks.requeue(job.id, new_enqueuer_id(), lease_s=ENQUEUE_LEASE_S,
-                          max_requeues=settings.max_requeues)
+                          max_requeues=settings.tasks.max_requeues)
     if claim is None:
-        if job.requeues < settings.max_requeues:
+        if job.requeues < settings.tasks.max_requeues:
             return 0  # another process is enqueueing it now
         failed = index.fail_pending(
             job.id, None, error=f"no task left for this item after {job.requeues} "
@@ -106,7 +106,8 @@ def _requeue(settings: Settings, index: Index, marks: EnqueueMarks, job: IdleJob
                   job.id, failed, job.requeues)
         return failed
     log.warning("job %s: %d pending item(s) have no task on the queue; enqueueing them "
-                "again (%d of %d)", job.id, job.pending, job.requeues + 1, settings.max_requeues)
+                "again (%d of %d)", job.id, job.pending, job.requeues + 1,
+                settings.tasks.max_requeues)
     try:
         if enqueue_pending(settings, index, index.job(job.id), claim):
             swept.requeued.append(job.id)

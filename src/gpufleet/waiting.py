@@ -50,7 +50,7 @@ def wait_for_job(settings: Settings, index: Index, job_id: str, *, workers: int 
     provider = None
     if not index.live_workers(model=job.model):
         # In their own session (Ctrl-C reaches only us: we stop them) and with a short grace.
-        grace_s = min(settings.drain_grace_s, WAIT_GRACE_S)
+        grace_s = min(settings.worker.drain_grace_s, WAIT_GRACE_S)
         provider = LocalProvider(settings, model=job.model, max_idle_s=max_idle_s,
                                  env={"GPUFLEET_DRAIN_GRACE_S": str(grace_s)},
                                  own_session=True)

@@ -31,7 +31,7 @@ def _with(url: str, **changes: str) -> str:
 def test_a_signed_url_works_until_it_expires(world: World) -> None:
     # Given a signed URL, valid for the configured lifetime
     url = _signed_url(world)
-    lifetime = world.home.settings.api_url_ttl_s
+    lifetime = world.home.settings.server.url_ttl_s
     with world.client() as http:
         # When it is used just before it expires, then it works
         world.server.clock.advance(lifetime - 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.config import Settings
+from gpufleet.config import Settings, TaskSettings
 from gpufleet.domain import ItemResult, ItemStatus, Task
 from gpufleet.enqueuing import finish_interrupted, new_enqueuer_id
 from gpufleet.errors import ManifestError
@@ -65,7 +65,8 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch.setenv(name, value)
         queue = f"sqs://{fresh_name('jobs-')}"
         ensure_queue_pair(queue, max_receives=5)
-    settings = Settings(home=home, queue=queue, db=db, chunk_size=2, max_requeues=2)
+    settings = Settings(home=home, queue=queue, db=db,
+                        tasks=TaskSettings(chunk_size=2, max_requeues=2))
     now = [1_000_000.0]
     index = Index(settings.db, clock=lambda: now[0])
     yield Stack(settings, index, now)
@@ -122,7 +123,7 @@ def test_an_interrupted_submission_is_finished_by_the_next_process_that_looks(
 
 def test_a_submitter_that_died_on_this_machine_is_taken_over_at_once(tmp_path: Path) -> None:
     # Given a submission killed on this machine (its process has exited), lease still running
-    settings = Settings(home=tmp_path / "home", chunk_size=2)
+    settings = Settings(home=tmp_path / "home", tasks=TaskSettings(chunk_size=2))
     now = [1_000_000.0]
     stack = Stack(settings, Index(settings.db, clock=lambda: now[0]), now)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -151,7 +152,7 @@ def test_the_sweeper_requeues_a_job_whose_tasks_were_lost_then_fails_it(stack: S
     try:
         assert drain(queue) == Counter(keys)
         # When the sweeper looks before the job has been idle for the quiet period
-        quiet_s, limit = stack.settings.sweep_quiet_s, stack.settings.max_requeues
+        quiet_s, limit = stack.settings.tasks.sweep_quiet_s, stack.settings.tasks.max_requeues
         # Then it leaves it alone
         assert sweep(stack.settings, stack.index, model=MODEL) == Swept()
         # And once the job has been idle that long, it enqueues its pending items again
@@ -178,7 +179,7 @@ def test_the_sweeper_waits_while_the_queue_holds_tasks(stack: Stack) -> None:
     drain(queue)
     submit(stack, "job-queued", ["c"])
     # When the sweeper looks after the quiet period, then it does nothing: a task exists
-    stack.advance(stack.settings.sweep_quiet_s + 1)
+    stack.advance(stack.settings.tasks.sweep_quiet_s + 1)
     assert sweep(stack.settings, stack.index, model=MODEL) == Swept()
     # And once the queue is empty, the stranded job is enqueued again
     drain(queue)
@@ -203,7 +204,7 @@ def test_the_sweeper_fails_the_items_of_a_dead_letter_nobody_recorded(stack: Sta
         else:
             queue.dead_letter(lease, error="decoder crashed")
     # When the sweeper looks after the quiet period
-    stack.advance(stack.settings.sweep_quiet_s + 1)
+    stack.advance(stack.settings.tasks.sweep_quiet_s + 1)
     swept = sweep(stack.settings, stack.index, model=MODEL)
     # Then the dead letter's items failed with its error, nothing was enqueued again
     assert (swept.failed, swept.requeued) == ({job: 2}, [])

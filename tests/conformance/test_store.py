@@ -25,7 +25,7 @@ import boto3
 import httpx
 import pytest
 
-from gpufleet.config import Settings
+from gpufleet.config import Settings, StorageSettings, WorkerSettings
 from gpufleet.errors import (
     ConfigError,
     ItemError,
@@ -359,7 +359,8 @@ def test_s3_writes_ask_for_server_side_encryption(aws_env: MotoServer) -> None:
 
 def test_s3_store_follows_the_settings(aws_env: MotoServer, tmp_path: Path) -> None:
     # Given settings for a worker fetching 24 objects at once, encrypting with SSE-S3
-    settings = Settings(home=tmp_path, fetch_concurrency=24, sse="AES256")
+    settings = Settings(home=tmp_path, worker=WorkerSettings(fetch_concurrency=24),
+                        storage=StorageSettings(sse="AES256"))
     bucket = new_bucket()
     location = open_location(f"s3://{bucket}/results/", settings=settings)
     store = location.store

@@ -69,7 +69,7 @@ def test_one_worker_per_gpu_shares_the_machine_and_its_price(
     assert len(rows) == 2
     assert {(r["instance"], r["capacity"], r["gpus"], r["state"]) for r in rows} == {
         ("machine-1", "spot", 2, "stopped")}
-    price = home.settings.spot_price_per_h
+    price = home.settings.fleet.spot_price_per_h
     assert [r["price_per_h"] for r in rows] == [price / 2, price / 2]
     assert sum(int(r["items"]) for r in rows) == 300  # type: ignore[call-overload]
 

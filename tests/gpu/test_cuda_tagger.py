@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpufleet.config import Settings
+from gpufleet.config import Settings, WorkerSettings
 from gpufleet.domain import Tag
 from gpufleet.errors import ImageError, ItemError
 from gpufleet.models.cuda import CudaClassifier, EncodedJpeg, jpeg_header
@@ -121,7 +121,8 @@ def test_a_gpu_worker_batches_256_on_two_streams(tmp_path: Path, sample_dir: Pat
 
 @pytest.mark.usefixtures("cuda_only")
 def test_the_pixel_limit_holds_before_the_gpu_sees_the_bytes(tmp_path: Path) -> None:
-    tagger = EfficientNetLite0(Settings(home=tmp_path, max_pixels=10_000), device="cuda")
+    settings = Settings(home=tmp_path, worker=WorkerSettings(max_pixels=10_000))
+    tagger = EfficientNetLite0(settings, device="cuda")
     tagger.bootstrap()
     with pytest.raises(ImageError, match="over the limit"):
         tagger.preprocess(_encode("JPEG"))

@@ -21,7 +21,7 @@ def test_defaults_live_under_home(tmp_path: Path) -> None:
 def test_values_are_coerced_to_their_types(tmp_path: Path) -> None:
     s = Settings.from_env({"GPUFLEET_HOME": str(tmp_path), "GPUFLEET_CHUNK_SIZE": "64",
                            "GPUFLEET_VISIBILITY_TIMEOUT_S": "2.5"})
-    assert (s.chunk_size, s.visibility_timeout_s) == (64, 2.5)
+    assert (s.tasks.chunk_size, s.tasks.visibility_timeout_s) == (64, 2.5)
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -195,11 +195,11 @@ def test_a_jobs_cost_is_its_share_of_each_workers_time(settings: Settings) -> No
 def test_a_worker_knows_its_capacity_and_price(settings: Settings) -> None:
     spot = identify(Settings.from_env({"GPUFLEET_HOME": str(settings.home),
                                        "GPUFLEET_CAPACITY": "spot",
-                                       "GPUFLEET_INSTANCE": "local-1"}))
+                                       "GPUFLEET_INSTANCE": "local-1"}).fleet)
     assert (spot.instance, spot.capacity, spot.price_per_h) == ("local-1", "spot", 0.2104)
-    assert identify(settings).capacity == "on-demand"
+    assert identify(settings.fleet).capacity == "on-demand"
     with pytest.raises(ConfigError, match="GPUFLEET_CAPACITY"):
-        identify(Settings.from_env({"GPUFLEET_CAPACITY": "cheap"}))
+        identify(Settings.from_env({"GPUFLEET_CAPACITY": "cheap"}).fleet)
 
 
 def test_estimates_come_from_the_model_spec_until_measured() -> None:
@@ -243,7 +243,7 @@ def test_the_local_provider_forgets_a_worker_whose_process_is_gone(settings: Set
 
 def _watcher(settings: Settings, **env: str) -> NoticeWatcher:
     values = {"GPUFLEET_HOME": str(settings.home), **env}
-    return NoticeWatcher(Settings.from_env(values), lambda notice: None, clock=lambda: 1000.0)
+    return NoticeWatcher(Settings.from_env(values).fleet, lambda notice: None, clock=lambda: 1000.0)
 
 
 def test_a_spot_notice_is_read_from_the_instance_metadata_with_a_token(
@@ -263,7 +263,7 @@ def test_a_spot_notice_is_read_from_the_instance_metadata_with_a_token(
         assert [m for m, _, _ in imds.requests].count("PUT") == 1
         # And the worker knows its instance and capacity from the same service
         who = identify(Settings.from_env({"GPUFLEET_HOME": str(settings.home),
-                                          "GPUFLEET_IMDS_URL": imds.url}))
+                                          "GPUFLEET_IMDS_URL": imds.url}).fleet)
         assert (who.instance, who.capacity) == ("i-0abc", "spot")
 
 
@@ -303,8 +303,8 @@ def test_completing_the_lifecycle_action_is_a_valid_request_and_never_fatal(
                                 "GPUFLEET_AWS_ASG": "gpufleet-workers",
                                 "GPUFLEET_AWS_LIFECYCLE_HOOK": "gpufleet-drain"})
     # When it completes its lifecycle action after draining
-    assert complete_lifecycle_action(on_ec2, "i-0abc") is False
+    assert complete_lifecycle_action(on_ec2.fleet, "i-0abc") is False
     # Then botocore accepted the request (it failed connecting, not validating), and said so
     assert "Could not connect" in caplog.text and "validation" not in caplog.text
     # And a worker outside a group does nothing
-    assert complete_lifecycle_action(settings, "i-0abc") is False
+    assert complete_lifecycle_action(settings.fleet, "i-0abc") is False

@@ -88,21 +88,21 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                  "max_open_items"):
         if getattr(settings, f"api_{name}") < 1:
             raise ConfigError(f"GPUFLEET_API_{name.upper()} must be at least 1")
-    public = urlsplit(settings.api_public_url)
-    if settings.api_public_url and (public.scheme not in ("http", "https") or not public.netloc
+    public = urlsplit(settings.server.public_url)
+    if settings.server.public_url and (public.scheme not in ("http", "https") or not public.netloc
                                     or public.query or public.fragment):
-        raise ConfigError(f"GPUFLEET_API_PUBLIC_URL={settings.api_public_url!r}: expected "
+        raise ConfigError(f"GPUFLEET_API_PUBLIC_URL={settings.server.public_url!r}: expected "
                           "http(s)://host[:port][/path], how clients reach the API")
     networks = {name: parse_networks(getattr(settings, f"api_{name}"),
                                      setting=f"GPUFLEET_API_{name.upper()}")
                 for name in ("allow", "deny", "trusted_proxies")}
-    signer = Signer(signing_secret(settings), ttl_s=settings.api_url_ttl_s, clock=clock)
-    limiter = RateLimiter(rate_per_s=settings.api_rate_per_s, burst=settings.api_burst,
+    signer = Signer(signing_secret(settings), ttl_s=settings.server.url_ttl_s, clock=clock)
+    limiter = RateLimiter(rate_per_s=settings.server.rate_per_s, burst=settings.server.burst,
                           clock=clock)
     locations = TenantLocations(settings)
-    models = ModelPolicy(settings.api_models)
+    models = ModelPolicy(settings.server.models)
     queues = QueueHandles(lambda model: open_queue(settings.queue, name=model),
-                          size=settings.api_open_queues)
+                          size=settings.server.open_queues)
     index = Index(settings.db)
     svc = Services(
         settings=settings, index=index, reads=Reads(index),
@@ -110,8 +110,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         cache=ReadThrough(cache if cache is not None else open_cache(settings.cache)),
         signer=signer, limiter=limiter, locations=locations, models=models,
         queues=queues, quotas=Quotas(Limits(
-            max_models=settings.api_max_models, max_open_jobs=settings.api_max_open_jobs,
-            max_open_items=settings.api_max_open_items)),
+            max_models=settings.server.max_models, max_open_jobs=settings.server.max_open_jobs,
+            max_open_items=settings.server.max_open_items)),
         clock=clock)
     svc.metrics = Metrics(depths=svc.depths, item_counts=ItemCounts(index).totals)
 
@@ -140,7 +140,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         return RedirectResponse("/dashboard/")
 
     _install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(KeyBeforeBody, svc=svc)
     app.add_middleware(ClientFilter, allow=networks["allow"], deny=networks["deny"],
                        trusted_proxies=networks["trusted_proxies"])

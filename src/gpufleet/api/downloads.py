@@ -46,7 +46,7 @@ def download(job_id: str, key: str, tenant: ReadView,
         url = location.store.presign(location.key(f"{key}.json"),
                                      expires_s=int(svc.signer.ttl_s))
     else:
-        base = svc.settings.api_public_url.rstrip("/")
+        base = svc.settings.server.public_url.rstrip("/")
         url = (f"{base}/v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
                + urlencode(svc.signer.sign(tenant.tenant, tenant.key_id, job_id, key)))
     return RedirectResponse(url, status_code=307)

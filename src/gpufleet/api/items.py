@@ -24,7 +24,7 @@ def item_bytes(svc: Services, tenant: TenantView, job_id: str, key: str) -> byte
     body = json.dumps(row.to_json()).encode()
     if row.status is not ItemStatus.PENDING:
         svc.cache.set(tenant.tenant, "item", f"{job_id}/{key}", body,
-                      ttl_s=svc.settings.api_cache_ttl_s)
+                      ttl_s=svc.settings.server.cache_ttl_s)
     return body
 
 
@@ -38,7 +38,7 @@ def list_items(job_id: str, tenant: ReadView, svc: Svc,
                cursor: str | None = Query(None, max_length=8192),
                limit: int = Query(100, ge=1, description="Capped at GPUFLEET_API_MAX_PAGE.")
                ) -> Response:
-    limit = min(limit, svc.settings.api_max_page)
+    limit = min(limit, svc.settings.server.max_page)
     rows = tenant.items(job_id, status=status, tag=tag, min_score=min_score,
                            after=decode_cursor(cursor), limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None

@@ -34,8 +34,8 @@ def view_bytes(svc: Services, tenant: TenantView, job_id: str) -> bytes:
     for use in ("input", "output"):
         view[use] = svc.locations.shown(tenant.tenant, view[use], use=use)
     body = json.dumps(view).encode()
-    ttl_s = svc.settings.api_cache_ttl_s if job.state.finished else min(
-        _RUNNING_TTL_S, svc.settings.api_cache_ttl_s)
+    ttl_s = svc.settings.server.cache_ttl_s if job.state.finished else min(
+        _RUNNING_TTL_S, svc.settings.server.cache_ttl_s)
     svc.cache.set(tenant.tenant, "job", job_id, body, ttl_s=ttl_s)
     return body
 
@@ -53,7 +53,7 @@ def list_jobs(tenant: ReadView, svc: Svc,
               cursor: str | None = Query(None, max_length=512),
               limit: int = Query(50, ge=1, description="Capped at GPUFLEET_API_MAX_PAGE.")
               ) -> Response:
-    limit = min(limit, svc.settings.api_max_page)
+    limit = min(limit, svc.settings.server.max_page)
     ids = tenant.job_ids(before=decode_cursor(cursor), limit=limit + 1)
     views = [json.loads(view_bytes(svc, tenant, job_id)) for job_id in ids[:limit]]
     return _json({"jobs": views, "next": encode_cursor(ids[limit - 1]) if len(ids) > limit

@@ -42,7 +42,7 @@ def _folder(uri: str) -> str:
 class TenantLocations:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.grants = parse_grants(settings.api_locations)
+        self.grants = parse_grants(settings.server.locations)
         self._input = _folder(settings.input)
         self._output = _folder(settings.output)
 

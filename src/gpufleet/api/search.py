@@ -23,7 +23,7 @@ def search(tenant: ReadView, svc: Svc,
            cursor: str | None = Query(None, max_length=8192),
            limit: int = Query(100, ge=1, description="Capped at GPUFLEET_API_MAX_PAGE.")
            ) -> Response:
-    limit = min(limit, svc.settings.api_max_page)
+    limit = min(limit, svc.settings.server.max_page)
     after = decode_cursor(cursor, parts=2)
     hits = tenant.search(tag=tag, min_score=min_score,
                             after=None if after is None else (after[0], after[1]),

@@ -69,10 +69,10 @@ class _RequestDeadline(H11Protocol):
 
 def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of an API process (options: host, port, log_level...)."""
-    if not settings.api_request_timeout_s > 0:
+    if not settings.server.request_timeout_s > 0:
         raise ConfigError("GPUFLEET_API_REQUEST_TIMEOUT_S must be positive")
     protocol = type("RequestDeadline", (_RequestDeadline,),
-                    {"timeout_s": settings.api_request_timeout_s})
+                    {"timeout_s": settings.server.request_timeout_s})
     # Forwarded headers are read by the API's own client filter, from trusted proxies only.
     return uvicorn.Config(app, http=protocol, ws="none", lifespan="on", proxy_headers=False,
                           server_header=False, access_log=False,

@@ -70,8 +70,8 @@ class Signer:
 
 def signing_secret(settings: Settings) -> bytes:
     """GPUFLEET_API_SIGNING_KEY, else a random key kept (mode 0600) in $GPUFLEET_HOME."""
-    if settings.api_signing_key:
-        return settings.api_signing_key.encode()
+    if settings.server.signing_key:
+        return settings.server.signing_key.encode()
     path = settings.home / KEY_FILE
     try:
         return _read_key(path)

@@ -48,15 +48,15 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
 
 
 def _check_count(count: int, svc: Services) -> None:
-    if count > svc.settings.api_max_items:
-        raise ManifestError(f"{count:,} items: over the limit of {svc.settings.api_max_items:,} "
+    if count > svc.settings.server.max_items:
+        raise ManifestError(f"{count:,} items: over the limit of {svc.settings.server.max_items:,} "
                             "per job (GPUFLEET_API_MAX_ITEMS)")
 
 
 def _counted(keys: Iterator[str], svc: Services) -> Iterator[str]:
     """The keys, refused (and the job with them) past GPUFLEET_API_MAX_ITEMS entries."""
     for n, key in enumerate(keys, 1):
-        if n > svc.settings.api_max_items:
+        if n > svc.settings.server.max_items:
             _check_count(n, svc)
         yield key
 

@@ -159,7 +159,7 @@ class Controller:
                               else j.created_at + j.deadline_s, priority=j.priority)
                    for j in jobs]
         if tasks and not jobs:  # e.g. redriven dead letters whose items were marked failed
-            backlog.append(JobBacklog(id="(queue)", items=tasks * self.settings.chunk_size,
+            backlog.append(JobBacklog(id="(queue)", items=tasks * self.settings.tasks.chunk_size,
                                       created_at=self.clock()))
         return backlog
 

@@ -66,9 +66,10 @@ def controller(
     model = canonical_spec(model or settings.model)
     config = PolicyConfig(
         min_workers=min_workers, max_workers=max_workers, cooldown_s=cooldown,
-        target_drain_s=settings.target_drain_s, spot=spot, on_demand_fallback=on_demand_fallback,
-        spot_price_per_h=settings.spot_price_per_h,
-        on_demand_price_per_h=settings.on_demand_price_per_h)
+        target_drain_s=settings.fleet.target_drain_s, spot=spot,
+        on_demand_fallback=on_demand_fallback,
+        spot_price_per_h=settings.fleet.spot_price_per_h,
+        on_demand_price_per_h=settings.fleet.on_demand_price_per_h)
     estimates = Estimates.for_model(
         model, item_s=item_ms / 1000 if item_ms else None,
         bootstrap_s=parse_duration(bootstrap, what="--bootstrap") if bootstrap else None,

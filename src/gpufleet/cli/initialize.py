@@ -70,9 +70,9 @@ def _queue(settings: Settings, *, create: bool) -> str:
     if create and urlsplit(settings.queue).scheme == "sqs":
         from gpufleet.queue.sqs import ensure_queue_pair
 
-        ensure_queue_pair(settings.queue, max_receives=settings.max_receives)
+        ensure_queue_pair(settings.queue, max_receives=settings.tasks.max_receives)
         done = (f"created or found the queue and its dead-letter queue (dead-lettered "
-                f"after {settings.max_receives} receives); ")
+                f"after {settings.tasks.max_receives} receives); ")
     elif create:
         done = "nothing to create (only sqs:// queues are created); "
     queue = open_queue(settings.queue, name=settings.model)

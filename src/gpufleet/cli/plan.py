@@ -29,8 +29,8 @@ OnDemandOpt = Annotated[float | None, typer.Option(
 
 def _prices(spot: float | None, on_demand: float | None) -> tuple[float, float]:
     settings = Settings.from_env()
-    prices = (settings.spot_price_per_h if spot is None else spot,
-              settings.on_demand_price_per_h if on_demand is None else on_demand)
+    prices = (settings.fleet.spot_price_per_h if spot is None else spot,
+              settings.fleet.on_demand_price_per_h if on_demand is None else on_demand)
     if min(prices) < 0:
         raise ConfigError("prices must be zero or more")
     return prices

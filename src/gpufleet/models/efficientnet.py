@@ -103,7 +103,7 @@ class EfficientNetLite0:
         self.threads = _int_param("threads", threads, low=0) or _usable_cores()
         self.backend = ""  # "onnxruntime" or "torch:<device>" once bootstrapped
         self.streams = 1  # batches in flight at once: two on a GPU
-        self.budget = DecodeBudget(settings.decode_budget_mb * 2**20)
+        self.budget = DecodeBudget(settings.worker.decode_budget_mb * 2**20)
         self._run: Callable[[Array], Array] | None = None
         self._gpu: CudaClassifier | None = None
         self._ids: list[str] = []
@@ -125,14 +125,14 @@ class EfficientNetLite0:
 
     def preprocess(self, data: bytes) -> Array | EncodedJpeg:
         if self._gpu is not None and data.startswith(b"\xff\xd8\xff"):
-            jpeg = jpeg_header(data, max_pixels=self.settings.max_pixels)
+            jpeg = jpeg_header(data, max_pixels=self.settings.worker.max_pixels)
             if jpeg is not None:
                 return jpeg
         return self.cpu_preprocess(data)
 
     def cpu_preprocess(self, data: bytes) -> Array:
-        im = decode_photo(data, max_pixels=self.settings.max_pixels, draft_size=(RESIZE, RESIZE),
-                          budget=self.budget)
+        im = decode_photo(data, max_pixels=self.settings.worker.max_pixels,
+                          draft_size=(RESIZE, RESIZE), budget=self.budget)
         return reference_preprocess(im)
 
     def infer(self, batch: Sequence[Any]) -> list[list[Tag] | ItemError]:

@@ -79,8 +79,8 @@ class S3Store:
     def from_settings(cls, bucket: str, settings: Settings | None) -> S3Store:
         if settings is None:
             return cls(bucket)
-        return cls(bucket, max_pool_connections=max(10, settings.fetch_concurrency + 2),
-                   sse=settings.sse, sse_kms_key_id=settings.sse_kms_key_id)
+        return cls(bucket, max_pool_connections=max(10, settings.worker.fetch_concurrency + 2),
+                   sse=settings.storage.sse, sse_kms_key_id=settings.storage.sse_kms_key_id)
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with _translated(self, key):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpufleet import aws
-from gpufleet.config import Settings
+from gpufleet.config import FleetSettings
 from gpufleet.errors import ConfigError, Unavailable
 from gpufleet.worker.imds import Imds
 
@@ -40,11 +40,11 @@ class Identity:
                 "price_per_h": self.price_per_h}
 
 
-def identify(settings: Settings, imds: Imds | None = None) -> Identity:
-    if settings.capacity and settings.capacity not in CAPACITIES:
-        raise ConfigError(f"GPUFLEET_CAPACITY={settings.capacity!r}: expected spot or on-demand")
-    instance, capacity = settings.instance or None, settings.capacity
-    imds = imds or (Imds(settings.imds_url) if settings.imds_url else None)
+def identify(fleet: FleetSettings, imds: Imds | None = None) -> Identity:
+    if fleet.capacity and fleet.capacity not in CAPACITIES:
+        raise ConfigError(f"GPUFLEET_CAPACITY={fleet.capacity!r}: expected spot or on-demand")
+    instance, capacity = fleet.instance or None, fleet.capacity
+    imds = imds or (Imds(fleet.imds_url) if fleet.imds_url else None)
     if imds is not None and (instance is None or not capacity):
         try:
             instance = instance or imds.get("instance-id")
@@ -53,7 +53,7 @@ def identify(settings: Settings, imds: Imds | None = None) -> Identity:
         except Unavailable as exc:
             log.warning("cannot ask the instance metadata who we are: %s", exc)
     capacity = capacity or "on-demand"
-    price = settings.spot_price_per_h if capacity == "spot" else settings.on_demand_price_per_h
+    price = fleet.spot_price_per_h if capacity == "spot" else fleet.on_demand_price_per_h
     return Identity(instance, capacity, price)
 
 
@@ -88,13 +88,13 @@ class UsageMeter:
                 "state_since": self.state_since}
 
 
-def complete_lifecycle_action(settings: Settings, instance: str | None) -> bool:
+def complete_lifecycle_action(fleet: FleetSettings, instance: str | None) -> bool:
     """Let the Auto Scaling group terminate this drained instance now. True if it was told."""
-    if not (settings.aws_asg and settings.aws_lifecycle_hook and instance):
+    if not (fleet.aws_asg and fleet.aws_lifecycle_hook and instance):
         return False
     try:
         aws.client("autoscaling").complete_lifecycle_action(
-            AutoScalingGroupName=settings.aws_asg, LifecycleHookName=settings.aws_lifecycle_hook,
+            AutoScalingGroupName=fleet.aws_asg, LifecycleHookName=fleet.aws_lifecycle_hook,
             InstanceId=instance, LifecycleActionResult="CONTINUE")
     except Exception as exc:  # the worker's last act: log it, the hook's timeout ends it anyway
         # e.g. no action pending (a spot reclaim without a hook), or the API unreachable.

@@ -47,14 +47,14 @@ class Worker:
         self.tagger = load_tagger(self.model, settings)
         self.bootstrap_s: float | None = None
         # The fleet: who launched us, what we cost, how we spend our time, when we must go.
-        self.identity = identify(settings)
+        self.identity = identify(settings.fleet)
         if machine_gpus:
             self.identity = replace(self.identity,
                                     price_per_h=self.identity.price_per_h / machine_gpus)
         self.meter = UsageMeter()
         self.items: Callable[[], int] = lambda: 0
         self.notice: Notice | None = None
-        self.watcher = NoticeWatcher(settings, self._on_notice)
+        self.watcher = NoticeWatcher(settings.fleet, self._on_notice)
         self.gpu = GpuStats()  # NVML, where there is a GPU: how busy it was while we worked
         self.gpu_busy: list[float] = []
 
@@ -64,7 +64,7 @@ class Worker:
 
     def _grace_s(self) -> float:
         """GPUFLEET_DRAIN_GRACE_S, cut short to end a little before a notice's deadline."""
-        grace = self.settings.drain_grace_s
+        grace = self.settings.worker.drain_grace_s
         if self.notice is not None and self.notice.deadline is not None:
             left = self.notice.deadline - time.time()
             grace = min(grace, left - min(10.0, left / 4))
@@ -119,7 +119,7 @@ class Worker:
             self.index.close()
         if self.stop.is_set() and not self.machine_gpus:
             # Told to go (not idle): on EC2, let the instance terminate now.
-            complete_lifecycle_action(self.settings, self.identity.instance)
+            complete_lifecycle_action(self.settings.fleet, self.identity.instance)
         log.info("worker %s stopped after %d item(s) in %d task(s)", self.id, stats.items,
                  stats.tasks)
         if self.gpu_busy:

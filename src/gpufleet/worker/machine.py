@@ -86,7 +86,7 @@ class Machine:
     def __init__(self, settings: Settings, gpus: list[str], *, model: str,
                  max_idle_s: float | None = None) -> None:
         self.settings, self.model, self.max_idle_s = settings, model, max_idle_s
-        self.identity = identify(settings)  # once for all: one machine, one instance id
+        self.identity = identify(settings.fleet)  # once for all: one machine, one instance id
         self.pipelines = [_Pipeline(gpu) for gpu in gpus]
         self.stop = threading.Event()
 
@@ -133,7 +133,7 @@ class Machine:
             for p in self.pipelines:
                 self._watch(p)
         if self.stop.is_set():  # told to go: on EC2, let the instance terminate now
-            complete_lifecycle_action(self.settings, self.identity.instance)
+            complete_lifecycle_action(self.settings.fleet, self.identity.instance)
         return max((p.exit_code or 0 for p in self.pipelines), key=abs)
 
     def _watch(self, p: _Pipeline) -> None:

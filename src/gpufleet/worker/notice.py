@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gpufleet.config import Settings
+from gpufleet.config import FleetSettings
 from gpufleet.errors import Unavailable
 from gpufleet.worker.imds import Imds
 
@@ -59,12 +59,12 @@ def parse_instance_action(text: str, *, now: float) -> float:
 
 
 class NoticeWatcher:
-    def __init__(self, settings: Settings, on_notice: Callable[[Notice], None], *,
+    def __init__(self, fleet: FleetSettings, on_notice: Callable[[Notice], None], *,
                  imds: Imds | None = None, clock: Callable[[], float] = time.time) -> None:
         self.on_notice, self.clock = on_notice, clock
-        self.poll_s = settings.notice_poll_s
-        self.file = Path(settings.notice_file) if settings.notice_file else None
-        self.imds = imds or (Imds(settings.imds_url) if settings.imds_url else None)
+        self.poll_s = fleet.notice_poll_s
+        self.file = Path(fleet.notice_file) if fleet.notice_file else None
+        self.imds = imds or (Imds(fleet.imds_url) if fleet.imds_url else None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notice", daemon=True)
         self._warned = False

@@ -70,12 +70,12 @@ class Pipeline:
         self.on_state = on_state
         self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
-        self.drain_grace_s = drain_grace_s or (lambda: settings.drain_grace_s)
+        self.drain_grace_s = drain_grace_s or (lambda: settings.worker.drain_grace_s)
         self.state = "ready"
         self.settler = Settler(queue=queue, index=index, settings=settings)
         self.streams = max(1, int(getattr(tagger, "streams", 1)))
         # Items received but not yet written: enough to keep every stage busy, no more.
-        self.ledger = Ledger(max(3 * settings.chunk_size,
+        self.ledger = Ledger(max(3 * settings.tasks.chunk_size,
                                  (2 + self.streams) * tagger.batch_size))
         self.stats = PipelineStats()
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
@@ -86,13 +86,13 @@ class Pipeline:
         self._index_down = threading.Event()  # set by a failed write; receiving pauses
         self._alone: deque[Run] = deque()  # redelivered single items, run one at a time
         self._running_alone: Run | None = None
-        cores = settings.decode_threads or os.cpu_count() or 1
-        self._fetch_pool = ThreadPoolExecutor(settings.fetch_concurrency, "fetch")
+        cores = settings.worker.decode_threads or os.cpu_count() or 1
+        self._fetch_pool = ThreadPoolExecutor(settings.worker.fetch_concurrency, "fetch")
         self._decode_pool = ThreadPoolExecutor(cores, "decode")
-        self._write_pool = ThreadPoolExecutor(settings.fetch_concurrency, "put")
+        self._write_pool = ThreadPoolExecutor(settings.worker.fetch_concurrency, "put")
         self.writer = ResultWriter(index=index, queue=queue, model=tagger.name,
                                    pool=self._write_pool,
-                                   lease_s=settings.visibility_timeout_s,
+                                   lease_s=settings.tasks.visibility_timeout_s,
                                    on_index_down=self._on_index_down)
 
     # The receiving loop ------------------------------------------------------
@@ -115,7 +115,7 @@ class Pipeline:
             if self._alone or self._running_alone is not None:
                 self._run_alone(stop)
                 continue
-            room = self.ledger.wait_for_room(self.settings.chunk_size, stop)
+            room = self.ledger.wait_for_room(self.settings.tasks.chunk_size, stop)
             if stop.is_set():
                 break
             busy = self.ledger.in_flight > 0
@@ -155,8 +155,8 @@ class Pipeline:
 
     def _receive(self, room: int, stop: threading.Event) -> list[Lease]:
         try:
-            leases = self.queue.receive(max(1, room // self.settings.chunk_size),
-                                        visibility_timeout_s=self.settings.visibility_timeout_s,
+            leases = self.queue.receive(max(1, room // self.settings.tasks.chunk_size),
+                                        visibility_timeout_s=self.settings.tasks.visibility_timeout_s,
                                         wait_s=_RECEIVE_WAIT_S)
         except Unavailable as exc:  # wait it out, backing off; in-flight work carries on
             self._back_off(stop, "cannot receive tasks", exc)
@@ -212,7 +212,7 @@ class Pipeline:
             log.info("dropping a task of cancelled job %s", task.job)
             safely(self.queue.ack, lease)
             return
-        verdict = delivery.judge(task, lease, max_receives=self.settings.max_receives)
+        verdict = delivery.judge(task, lease, max_receives=self.settings.tasks.max_receives)
         if verdict is Verdict.GIVE_UP:
             self.settler.give_up(task, lease, delivery.give_up_reason(task, lease))
             return
@@ -263,7 +263,8 @@ class Pipeline:
         failed: list[Outcome] = []
         for key in keys:
             try:
-                fetched.append((key, run.input.get(key, max_bytes=self.settings.max_object_bytes)))
+                fetched.append((key, run.input.get(
+                    key, max_bytes=self.settings.worker.max_object_bytes)))
             except ItemError as exc:
                 failed.append(self._failed(run, key, str(exc), started))
             except Exception as exc:  # store trouble: retry the whole task later
@@ -380,7 +381,7 @@ class Pipeline:
     def _heartbeat_loop(self) -> None:
         # Leases are extended at a third of their length, so two missed beats are survivable;
         # the worker registry hears from us more often, so a fleet view stays fresh.
-        lease_s = self.settings.visibility_timeout_s
+        lease_s = self.settings.tasks.visibility_timeout_s
         extend_every_s = lease_s / 3
         last_extend = time.monotonic()
         while not self._hb_stop.wait(min(5.0, extend_every_s)):

@@ -38,8 +38,9 @@ def safely(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 class Settler:
     def __init__(self, *, queue: TaskQueue, index: Index, settings: Settings) -> None:
         self.queue, self.index, self.settings = queue, index, settings
-        self.backoff = Backoff(max_receives=settings.max_receives,
-                               base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
+        tasks = settings.tasks
+        self.backoff = Backoff(max_receives=tasks.max_receives, base_s=tasks.backoff_base_s,
+                               max_s=tasks.backoff_max_s)
         self._owed: deque[tuple[str, tuple[str, ...], str]] = deque()  # items to fail, retried
 
     def give_up(self, task: Task, lease: Lease, reason: str) -> None:
@@ -76,7 +77,7 @@ class Settler:
     def retry(self, run: Run, error: str) -> None:
         """A task that failed for a transient reason: later, with a backoff, or given up."""
         used = delivery.deliveries(run.task, run.lease)
-        if used >= self.settings.max_receives:
+        if used >= self.settings.tasks.max_receives:
             reason = f"dead-lettered after {used} tries: {error}"
             log.error("task of job %s %s", run.task.job, reason)
             self._owed.append((run.task.job, run.keys, reason))
@@ -87,7 +88,7 @@ class Settler:
         # Said, so an operator sees a full disk or a failing store while it is retried, not
         # only when its tasks are dead-lettered.
         log.warning("task of job %s goes back to the queue for %.1f s (try %d of %d): %s",
-                    run.task.job, delay_s, used, self.settings.max_receives, error)
+                    run.task.job, delay_s, used, self.settings.tasks.max_receives, error)
         self.queue.release(run.lease, delay_s=delay_s, error=error)
 
     def settle_owed(self) -> None:

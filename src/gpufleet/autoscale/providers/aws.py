@@ -106,7 +106,7 @@ class AwsProvider:
 
     def __init__(self, settings: Settings, *, model: str, group: str | None = None,
                  autoscaling: Any = None, ec2: Any = None) -> None:
-        self.group = group or settings.aws_asg
+        self.group = group or settings.fleet.aws_asg
         if not self.group:
             raise ConfigError("--provider aws needs the Auto Scaling group: GPUFLEET_AWS_ASG")
         self.model = model
