@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gpufleet.errors import ConfigError
 
@@ -142,7 +143,14 @@ class ServerSettings:
     models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
 
     def problems(self) -> list[str]:
-        return []
+        found = _at_least_one(self, ("max_page", "max_items", "open_queues", "max_models",
+                                     "max_open_jobs", "max_open_items"), "API_")
+        public = urlsplit(self.public_url)
+        if self.public_url and (public.scheme not in ("http", "https") or not public.netloc
+                                or public.query or public.fragment):
+            found.append(f"{PREFIX}API_PUBLIC_URL={self.public_url!r}: expected "
+                         "http(s)://host[:port][/path], how clients reach the API")
+        return found
 
 
 # Each section, and the prefix its names take after GPUFLEET_.

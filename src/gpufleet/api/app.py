@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -83,17 +82,8 @@ _ERRORS[429]["headers"] = {"Retry-After": {"schema": {"type": "string"},
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                cache: Cache | None = None) -> FastAPI:
     """clock: wall time for signed URL expiry and the rate limiter (tests control it)."""
-    # Every setting is checked before anything is opened.
-    for name in ("max_page", "max_items", "open_queues", "max_models", "max_open_jobs",
-                 "max_open_items"):
-        if getattr(settings, f"api_{name}") < 1:
-            raise ConfigError(f"GPUFLEET_API_{name.upper()} must be at least 1")
-    public = urlsplit(settings.server.public_url)
-    if settings.server.public_url and (public.scheme not in ("http", "https") or not public.netloc
-                                    or public.query or public.fragment):
-        raise ConfigError(f"GPUFLEET_API_PUBLIC_URL={settings.server.public_url!r}: expected "
-                          "http(s)://host[:port][/path], how clients reach the API")
-    networks = {name: parse_networks(getattr(settings, f"api_{name}"),
+    # Every setting is checked before anything is opened (the rest by ServerSettings).
+    networks = {name: parse_networks(getattr(settings.server, name),
                                      setting=f"GPUFLEET_API_{name.upper()}")
                 for name in ("allow", "deny", "trusted_proxies")}
     signer = Signer(signing_secret(settings), ttl_s=settings.server.url_ttl_s, clock=clock)
