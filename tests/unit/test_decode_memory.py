@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gpufleet.worker.budget import DecodeBudget
-from gpufleet.worker.images import decode_photo
+from gpufleet.imaging.budget import DecodeBudget
+from gpufleet.imaging.photos import decode_photo
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from gpufleet.errors import ImageError
-from gpufleet.worker.images import jpeg_orientation
+from gpufleet.imaging.photos import jpeg_orientation
 
 cuda = pytest.importorskip("gpufleet.models.cuda")
 pytest.importorskip("simplejpeg")

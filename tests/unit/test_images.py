@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gpufleet.errors import ImageError
-from gpufleet.worker.images import decode_photo, sniff_format
+from gpufleet.imaging.photos import decode_photo, sniff_format
 
 LIMIT = 120_000_000
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from gpufleet.errors import ImageError, ItemError, ModelError
-from gpufleet.worker.images import jpeg_orientation
+from gpufleet.imaging.photos import jpeg_orientation
 
 CROP, RESIZE = 224, 256
 _NVJPEG_COLOURS = ("Gray", "YCbCr")

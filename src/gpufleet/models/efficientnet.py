@@ -39,10 +39,10 @@ from PIL import Image
 
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ItemError, ModelError
+from gpufleet.imaging.budget import DecodeBudget
+from gpufleet.imaging.photos import decode_photo
 from gpufleet.models.cuda import CudaClassifier, EncodedJpeg, jpeg_header
 from gpufleet.models.params import Parameter
-from gpufleet.worker.budget import DecodeBudget
-from gpufleet.worker.images import decode_photo
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings

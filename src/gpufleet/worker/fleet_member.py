@@ -22,6 +22,7 @@ from typing import Any
 
 from gpufleet import aws
 from gpufleet.config import FleetSettings
+from gpufleet.domain import WorkerState
 from gpufleet.errors import ConfigError, Unavailable
 from gpufleet.worker.imds import Imds
 
@@ -60,7 +61,7 @@ def identify(fleet: FleetSettings, imds: Imds | None = None) -> Identity:
 class UsageMeter:
     """Time in each state, fed every state report (from the receiving and heartbeat threads)."""
 
-    BUSY = ("busy", "draining")
+    BUSY = (WorkerState.BUSY, WorkerState.DRAINING)
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -77,7 +78,7 @@ class UsageMeter:
             elapsed, self._at = now - self._at, now
             if self.state in self.BUSY:
                 self.busy_s += elapsed
-            elif self.state == "ready":
+            elif self.state == WorkerState.READY:
                 self.idle_s += elapsed
             if state != self.state:
                 self.state, self.state_since = state, self.wall()

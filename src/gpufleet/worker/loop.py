@@ -14,6 +14,7 @@ from dataclasses import replace
 from types import FrameType
 
 from gpufleet.config import Settings
+from gpufleet.domain import WorkerGone, WorkerState
 from gpufleet.index import Index
 from gpufleet.models import load_tagger
 from gpufleet.models.base import canonical_spec
@@ -70,12 +71,12 @@ class Worker:
             grace = min(grace, left - min(10.0, left / 4))
         return max(0.0, grace)
 
-    def _seen(self, state: str) -> None:
+    def _seen(self, state: WorkerState | WorkerGone) -> None:
         reading = self.gpu.read()
-        if reading is not None and state == "busy":
+        if reading is not None and state is WorkerState.BUSY:
             self.gpu_busy.append(reading.util_pct)
         if self.notice is not None and self.notice.interruption:
-            state = "interrupted"  # from the notice on: the controller avoids spot for a while
+            state = WorkerGone.INTERRUPTED  # from now on the controller avoids spot a while
         try:
             extra = {**self.identity.columns(), **self.meter.columns(), "items": self.items(),
                      "gpus": self.machine_gpus}
@@ -98,8 +99,8 @@ class Worker:
 
     def run(self, *, max_idle_s: float | None = None) -> PipelineStats:
         sweep(self.settings, self.index, model=self.model)  # a worker starting looks at its jobs
-        self.meter.observe("booting")
-        self._seen("booting")
+        self.meter.observe(WorkerState.BOOTING)
+        self._seen(WorkerState.BOOTING)
         self.watcher.start()
         t0 = time.perf_counter()
         self.tagger.bootstrap()
@@ -114,7 +115,7 @@ class Worker:
             stats = pipeline.run(stop=self.stop, max_idle_s=max_idle_s)
         finally:
             self.watcher.close()
-            self._seen("stopped")
+            self._seen(WorkerGone.STOPPED)
             self.queue.close()
             self.index.close()
         if self.stop.is_set() and not self.machine_gpus:
@@ -127,10 +128,10 @@ class Worker:
                      sum(self.gpu_busy) / len(self.gpu_busy), len(self.gpu_busy))
         return stats
 
-    def _states(self) -> Callable[[str], None]:
+    def _states(self) -> Callable[[WorkerState], None]:
         reporter = StateReporter(self._seen)
 
-        def observe(state: str) -> None:
+        def observe(state: WorkerState) -> None:
             self.meter.observe(state)
             reporter(state)
 
@@ -140,11 +141,12 @@ class Worker:
 class StateReporter:
     """Reports the worker's state to the registry on change, and every few seconds."""
 
-    def __init__(self, report: Callable[[str], None], every_s: float = 5.0) -> None:
+    def __init__(self, report: Callable[[WorkerState], None], every_s: float = 5.0) -> None:
         self.report, self.every_s = report, every_s
-        self.state, self.at = "", 0.0
+        self.state: WorkerState | None = None
+        self.at = 0.0
 
-    def __call__(self, state: str) -> None:
+    def __call__(self, state: WorkerState) -> None:
         now = time.monotonic()
         if state != self.state or now - self.at >= self.every_s:
             self.state, self.at = state, now

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet.config import Settings
-from gpufleet.domain import ItemResult, ItemStatus, Tag, Task
+from gpufleet.domain import ItemResult, ItemStatus, Tag, Task, WorkerState
 from gpufleet.errors import GpufleetError, ItemError, Unavailable
 from gpufleet.index import Index
 from gpufleet.jitter import equal_jitter
@@ -62,7 +62,7 @@ class PipelineStats:
 
 class Pipeline:
     def __init__(self, *, tagger: Tagger, queue: TaskQueue, index: Index, settings: Settings,
-                 worker_id: str, on_state: Callable[[str], None] = lambda s: None,
+                 worker_id: str, on_state: Callable[[WorkerState], None] = lambda s: None,
                  drain_grace_s: Callable[[], float] | None = None,
                  on_idle: Callable[[], object] = lambda: None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
@@ -71,7 +71,7 @@ class Pipeline:
         self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
         self.drain_grace_s = drain_grace_s or (lambda: settings.worker.drain_grace_s)
-        self.state = "ready"
+        self.state = WorkerState.READY
         self.settler = Settler(queue=queue, index=index, settings=settings)
         self.streams = max(1, int(getattr(tagger, "streams", 1)))
         # Items received but not yet written: enough to keep every stage busy, no more.
@@ -107,7 +107,7 @@ class Pipeline:
             t.start()
         idle_since = self._idle_called = time.monotonic()
         poll_s = 0.05
-        self._set_state("ready")
+        self._set_state(WorkerState.READY)
         while not stop.is_set():
             if self._index_down.is_set():
                 self._wait_for_index(stop)
@@ -123,7 +123,7 @@ class Pipeline:
             leases = self._receive(room, stop)
             if leases:
                 poll_s = 0.05
-                self._set_state("busy")
+                self._set_state(WorkerState.BUSY)
                 for lease in leases:
                     self._start(lease, asked_at)
                 continue
@@ -133,7 +133,7 @@ class Pipeline:
                 log.info("idle for %.0f s: stopping", max_idle_s)
                 break
             else:
-                self._set_state("ready")
+                self._set_state(WorkerState.READY)
                 if time.monotonic() - self._idle_called >= _IDLE_CALL_S:
                     self._idle_called = time.monotonic()
                     safely(self.on_idle)
@@ -149,7 +149,7 @@ class Pipeline:
             pool.shutdown(wait=False, cancel_futures=True)
         return self.stats
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: WorkerState) -> None:
         self.state = state
         self.on_state(state)
 
@@ -174,7 +174,7 @@ class Pipeline:
 
     def _wait_for_index(self, stop: threading.Event) -> None:
         """Receive nothing while results cannot be recorded: tasks would only burn receives."""
-        self._set_state("ready" if not self.ledger.in_flight else "busy")
+        self._set_state(WorkerState.BUSY if self.ledger.in_flight else WorkerState.READY)
         try:
             self.index.is_cancelled("")
         except GpufleetError as exc:
@@ -186,7 +186,7 @@ class Pipeline:
 
     def _drain(self) -> None:
         """Finish what fits in the grace period, then hand the rest back at once."""
-        self._set_state("draining")
+        self._set_state(WorkerState.DRAINING)
         finished = self.ledger.wait_until_empty(self.drain_grace_s())
         runs = self.ledger.release_all()  # unfinished, or waiting to run alone
         for r in runs:

@@ -33,7 +33,7 @@ from PIL import (  # the plugins register the only openers we use, once, at impo
 )
 
 from gpufleet.errors import ImageError
-from gpufleet.worker.budget import DecodeBudget
+from gpufleet.imaging.budget import DecodeBudget
 
 __all__ = ["decode_photo", "jpeg_orientation", "sniff_format"]
 
