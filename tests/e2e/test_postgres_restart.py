@@ -13,6 +13,7 @@ sweeper re-enqueued them.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,42 @@ def test_a_crash_after_the_last_ack_leaves_the_job_finished(
         # Then every item is still done: nothing is owed to the sweeper
         assert _statuses(env["GPUFLEET_DB"], job) == Counter(done=len(keys)), home.logs()
         assert queue.depth() == empty
+        queue.close()
+    finally:
+        redis.stop()
+
+
+def test_a_job_outlives_an_outage_of_postgresql_longer_than_its_retries(
+        home: Home, tmp_path: Path, crashable_postgres: PostgresServer) -> None:
+    # Given a job under way on Redis + PostgreSQL, with leases and retries so short that an
+    # outage of 12 s outlasts every delivery a task is allowed (issue 11, item 3)
+    redis = RedisServer(tmp_path / "redis", appendonly=True)
+    redis.start()
+    try:
+        env = {"GPUFLEET_QUEUE": redis.url, "GPUFLEET_DB": crashable_postgres.create_database(),
+               "GPUFLEET_CHUNK_SIZE": "4", "GPUFLEET_MAX_RECEIVES": "2",
+               "GPUFLEET_VISIBILITY_TIMEOUT_S": "2"}
+        model = "synthetic?item_ms=50"
+        home.run("init", **env)
+        keys = write_files(tmp_path / "in", 120)
+        (home.path / "manifest.txt").write_text("\n".join(keys) + "\n")
+        job = home.run("submit", home.path / "manifest.txt", "--input",
+                       (tmp_path / "in").as_uri() + "/", "--model", model,
+                       **env).stdout.strip()
+        home.spawn("worker", "--model", model, "--max-idle", "20", **env)
+        home.wait_for(lambda: _statuses(env["GPUFLEET_DB"], job)["done"] >= 8,
+                      what="the first results")
+        # When PostgreSQL goes away for 12 s and comes back
+        crashable_postgres.stop()
+        time.sleep(12)
+        crashable_postgres.start()
+        # Then the job ends with every item done: nothing dead-lettered, nothing stranded
+        home.wait_for(lambda: _statuses(env["GPUFLEET_DB"], job) == Counter(done=len(keys)),
+                      what="every item done", timeout_s=180)
+        queue = open_queue(redis.url, name=canonical_spec(model))
+        assert queue.depth().dead == 0, home.logs()
+        # And the worker stopped taking tasks while the index was away, as it said
+        assert "the index is unreachable: not receiving tasks" in " ".join(home.logs().split())
         queue.close()
     finally:
         redis.stop()
