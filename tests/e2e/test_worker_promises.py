@@ -9,9 +9,17 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
+from tests.conformance.backends import (
+    InProcessMoto,
+    fresh_name,
+    in_process_moto,  # noqa: F401  the fixture
+)
 from tests.conftest import Home, write_files
+from tests.servers import RedisServer
 
 POISON = "tests.e2e.plugins:PoisonTagger"
 
@@ -42,8 +50,28 @@ def _finished(home: Home, job: str) -> dict[str, tuple[object, object]]:
         index.close()
 
 
+@pytest.fixture(params=["embedded", "redis+postgres", "sqs"])
+def backend(request: pytest.FixtureRequest, home: Home, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> str:
+    """The queue and index behind `home`: the receive count must hold on every one."""
+    if request.param == "redis+postgres":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        home.env.update(GPUFLEET_QUEUE=f"{redis.url}?namespace={fresh_name('promises-')}",
+                        GPUFLEET_DB=request.getfixturevalue("postgres_url"))
+        home.run("init")
+    elif request.param == "sqs":
+        moto: InProcessMoto = request.getfixturevalue("in_process_moto")
+        for name, value in moto.env(str(tmp_path)).items():
+            monkeypatch.setenv(name, value)
+            home.env[name] = value
+        home.env.update(GPUFLEET_QUEUE=f"sqs://{fresh_name('promises-')}",
+                        GPUFLEET_MAX_RECEIVES="3")
+        home.run("init", "--create-queues")  # SQS counts receives itself: maxReceiveCount
+    return str(request.param)
+
+
 def test_an_item_that_kills_every_worker_fails_alone_and_the_job_ends(
-        home: Home, tmp_path: Path) -> None:
+        home: Home, tmp_path: Path, backend: str) -> None:
     # Given a 12-item task whose sixth object kills any worker that decodes it
     keys = write_files(tmp_path / "in", 12)
     (tmp_path / "in" / keys[5]).write_bytes(b"POISON")
