@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.api.locations import TenantLocations, parse_grants
-from gpufleet.config import Settings
+from gpufleet.config import ServerSettings, Settings
 from gpufleet.errors import ConfigError
 from tests.api.conftest import MODEL, ApiServer, World, api_home, make_key, tenant_input
 
@@ -95,7 +95,7 @@ def test_a_grant_must_name_a_tenant_and_a_location(text: str) -> None:
 
 def test_s3_locations_are_compared_without_opening_a_store(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, input="s3://in/data/", output="s3://out/",
-                        api_locations="t=s3://shared/t/")
+                        server=ServerSettings(locations="t=s3://shared/t/"))
     where = TenantLocations(settings)
     assert where.resolve("t", "photos/", what="input", use="input") == "s3://in/data/t/photos/"
     assert where.resolve("t", "s3://shared/t/x/", what="input", use="input") == \

@@ -10,6 +10,7 @@ import secrets
 import boto3
 import pytest
 
+from gpufleet.index.migrate import HEAD
 from tests.conftest import Home
 from tests.servers import MotoServer, PostgresServer, RedisServer, free_port
 
@@ -112,7 +113,7 @@ def test_init_then_a_job_on_postgres_s3_and_redis(s3_home: Home, postgres_server
         assert "Traceback" not in result.stderr
         # When init runs, then it migrates the index and finds every backend reachable
         out = s3_home.run("init").stdout
-        assert "migrated empty -> 0002" in out
+        assert f"migrated empty -> {HEAD}" in out
         assert f"input s3://{bucket}/uploads/: reachable" in out
         assert f"output s3://{bucket}/results/: reachable" in out
         assert "cache" in out and "reachable" in out
@@ -138,7 +139,7 @@ def test_init_reports_every_unreachable_backend_and_fails(s3_home: Home) -> None
     # When init runs, then it still migrates the (SQLite) index and checks the rest
     result = s3_home.run("init", "--create-queues", check=False)
     assert result.returncode == 1
-    assert "migrated empty -> 0002" in result.stdout
+    assert f"migrated empty -> {HEAD}" in result.stdout
     assert "nothing to create (only sqs:// queues are created)" in result.stdout
     assert "output s3://no-such-bucket-y2/results/: " in result.stderr
     assert "no such bucket" in result.stderr

@@ -9,6 +9,9 @@ stale or never-ending; whatever the system holds that nobody submitted is unexpe
   job had ended (a worker whose lease was gone wrote over a finished job).
 - **never-ending**: the item is still pending, or its job has not ended, when the
   bound after the nemesis has passed.
+- **repaired**: under a nemesis that should strand nothing, the sweeper had to
+  enqueue a job's pending items again: work was lost and only the safety net caught
+  it (a PostgreSQL crash losing commits it had acknowledged was found this way).
 - **not created**: items of a submission killed before it made its job: never
   acknowledged, so not owed (Jepsen's "unacknowledged, absent": fine).
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tests.reliability.history import Observation, Row, Submission, parse_object
 
-ANOMALIES = ("lost", "duplicated", "stale", "never_ending", "unexpected")
+ANOMALIES = ("lost", "duplicated", "stale", "never_ending", "unexpected", "repaired")
 CATEGORIES = ("ok", "failed", *ANOMALIES, "not_created")
 
 
@@ -45,10 +48,16 @@ class Verdict:
         return counts + shown
 
 
-def check(submissions: list[Submission], ended: Observation, after: Observation) -> Verdict:
+def check(submissions: list[Submission], ended: Observation, after: Observation, *,
+          may_strand: bool = True) -> Verdict:
     """Judge every submitted item against what was seen when the jobs had ended (ended) and
-    once every worker was gone (after)."""
+    once every worker was gone (after). may_strand: the faults may lose tasks outright (a
+    killed submitter, Redis losing its last writes), so the sweeper's repairs are fine."""
     verdict = Verdict()
+    if not may_strand:
+        for job, times in sorted(after.requeued.items()):
+            verdict.add("repaired", f"job {job}: the sweeper re-enqueued its stranded items "
+                        f"{times} time(s)", times)
     claimed: set[str] = set()
     for sub in submissions:
         jobs = sorted(j for j, (_, input) in ended.jobs.items() if input == sub.input)

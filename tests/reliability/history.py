@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from gpufleet.index import Index
+from gpufleet.index.schema import jobs
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Observation:
     rows: dict[str, dict[str, list[Row]]] = field(default_factory=dict)  # job -> key -> rows
     objects: dict[str, dict[str, bytes]] = field(default_factory=dict)  # job -> name -> body
     litter: int = 0  # temporary files a killed writer left (not results)
+    requeued: dict[str, int] = field(default_factory=dict)  # job -> the sweeper's repairs
 
     def unfinished(self) -> list[str]:
         return [j for j, (state, _) in self.jobs.items()
@@ -70,6 +74,9 @@ def observe(db: str, results: Path) -> Observation:
                 rows.setdefault(r.key, []).append(
                     Row(r.status.value, r.worker, r.finished_at))
             seen.rows[job.id] = rows
+        with index.transaction() as conn:
+            seen.requeued = {job_id: n for job_id, n in conn.execute(
+                select(jobs.c.id, jobs.c.requeues)) if n}
     finally:
         index.close()
     for job_id in seen.jobs:

@@ -25,6 +25,7 @@ from tests.reliability.submissions import submit
 class Nemesis:
     name = "none"
     needs_mount = False
+    may_strand = False  # may it lose tasks outright, so that only the sweeper ends the job?
 
     def prepare(self, cluster: Cluster) -> str | None:
         return None
@@ -83,6 +84,7 @@ class KillSubmitter(Nemesis):
     job exists, mostly while its tasks are being enqueued."""
 
     name = "kill-submitter"
+    may_strand = True  # a submission killed between its job and its last task
 
     def __init__(self, *, items: int = 600) -> None:
         self.items = items
@@ -116,6 +118,7 @@ class RestartRedis(Nemesis):
     """kill -9 the queue's redis-server, leave it down a moment, start it on the same data."""
 
     name = "restart-redis"
+    may_strand = True  # kill -9 loses what the append-only file had not yet written
 
     def prepare(self, cluster: Cluster) -> str | None:
         return None if cluster.redis is not None else "the embedded backend has no Redis"
@@ -200,6 +203,7 @@ class Composite(Nemesis):
         self.parts = parts
         self.name = "+".join(p.name for p in parts)
         self.needs_mount = any(p.needs_mount for p in parts)
+        self.may_strand = any(p.may_strand for p in parts)
         self.active: list[Nemesis] = []
 
     def prepare(self, cluster: Cluster) -> str | None:

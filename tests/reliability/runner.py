@@ -60,7 +60,7 @@ def run(root: Path, backend: str, nemesis: Nemesis, plan: Plan) -> Outcome:
         ended = _until_ended(cluster, plan)
         cluster.drain_workers()
         after = observe(cluster.db, cluster.results)
-        verdict = check(subs, ended, after)
+        verdict = check(subs, ended, after, may_strand=nemesis.may_strand)
         return Outcome(backend, nemesis.name, verdict, strikes=strikes,
                        seconds=time.monotonic() - started)
     finally:

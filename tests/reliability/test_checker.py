@@ -1,5 +1,5 @@
 """The checker itself, on hand-built histories: it must pass a clean run and flag each
-anomaly it exists to find (lost, duplicated, stale, never-ending, unexpected), so a
+anomaly it exists to find (lost, duplicated, stale, never-ending, unexpected, repaired), so a
 reliability run with zero anomalies means the system held, not that the checker was blind."""
 
 from __future__ import annotations
@@ -152,6 +152,19 @@ def test_a_pending_item_in_an_ended_job_is_never_ending() -> None:
     del ended.objects["j1"]["c.bin.json"]
     verdict = check([_sub()], ended, _copy(ended))
     assert _anomalies(verdict) == {"never_ending": 1}, verdict.describe()
+
+
+def test_a_sweeper_repair_is_an_anomaly_only_where_nothing_should_be_stranded() -> None:
+    # Given a job that ended well only because the sweeper enqueued its items again
+    ended = _ended()
+    after = _copy(ended)
+    after.requeued = {"j1": 1}
+    # Then under faults that may lose tasks (a killed submitter, Redis restarted) it is fine
+    assert check([_sub()], ended, after, may_strand=True).anomalies == 0
+    # And under faults that should lose nothing, work was lost and covered up
+    verdict = check([_sub()], ended, after, may_strand=False)
+    assert _anomalies(verdict) == {"repaired": 1}
+    assert "re-enqueued its stranded items 1 time(s)" in verdict.describe()
 
 
 def test_what_nobody_submitted_is_unexpected() -> None:
