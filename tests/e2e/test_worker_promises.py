@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.domain import ItemResult, ItemStatus
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from tests.conformance.backends import (
@@ -163,3 +164,26 @@ def test_a_drain_hands_back_what_does_not_fit_in_the_grace_period(
     finally:
         queue.close()
     assert depth.in_flight == 0 and depth.queued > 0
+
+
+def test_a_task_whose_items_were_all_recorded_is_not_done_again(
+        home: Home, tmp_path: Path) -> None:
+    # Given a task whose every item an earlier delivery recorded, though its ack was lost (a
+    # queue restarted from its last write, a worker killed between the two)
+    model = "synthetic?item_ms=0"
+    keys = write_files(tmp_path / "in", 6)
+    job = _submit(home, tmp_path / "in", keys, model, GPUFLEET_CHUNK_SIZE="6")
+    queue = open_queue(home.settings.queue, name=canonical_spec(model))
+    assert len(queue.receive(1, visibility_timeout_s=1)) == 1  # the earlier delivery
+    index = home.index()
+    index.record([ItemResult(job=job, key=k, status=ItemStatus.DONE, worker="earlier",
+                             finished_at=1.0) for k in keys])
+    index.close()
+    # When it is delivered again, to a worker
+    home.spawn("worker", "--model", model, "--max-idle", "3").wait(timeout=120)
+    # Then it is acked without doing its items again: rows untouched, no object rewritten
+    assert {worker for worker, _ in _finished(home, job).values()} == {"earlier"}
+    assert not (home.path / "buckets" / "results" / job).exists()
+    assert (queue.depth().queued, queue.depth().in_flight) == (0, 0)
+    assert "came back with every item recorded" in " ".join(home.logs().split())
+    queue.close()

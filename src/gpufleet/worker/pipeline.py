@@ -8,9 +8,8 @@ copy and decode overlap the other's compute); one thread writes each batch of
 outcomes (writer.py) and settles finished tasks, acking them together; one
 thread heartbeats the leases and retries bookkeeping an outage interrupted.
 
-Per item there is no future, no lock and no round trip: futures, index
-statements and acks are per piece, batch or task. A bounded number of items
-is in flight (ledger.py), so memory stays flat however long the queue.
+Per item there is no future, no lock and no round trip: futures, index statements and
+acks are per piece, batch or task. A bounded number of items is in flight (ledger.py).
 """
 
 from __future__ import annotations
@@ -35,9 +34,8 @@ from gpufleet.models import Tagger
 from gpufleet.queue import Lease, TaskQueue
 from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
-from gpufleet.worker import delivery
 from gpufleet.worker.cancels import CancelledJobs
-from gpufleet.worker.delivery import Verdict
+from gpufleet.worker.delivery import Verdict, give_up_reason, judge
 from gpufleet.worker.ledger import Ledger, Run
 from gpufleet.worker.settling import Settler, safely
 from gpufleet.worker.writer import Outcome, ResultWriter
@@ -212,15 +210,17 @@ class Pipeline:
             log.info("dropping a task of cancelled job %s", task.job)
             safely(self.queue.ack, lease)
             return
-        verdict = delivery.judge(task, lease, max_receives=self.settings.tasks.max_receives)
+        verdict = judge(task, lease, max_receives=self.settings.tasks.max_receives)
         if verdict is Verdict.GIVE_UP:
-            self.settler.give_up(task, lease, delivery.give_up_reason(task, lease))
+            self.settler.give_up(task, lease, give_up_reason(task, lease))
             return
         if verdict is Verdict.SPLIT:
             self.settler.split(task, lease)
             return
-        run = Run(lease, task, input_location, output, keys=task.keys,
-                  confirmed_at=asked_at)
+        keys = task.keys if verdict is Verdict.RUN else self.settler.unrecorded(task, lease)
+        if not keys:
+            return  # every item was recorded by an earlier delivery: acked, nothing to redo
+        run = Run(lease, task, input_location, output, keys=keys, confirmed_at=asked_at)
         self.stats.tasks += 1
         if verdict is Verdict.ALONE:
             if self._alone or self._running_alone is not None:

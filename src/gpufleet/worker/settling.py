@@ -63,6 +63,21 @@ class Settler:
                  task.job, delivery.deliveries(task, lease) - 1, len(pieces))
         safely(self.queue.ack, lease)
 
+    def unrecorded(self, task: Task, lease: Lease) -> tuple[str, ...]:
+        """The items of a task delivered again that still have no outcome; a task with none
+        left is acked here. Its earlier delivery may have recorded them all before the ack
+        was lost (a queue restarted from its last write, a worker killed between the two):
+        doing them again would rewrite results of a job that may have ended."""
+        try:
+            recorded = self.index.recorded(task.job, task.keys)
+        except GpufleetError as exc:  # cannot tell: redo them all, rewriting is harmless
+            log.warning("cannot read which items of job %s are recorded: %s", task.job, exc)
+            return task.keys
+        if len(recorded) == len(task.keys):
+            log.info("job %s: a task came back with every item recorded: acked", task.job)
+            safely(self.queue.ack, lease)
+        return tuple(k for k in task.keys if k not in recorded)
+
     def requeue(self, task: Task, lease: Lease) -> None:
         """Put a task back as a new message carrying its deliveries so far: waiting on the
         queue costs it no delivery, as waiting in a worker that may die would."""
