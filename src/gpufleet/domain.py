@@ -192,7 +192,8 @@ class ItemResult:
             "job": self.job,
             "key": self.key,
             "status": self.status.value,
-            "tags": [asdict(t) for t in self.tags],
+            # By hand: dataclasses.asdict deep-copies every field, 20 µs an item here.
+            "tags": [{"id": t.id, "label": t.label, "score": t.score} for t in self.tags],
             "error": self.error,
             "worker": self.worker,
             "finished_at": self.finished_at,

@@ -91,8 +91,12 @@ class LocalStore:
                 size = os.fstat(fd).st_size
                 if size > max_bytes:
                     raise ObjectTooLarge(size, max_bytes)
-                # One byte more than allowed: a file that grew since fstat is caught too.
-                data = f.read(max_bytes + 1)
+                # The size and one byte more: asking read() for max_bytes + 1 would allocate
+                # (and give back) that much for every small object. A file that grew since
+                # fstat is read on, up to one byte over the limit, so it is caught too.
+                data = f.read(size + 1)
+                if len(data) > size:
+                    data += f.read(max_bytes + 1 - len(data))
                 if len(data) > max_bytes:
                     raise ObjectTooLarge(max(len(data), os.fstat(fd).st_size), max_bytes)
                 return data

@@ -4,7 +4,11 @@ The pipeline moves items in batches, but a task is settled (acked, retried or
 handed back) as one: the ledger counts each task's items out as their outcomes
 are written, remembers the first transient failure that touched it, and says
 when a task is finished. It also bounds the items in flight, so memory stays
-flat however long the queue.
+flat however long the queue, with two limits: items still without an outcome
+hold their bytes or decoded input (big: ``capacity`` of them), items whose
+outcome waits to be written hold a result (small: ``backlog`` more). Letting
+outcomes pile up is what makes write batches, index statements and acks big
+when writing is the slow stage.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ class Settled:
 
 
 class Ledger:
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int, backlog: int = 0) -> None:
+        self.capacity, self.backlog = capacity, backlog
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified whenever items leave
         self._runs: set[Run] = set()
-        self._in_flight = 0
+        self._in_flight = 0  # received, not yet written
+        self._unwritten = 0  # of those, with an outcome waiting to be written
 
     @property
     def in_flight(self) -> int:
@@ -61,9 +66,13 @@ class Ledger:
     def wait_for_room(self, needed: int, stop: threading.Event) -> int:
         """Block until ``needed`` items fit (or stop is set); returns the room there is."""
         with self._room:
-            while self.capacity - self._in_flight < needed and not stop.is_set():
+            while self._room_left() < needed and not stop.is_set():
                 self._room.wait(0.5)
-            return self.capacity - self._in_flight
+            return self._room_left()
+
+    def _room_left(self) -> int:
+        return min(self.capacity - (self._in_flight - self._unwritten),
+                   self.capacity + self.backlog - self._in_flight)
 
     def wait_until_empty(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -100,12 +109,20 @@ class Ledger:
                 r.released = True
             return runs
 
+    def outcomes_ready(self, count: int) -> None:
+        """count items have their outcome (small) and no longer hold their input (big)."""
+        with self._lock:
+            self._unwritten += count
+            self._room.notify_all()
+
     def count_out(self, outcomes: Iterable[tuple[Run, str | None]]) -> list[Settled]:
-        """Count items out, each with its transient error or None; returns finished tasks."""
+        """Count written items out (each counted by outcomes_ready first), each with its
+        transient error or None; returns finished tasks."""
         finished: list[Settled] = []
         with self._lock:
             for run, transient in outcomes:
                 self._in_flight -= 1
+                self._unwritten -= 1
                 run.remaining -= 1
                 if transient and not run.error:
                     run.error = transient

@@ -64,17 +64,16 @@ class Pipeline:
                  drain_grace_s: Callable[[], float] | None = None,
                  on_idle: Callable[[], object] = lambda: None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
-        self.worker_id = worker_id
-        self.on_state = on_state
+        self.worker_id, self.on_state = worker_id, on_state
         self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
         self.drain_grace_s = drain_grace_s or (lambda: settings.worker.drain_grace_s)
         self.state = WorkerState.READY
         self.settler = Settler(queue=queue, index=index, settings=settings)
         self.streams = max(1, int(getattr(tagger, "streams", 1)))
-        # Items received but not yet written: enough to keep every stage busy, no more.
+        # Inputs in flight: enough to keep every stage busy; outcomes: up to a write batch.
         self.ledger = Ledger(max(3 * settings.tasks.chunk_size,
-                                 (2 + self.streams) * tagger.batch_size))
+                                 (2 + self.streams) * tagger.batch_size), backlog=_WRITE_BATCH)
         self.stats = PipelineStats()
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
@@ -91,7 +90,7 @@ class Pipeline:
         self.writer = ResultWriter(index=index, queue=queue, model=tagger.name,
                                    pool=self._write_pool,
                                    lease_s=settings.tasks.visibility_timeout_s,
-                                   on_index_down=self._on_index_down)
+                                   on_index_down=lambda error: self._index_down.set())
 
     # The receiving loop ------------------------------------------------------
 
@@ -166,9 +165,6 @@ class Pipeline:
         self._outage_s = min(_OUTAGE_MAX_S, max(0.5, 2 * self._outage_s))
         log.warning("%s, retrying in %.1f s: %s", what, self._outage_s, exc)
         stop.wait(equal_jitter(self._outage_s))  # workers that failed together spread out
-
-    def _on_index_down(self, error: str) -> None:
-        self._index_down.set()
 
     def _wait_for_index(self, stop: threading.Event) -> None:
         """Receive nothing while results cannot be recorded: tasks would only burn receives."""
@@ -270,7 +266,7 @@ class Pipeline:
             except Exception as exc:  # store trouble: retry the whole task later
                 failed.append(Outcome(run, key, None, transient=f"fetch {key}: {exc}"))
         if failed:
-            self._written.put(failed)
+            self._emit(failed)
         if fetched:
             self._decode_pool.submit(self._decode, run, fetched, started)
 
@@ -286,9 +282,13 @@ class Pipeline:
                 log.exception("unexpected error decoding %s", key)
                 failed.append(self._failed(run, key, f"cannot decode: {exc!r}", started))
         if failed:
-            self._written.put(failed)
+            self._emit(failed)
         if ready:
             self._ready.put(ready)
+
+    def _emit(self, outcomes: list[Outcome]) -> None:
+        self.ledger.outcomes_ready(len(outcomes))  # their inputs are let go: room for more
+        self._written.put(outcomes)
 
     def _failed(self, run: Run, key: str, error: str, started: float) -> Outcome:
         return Outcome(run, key, ItemResult(
@@ -331,13 +331,13 @@ class Pipeline:
                 raise RuntimeError(f"model returned {len(all_tags)} results for {len(batch)}")
         except Exception as exc:
             log.exception("inference failed on a batch of %d", len(batch))
-            self._written.put([Outcome(run, key, None, transient=f"inference: {exc!r}")
-                               for run, key, _, _ in batch])
+            self._emit([Outcome(run, key, None, transient=f"inference: {exc!r}")
+                        for run, key, _, _ in batch])
             return
         per_item_ms = round((time.perf_counter() - t0) * 1000 / len(batch), 3)
         now = time.time()
-        self._written.put([self._tagged(run, key, tags, started, now, per_item_ms)
-                           for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
+        self._emit([self._tagged(run, key, tags, started, now, per_item_ms)
+                    for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
 
     def _tagged(self, run: Run, key: str, tags: list[Tag] | ItemError, started: float,
                 now: float, infer_ms: float) -> Outcome:
