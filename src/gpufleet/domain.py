@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -217,7 +217,8 @@ class Item:
     def to_json(self, *, worker: bool = False) -> dict[str, Any]:
         """As the API serves it; ``worker``: with the worker's id, for the operator's CLI."""
         doc = {"job": self.job, "key": self.key, "status": self.status.value,
-               "tags": [asdict(t) for t in self.tags], "error": self.error,
+               "tags": [{"id": t.id, "label": t.label, "score": t.score} for t in self.tags],
+               "error": self.error,
                "attempts": self.attempts, "finished_at": self.finished_at}
         if worker:
             doc["worker"] = self.worker
