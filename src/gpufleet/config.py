@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gpufleet.errors import ConfigError
+from gpufleet.logs import FORMATS, LEVELS
 
 PREFIX = "GPUFLEET_"
 
@@ -178,6 +179,9 @@ class Settings:
     # The HTTP API to talk to: the CLI's submit/status/results go through it when set.
     api: str = ""  # base URL of a gpufleet API, e.g. http://127.0.0.1:8000
     api_key: str = field(default="", repr=False)  # sent as Authorization: Bearer
+    # Logs (logs.py): empty level means each command's own (info for long-running ones).
+    log_level: str = ""  # debug, info, warning, error
+    log_format: str = "auto"  # auto (Rich on a terminal, JSON lines elsewhere), json, text
     # The sections.
     tasks: TaskSettings = field(default_factory=TaskSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -198,6 +202,12 @@ class Settings:
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
         problems = [line for name in SECTIONS for line in getattr(self, name).problems()]
+        if self.log_level not in ("", *LEVELS):
+            problems.append(f"{PREFIX}LOG_LEVEL={self.log_level!r}: expected one of "
+                            + ", ".join(LEVELS))
+        if self.log_format not in FORMATS:
+            problems.append(f"{PREFIX}LOG_FORMAT={self.log_format!r}: expected one of "
+                            + ", ".join(FORMATS))
         if self.cache.split("://", 1)[0] not in ("memory", "redis", "rediss"):
             problems.append(f"{PREFIX}CACHE={self.cache!r}: expected memory:// or "
                             "redis://host:6379/1")

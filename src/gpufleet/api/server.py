@@ -13,6 +13,7 @@ limited by it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import h11
@@ -67,6 +68,18 @@ class _RequestDeadline(H11Protocol):
             self.transport.close()
 
 
+class PathOnly(logging.Filter):
+    """The access log names a request's path, never its query: a signed URL carries its
+    signature there, and a careless client may put a key in one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            args[2] = str(args[2]).split("?", 1)[0]  # (client, method, path, version, status)
+            record.args = tuple(args)
+        return True
+
+
 def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of an API process (options: host, port, log_level...)."""
     if not settings.server.request_timeout_s > 0:
@@ -74,7 +87,12 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
     protocol = type("RequestDeadline", (_RequestDeadline,),
                     {"timeout_s": settings.server.request_timeout_s})
     # Forwarded headers are read by the API's own client filter, from trusted proxies only.
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, PathOnly) for f in access.filters):
+        access.addFilter(PathOnly())
+    # log_config=None: uvicorn's records go to the process's own handler (logs.py), as
+    # JSON lines or Rich like every other, rather than to handlers of uvicorn's own.
     return uvicorn.Config(app, http=protocol, ws="none", lifespan="on", proxy_headers=False,
-                          server_header=False, access_log=False,
+                          server_header=False, access_log=True, log_config=None,
                           timeout_keep_alive=KEEP_ALIVE_S,
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options)

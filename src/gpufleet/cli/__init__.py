@@ -7,12 +7,14 @@ assembles them, in the order `--help` lists them, so arrows point down:
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
+from gpufleet import logs
 from gpufleet.cli import api, control, demo, dlq, initialize, jobs, plan, worker
 from gpufleet.cli.common import err, out
 from gpufleet.errors import GpufleetError
@@ -36,10 +38,22 @@ def _version(show: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option(
+def _root(context: typer.Context, version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True,
-        help="Print the installed version and exit.")] = False) -> None:
-    pass
+        help="Print the installed version and exit.")] = False,
+          log_level: Annotated[str | None, typer.Option(
+              "--log-level", help="debug, info, warning or error (GPUFLEET_LOG_LEVEL); "
+              "default: info for workers, the controller and the API, warning elsewhere.")
+          ] = None,
+          log_format: Annotated[str | None, typer.Option(
+              "--log-format", help="auto (Rich on a terminal, one JSON object per line "
+              "otherwise), json or text (GPUFLEET_LOG_FORMAT).")] = None) -> None:
+    logs.bind(role=context.invoked_subcommand or "gpufleet")  # on every line it logs
+    # Through the environment: checked with every other setting, and inherited by the
+    # workers a command starts.
+    for name, value in (("GPUFLEET_LOG_LEVEL", log_level), ("GPUFLEET_LOG_FORMAT", log_format)):
+        if value is not None:
+            os.environ[name] = value
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def serve(
     settings, index = _setup(logging.INFO)
     index.close()
     application = create_app(settings)
-    config = server_config(application, settings, host=host, port=port, log_level="warning")
+    config = server_config(application, settings, host=host, port=port)
     # Handlers that read the index run in threads; hand the GIL back to the event loop
     # sooner than every 5 ms, so one slow read does not hold up every other answer.
     sys.setswitchinterval(0.0005)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
+from gpufleet import logs
 from gpufleet.config import Settings
 from gpufleet.index import Index
 
@@ -24,9 +24,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def setup(level: int = logging.WARNING) -> tuple[Settings, Index]:
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err, show_path=False)])
+    """Settings, logs (the command's level unless GPUFLEET_LOG_LEVEL says) and the index."""
     settings = Settings.from_env()
+    logs.configure(level=settings.log_level or level, fmt=settings.log_format, console=err)
     return settings, Index(settings.db)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
+from gpufleet import logs
 from gpufleet.config import Settings
 from gpufleet.domain import WorkerGone, WorkerState
 from gpufleet.index import Index
@@ -42,6 +43,7 @@ class Worker:
         self.machine_gpus = machine_gpus
         self.model = canonical_spec(model or settings.model)  # the queue jobs of it use
         self.id = new_worker_id()
+        logs.bind(worker=self.id)  # on every line this process logs from now on
         self.stop = threading.Event()
         self.index = Index(settings.db)
         self.queue = open_queue(settings.queue, name=self.model)

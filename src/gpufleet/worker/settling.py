@@ -44,7 +44,8 @@ class Settler:
         self._owed: deque[tuple[str, tuple[str, ...], str]] = deque()  # items to fail, retried
 
     def give_up(self, task: Task, lease: Lease, reason: str) -> None:
-        log.error("job %s: %s; %d item(s) fail", task.job, reason, len(task.keys))
+        log.error("job %s: %s; %d item(s) fail", task.job, reason, len(task.keys),
+                  extra={"job": task.job})
         self._owed.append((task.job, task.keys, reason))
         self.settle_owed()
         safely(self.queue.dead_letter, lease, error=reason)
@@ -57,10 +58,12 @@ class Settler:
             if pieces:
                 self.queue.enqueue([p.encode() for p in pieces])
         except GpufleetError as exc:  # the lease expires and the task comes back
-            log.warning("cannot split a redelivered task of job %s: %s", task.job, exc)
+            log.warning("cannot split a redelivered task of job %s: %s", task.job, exc,
+                        extra={"job": task.job})
             return
         log.info("job %s: a task came back after %d deliveries: split into %d item task(s)",
-                 task.job, delivery.deliveries(task, lease) - 1, len(pieces))
+                 task.job, delivery.deliveries(task, lease) - 1, len(pieces),
+                 extra={"job": task.job})
         safely(self.queue.ack, lease)
 
     def unrecorded(self, task: Task, lease: Lease) -> tuple[str, ...]:
@@ -71,10 +74,12 @@ class Settler:
         try:
             recorded = self.index.recorded(task.job, task.keys)
         except GpufleetError as exc:  # cannot tell: redo them all, rewriting is harmless
-            log.warning("cannot read which items of job %s are recorded: %s", task.job, exc)
+            log.warning("cannot read which items of job %s are recorded: %s", task.job, exc,
+                        extra={"job": task.job})
             return task.keys
         if len(recorded) == len(task.keys):
-            log.info("job %s: a task came back with every item recorded: acked", task.job)
+            log.info("job %s: a task came back with every item recorded: acked", task.job,
+                     extra={"job": task.job})
             safely(self.queue.ack, lease)
         return tuple(k for k in task.keys if k not in recorded)
 
@@ -85,7 +90,8 @@ class Settler:
             used = delivery.deliveries(task, lease) - 1
             self.queue.enqueue([dataclasses.replace(task, attempts=used).encode()])
         except GpufleetError as exc:  # the lease expires and the task comes back
-            log.warning("cannot put back a task of job %s: %s", task.job, exc)
+            log.warning("cannot put back a task of job %s: %s", task.job, exc,
+                        extra={"job": task.job})
             return
         safely(self.queue.ack, lease)
 
@@ -94,7 +100,7 @@ class Settler:
         used = delivery.deliveries(run.task, run.lease)
         if used >= self.settings.tasks.max_receives:
             reason = f"dead-lettered after {used} tries: {error}"
-            log.error("task of job %s %s", run.task.job, reason)
+            log.error("task of job %s %s", run.task.job, reason, extra={"job": run.task.job})
             self._owed.append((run.task.job, run.keys, reason))
             self.settle_owed()
             self.queue.dead_letter(run.lease, error=error)
@@ -103,7 +109,8 @@ class Settler:
         # Said, so an operator sees a full disk or a failing store while it is retried, not
         # only when its tasks are dead-lettered.
         log.warning("task of job %s goes back to the queue for %.1f s (try %d of %d): %s",
-                    run.task.job, delay_s, used, self.settings.tasks.max_receives, error)
+                    run.task.job, delay_s, used, self.settings.tasks.max_receives, error,
+                    extra={"job": run.task.job})
         self.queue.release(run.lease, delay_s=delay_s, error=error)
 
     def settle_owed(self) -> None:
@@ -114,6 +121,6 @@ class Settler:
                 self.index.fail_pending(job, keys, error=reason)
             except GpufleetError as exc:
                 log.warning("cannot record %d failed item(s) of job %s yet: %s",
-                            len(keys), job, exc)
+                            len(keys), job, exc, extra={"job": job})
                 return
             self._owed.popleft()
