@@ -23,6 +23,7 @@ from gpufleet.domain import Item, Job
 from gpufleet.index import Index
 from gpufleet.index.schema import items, jobs
 from gpufleet.queue import DeadLetter, TaskQueue
+from gpufleet.redrive import redrive
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class TenantView:
                 shared.append(model)
                 continue
             with self._queue(model) as queue:
-                queue.redrive()
+                redrive(queue, self._index)  # their items pending again: the job runs again
             moved += [letter for letter, _ in letters]
         return moved, shared
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from gpufleet.cli.common import JsonOpt, out
 from gpufleet.cli.common import setup as _setup
 from gpufleet.queue import open_queue
+from gpufleet.redrive import redrive
 
 app = typer.Typer(help="Dead-lettered tasks: list them, put them back.", no_args_is_help=True)
 
@@ -48,11 +49,11 @@ def _letter(model: str, d: Any) -> dict[str, Any]:
 
 @app.command("redrive")
 def dlq_redrive() -> None:
-    """Put every dead-lettered task back on its queue."""
+    """Put every dead-lettered task back on its queue; its failed items are pending again."""
     settings, index = _setup()
     total = 0
     for model in index.models():
         queue = open_queue(settings.queue, name=model)
-        total += queue.redrive()
+        total += redrive(queue, index)
         queue.close()
     out.print(f"redrove {total} task(s)")

@@ -246,6 +246,19 @@ class Index:
                 status=ItemStatus.FAILED.value, error=error, finished_at=self.clock()))
             return int(result.rowcount)
 
+    def reopen(self, job_id: str, keys: Sequence[str]) -> int:
+        """Failed items of these back to pending (a redrive): their job runs again."""
+        reopened = 0
+        with self.transaction() as conn:
+            for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+                chunk = list(keys[start:start + _ROWS_PER_STATEMENT])
+                reopened += int(conn.execute(update(items).where(
+                    items.c.job_id == job_id, items.c.key.in_(chunk),
+                    items.c.status == ItemStatus.FAILED.value).values(
+                        status=ItemStatus.PENDING.value, error=None,
+                        finished_at=None)).rowcount)
+        return reopened
+
     def recorded(self, job_id: str, keys: Sequence[str]) -> set[str]:
         """Which of these items of the job already have an outcome."""
         found: set[str] = set()
