@@ -74,11 +74,12 @@ class Counts:
         """Items with an outcome: done, failed or cancelled."""
         return self.total - self.pending
 
-    def state(self, *, cancelled: bool = False) -> JobState:
-        """A job's state follows from its counts; only cancellation is recorded."""
+    def state(self, *, cancelled: bool = False, started: bool = False) -> JobState:
+        """A job's state follows from its counts, whether a worker has taken one of its
+        tasks yet (started), and whether it was cancelled."""
         if cancelled:
             return JobState.CANCELLED
-        if self.done + self.failed == 0:
+        if self.done + self.failed == 0 and not (started and self.pending):
             return JobState.QUEUED
         if self.pending:
             return JobState.RUNNING
@@ -119,10 +120,11 @@ class Job:
     deadline_s: float | None = None  # None: the configured target drain time
     priority: int = 0
     usage: JobUsage = field(default_factory=JobUsage)
+    started_at: float | None = None  # when a worker first took one of its tasks
 
     @property
     def state(self) -> JobState:
-        return self.counts.state(cancelled=self.cancelled)
+        return self.counts.state(cancelled=self.cancelled, started=self.started_at is not None)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ class Job:
             "cancelled": self.counts.cancelled,
             "pending": self.counts.pending,
             "created_at": self.created_at,
+            "started_at": self.started_at,
             "deadline_s": self.deadline_s,
             "priority": self.priority,
             "usage": self.usage.to_json(),

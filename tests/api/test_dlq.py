@@ -33,9 +33,9 @@ def test_dead_letters_are_listed_per_tenant_and_redriven(world: World, tmp_path:
     # When a redrives, once the model is healed, and a worker runs
     with world.client("a") as http:
         assert http.post("/v1/dlq/redrive").json() == {"redriven": 1, "left_shared": []}
-        # Then the job is open again, its items pending, not failed
+        # Then the job is running again, its items pending, not failed
         view = http.get(f"/v1/jobs/{job}").json()
-        assert (view["pending"], view["failed"], view["state"]) == (2, 0, "queued")
+        assert (view["pending"], view["failed"], view["state"]) == (2, 0, "running")
     heal.touch()
     run_worker(world.home, model)
     # Then the job's items are done (the cached view was dropped by the redrive)

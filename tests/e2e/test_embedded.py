@@ -121,9 +121,9 @@ def test_a_failing_model_dead_letters_the_task_and_redrive_brings_it_back(
     # When the model is healed and the task redriven
     heal.touch()
     assert "redrove 1 task" in home.run("dlq", "redrive").stdout
-    # Then its items are pending again: the job is open, not failed, until they are done
+    # Then its items are pending again: the job is running again, not failed
     status = _status(home, job)
-    assert (status["state"], status["pending"], status["failed"]) == ("queued", 10, 0)
+    assert (status["state"], status["pending"], status["failed"]) == ("running", 10, 0)
     home.spawn("worker", "--model", model, "--max-idle", "2", **env)
     # Then the job completes and nothing is left dead
     home.wait_for(lambda: _status(home, job)["state"] == "succeeded", what="job to succeed")

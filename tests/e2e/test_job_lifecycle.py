@@ -19,6 +19,25 @@ def _submit(home: Home, folder: Path, keys: list[str], *args: str) -> str:
                     *args).stdout.strip()
 
 
+def test_a_job_is_running_once_a_worker_takes_a_task_before_any_item_ends(
+        home: Home, tmp_path: Path) -> None:
+    # Given a job of slow items (each takes 30 s), queued
+    model = "synthetic?item_ms=30000"
+    keys = write_files(tmp_path / "in", 2)
+    (home.path / "m.txt").write_text("\n".join(keys) + "\n")
+    job = home.run("submit", home.path / "m.txt", "--input", (tmp_path / "in").as_uri() + "/",
+                   "--model", model).stdout.strip()
+    assert home.json("status", job)["state"] == "queued"
+    # When a worker takes its task: nothing is done or failed yet
+    home.spawn("worker", "--model", model)
+    # Then the job says running, with every item still pending
+    home.wait_for(lambda: home.json("status", job)["state"] == "running",
+                  what="the job running")
+    status = home.json("status", job)
+    assert (status["done"], status["failed"], status["pending"]) == (0, 0, 2)
+    assert status["started_at"] is not None
+
+
 def test_cancel_ends_every_pending_item_and_a_finished_job_refuses(home: Home,
                                                                   tmp_path: Path) -> None:
     # Given a queued job of 70 items and no worker

@@ -66,6 +66,8 @@ class JobView(BaseModel):
     cancelled: int = Field(description="Items its cancellation stopped before they ran.")
     pending: int
     created_at: float
+    started_at: float | None = Field(
+        None, description="When a worker first took one of its tasks (it is running).")
     rate_per_s: float | None = Field(description="Items finished per second so far.")
     eta_s: float | None = Field(description="Seconds until every item is finished, "
                                 "at that rate; null when finished or not started.")

@@ -194,6 +194,15 @@ class Index:
                                  finished_at=self.clock()))
             return self._read_job(conn, job_id)
 
+    def take_up(self, job_id: str) -> bool:
+        """A worker takes one of the job's tasks: the job is started (the first time), and
+        whether it is cancelled."""
+        with self.transaction() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.started_at.is_(None))
+                         .values(started_at=self.clock()))
+            return bool(conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id))
+                        .scalar())
+
     def is_cancelled(self, job_id: str) -> bool:
         with self.transaction() as conn:
             return bool(conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id))
@@ -343,6 +352,7 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                output=row["output"], created_at=row["created_at"],
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
+               started_at=row["started_at"],
                counts=Counts(total=row["total"], done=counts.get("done", 0),
                              failed=counts.get("failed", 0),
                              cancelled=counts.get("cancelled", 0)))

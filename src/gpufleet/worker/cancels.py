@@ -1,4 +1,5 @@
-"""Whether a job is cancelled, as a worker asks before starting each task: cheaply."""
+"""Whether a job is cancelled, as a worker asks before starting each task: cheaply. The
+same look tells the index the job is started, so it reads running, not queued."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class CancelledJobs:
         known = self._checks.get(job)
         if known is None or now - known[0] > CHECK_EVERY_S:
             try:
-                known = (now, self.index.is_cancelled(job))
+                known = (now, self.index.take_up(job))
             except GpufleetError:  # the index is down: work as usual, writes will retry
                 known = (now, False)
             if len(self._checks) > _MAX_JOBS:
