@@ -18,7 +18,7 @@ from rich.progress import (
 
 from gpufleet.autoscale.providers.local import LocalProvider
 from gpufleet.config import Settings
-from gpufleet.domain import Job
+from gpufleet.domain import Job, WorkerState
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
 from gpufleet.sweeper import sweep
@@ -82,9 +82,25 @@ def second_interrupt(console: Console, provider: LocalProvider | None) -> bool:
     return again.is_set()
 
 
+def phase(index: Index, job: Job) -> str:
+    """What a job is waiting for, as its progress bar says: workers to start, the model to
+    load, its turn, or nothing (running; then finished)."""
+    if job.state.finished:
+        return job.state.value
+    if job.started_at is not None or job.counts.finished:
+        return "running"
+    states = {w.state for w in index.live_workers(model=job.model)}
+    if not states:
+        return "starting workers"
+    if states == {WorkerState.BOOTING}:
+        return "loading the model"
+    return "waiting for a worker"  # those up are busy with other jobs
+
+
 def _watch(settings: Settings, index: Index, job: Job, provider: LocalProvider | None, workers: int,
            console: Console) -> Job:
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("[bold]{task.description}"), TextColumn("{task.fields[phase]}"),
+               BarColumn(), MofNCompleteColumn(),
                TextColumn("[red]{task.fields[failed]} failed"),
                TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
@@ -92,7 +108,8 @@ def _watch(settings: Settings, index: Index, job: Job, provider: LocalProvider |
     swept_at = time.monotonic()
     with Progress(*columns, console=console, transient=False,
                   disable=not console.is_terminal and console.quiet) as bar:
-        task = bar.add_task(job.id, total=job.counts.total, failed=0, rate="-")
+        task = bar.add_task(job.id, total=job.counts.total, failed=0, rate="-",
+                            phase=phase(index, job))
         while True:
             job = index.job(job.id)
             finished = job.counts.finished
@@ -102,7 +119,8 @@ def _watch(settings: Settings, index: Index, job: Job, provider: LocalProvider |
                 first_seen = (now, finished)
             elif first_seen and now > first_seen[0]:
                 rate = f"{(finished - first_seen[1]) / (now - first_seen[0]):.1f}"
-            bar.update(task, completed=finished, failed=job.counts.failed, rate=rate)
+            bar.update(task, completed=finished, failed=job.counts.failed, rate=rate,
+                       phase=phase(index, job))
             if job.state.finished:
                 return job
             if now - swept_at >= _SWEEP_EVERY_S:  # no controller may be running
