@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from gpufleet import __version__
 from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
@@ -111,9 +112,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         svc.close()
         svc.cache.close()
 
-    app = FastAPI(title="gpufleet", version=__version__, lifespan=lifespan,
-                  description="Jobs, results, tag search and signed downloads, per tenant. "
-                  "Send an API key as `Authorization: Bearer KEY`.")
+    # FastAPIOffline: /docs (Swagger UI) and /redoc load their scripts from this API, so
+    # they work where the API's users cannot reach a CDN.
+    app = FastAPIOffline(title="gpufleet", version=__version__, lifespan=lifespan,
+                         description="Jobs, results, tag search and signed downloads, per "
+                         "tenant. Send an API key as `Authorization: Bearer KEY`.")
     app.state.services = svc
     strict = [Depends(known_query)]
     for module in (jobs, items, search, dlq, fleet):
