@@ -9,6 +9,7 @@ never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,15 +256,22 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     return moto_server
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+@contextlib.contextmanager
+def running_postgres(**options: Any) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster, started, then stopped and removed."""
+    server = PostgresServer(**options)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

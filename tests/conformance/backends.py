@@ -169,3 +169,12 @@ def in_process_moto() -> Iterator[InProcessMoto]:
 def fresh_name(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
+
+
+def jobs_from(ingest: Any, count: int, *, timeout_s: float = 30.0) -> list[str]:
+    """The jobs an inbox's trigger makes, polling until count are made (or time is up)."""
+    made: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while len(made) < count and time.monotonic() < deadline:
+        made += ingest.poll()
+    return made

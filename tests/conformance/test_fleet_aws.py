@@ -32,6 +32,7 @@ from gpufleet.intake.s3 import S3Inbox
 from gpufleet.jobs import enqueue_job
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
+from tests.conformance.backends import jobs_from
 from tests.conftest import Home
 from tests.servers import MotoServer
 
@@ -44,14 +45,6 @@ def settings(tmp_path: Path) -> Settings:
 
 
 # -- the S3 inbox: bucket notifications to SQS ----------------------------------------------
-
-
-def _poll_until(ingest: Ingest, count: int) -> list[str]:
-    made: list[str] = []
-    deadline = time.monotonic() + 30
-    while len(made) < count and time.monotonic() < deadline:
-        made += ingest.poll()
-    return made
 
 
 def _queue_is_empty(url: str) -> bool:
@@ -75,7 +68,7 @@ def test_a_manifest_put_in_the_bucket_becomes_a_job_through_sqs(
     s3.put_object(Bucket=bucket, Key="photos/a b.jpg", Body=b"photo")
     s3.put_object(Bucket=bucket, Key="manifests/day 1.json", Body=json.dumps(
         {"items": ["a b.jpg", "c.jpg"], "deadline_s": 1800}).encode())
-    made = _poll_until(ingest, 1)
+    made = jobs_from(ingest, 1)
     # Then one job reads its keys from the manifest's folder, with its deadline
     assert len(made) == 1
     job = index.job(made[0])

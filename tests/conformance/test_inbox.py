@@ -24,6 +24,7 @@ from gpufleet.intake.inbox import Arrival, Inbox, open_inbox
 from gpufleet.intake.ingest import Ingest
 from gpufleet.models.base import canonical_spec
 from gpufleet.store import open_location
+from tests.conformance.backends import jobs_from
 
 MODEL = canonical_spec("synthetic?item_ms=1")
 
@@ -74,14 +75,6 @@ def _arrivals(inbox: Inbox, count: int, *, timeout_s: float = 20.0) -> list[Arri
     return found
 
 
-def _jobs(ingest: Ingest, count: int) -> list[str]:
-    made: list[str] = []
-    deadline = time.monotonic() + 20
-    while len(made) < count and time.monotonic() < deadline:
-        made += ingest.poll()
-    return made
-
-
 def test_a_manifest_is_offered_once_with_its_key_and_version(landing: Landing) -> None:
     # Given a manifest put in a folder of the inbox
     landing.put("day 1/photos.txt", b"a.jpg\nb.jpg\n")
@@ -110,14 +103,14 @@ def test_one_version_makes_one_job_and_a_new_version_another(
     ingest = Ingest(settings, index, landing.inbox, model=MODEL)
     # When a manifest lands, and lands again with the very same bytes
     landing.put("m.txt", b"a.jpg\n")
-    first = _jobs(ingest, 1)
+    first = jobs_from(ingest, 1)
     landing.put("m.txt", b"a.jpg\n")
-    again = _jobs(ingest, 1)
+    again = jobs_from(ingest, 1)
     # Then there is one job
     assert len(first) == 1 and again in ([], first)
     # When it lands with other content, then that is a second job, of its items
     landing.put("m.txt", b"a.jpg\nb.jpg\n")
-    (second,) = _jobs(ingest, 1)
+    (second,) = jobs_from(ingest, 1)
     assert second != first[0] and index.job(second).counts.total == 2
     index.close()
 
@@ -135,5 +128,5 @@ def test_a_bad_manifest_is_refused_once_with_its_reason(
                    if m["state"] == "refused"]
     assert [m["key"] for m in refused] == ["broken.json"]
     assert refused[0]["reason"]
-    assert _jobs(ingest, 0) == [] and _arrivals(landing.inbox, 0) == []
+    assert jobs_from(ingest, 0) == [] and _arrivals(landing.inbox, 0) == []
     index.close()

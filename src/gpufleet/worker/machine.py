@@ -67,7 +67,7 @@ def resolve_gpus(spec: str, *, visible: str | None = None,
 
 
 @dataclass
-class _Pipeline:
+class _GpuWorker:
     gpu: str
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -87,7 +87,7 @@ class Machine:
                  max_idle_s: float | None = None) -> None:
         self.settings, self.model, self.max_idle_s = settings, model, max_idle_s
         self.identity = identify(settings.fleet)  # once for all: one machine, one instance id
-        self.pipelines = [_Pipeline(gpu) for gpu in gpus]
+        self.pipelines = [_GpuWorker(gpu) for gpu in gpus]
         self.stop = threading.Event()
 
     def _command(self) -> list[str]:
@@ -104,7 +104,7 @@ class Machine:
             env["GPUFLEET_INSTANCE"] = self.identity.instance
         return env
 
-    def _start(self, p: _Pipeline) -> None:
+    def _start(self, p: _GpuWorker) -> None:
         p.proc = subprocess.Popen(self._command(), env=self._env(p.gpu), stdin=subprocess.DEVNULL)
         p.started_at, p.restart_at = time.monotonic(), None
         log.info("GPU %s: worker pid %d started", p.gpu, p.proc.pid)
@@ -136,7 +136,7 @@ class Machine:
             complete_lifecycle_action(self.settings.fleet, self.identity.instance)
         return max((p.exit_code or 0 for p in self.pipelines), key=abs)
 
-    def _watch(self, p: _Pipeline) -> None:
+    def _watch(self, p: _GpuWorker) -> None:
         if p.done:
             return
         if p.proc is None:  # waiting to start again
