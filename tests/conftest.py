@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +48,12 @@ def _find_sample_dir() -> Path:
 SAMPLE_DIR = _find_sample_dir()
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C reaches the process as it would from a terminal, even when the tests run in
+    the background (where a shell starts them with SIGINT ignored, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Home:
     """One isolated gpufleet installation: its env, its CLI, its index."""
 
@@ -80,7 +87,8 @@ class Home:
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.path / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "gpufleet", *args],
-                                env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT)
+                                env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_as_from_a_terminal)
         log.close()
         self.procs.append(proc)
         return proc

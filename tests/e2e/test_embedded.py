@@ -108,8 +108,9 @@ def test_a_failing_model_dead_letters_the_task_and_redrive_brings_it_back(
     env = {"GPUFLEET_MAX_RECEIVES": "2", "GPUFLEET_BACKOFF_BASE_S": "0.1"}
     job = _submit(home, tmp_path / "in", keys, model)
     # When a worker runs it
-    home.spawn("worker", "--model", model, "--max-idle", "2", **env)
+    first = home.spawn("worker", "--model", model, "--max-idle", "2", **env)
     home.wait_for(lambda: _status(home, job)["state"] == "failed", what="job to fail")
+    first.wait(timeout=60)  # gone idle: nothing takes the redriven task before we look
     # Then the task is dead-lettered with its last error, and its items failed with the reason
     letters = home.json("dlq", "list")
     assert len(letters) == 1
