@@ -41,6 +41,11 @@ class Run:
         self.remaining = len(self.keys)
 
 
+def distinct(runs: Iterable[Run]) -> list[Run]:
+    """The tasks a batch's items belong to, each once, in order."""
+    return list(dict.fromkeys(runs))
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """A task whose items are all written: ack it, or retry it with its error."""

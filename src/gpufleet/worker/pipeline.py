@@ -6,7 +6,8 @@ decodes whole pieces; ``tagger.streams`` threads gather decoded items across
 tasks into the model's batch size and run it (two on a GPU, so one batch's
 copy and decode overlap the other's compute); one thread writes each batch of
 outcomes (writer.py) and settles finished tasks, acking them together; one
-thread heartbeats the leases and retries bookkeeping an outage interrupted.
+thread heartbeats the leases and retries bookkeeping an outage interrupted
+(heartbeat.py). Each step is told to an observer (observer.py): metrics, traces.
 
 Per item there is no future, no lock and no round trip: futures, index statements and
 acks are per piece, batch or task. A bounded number of items is in flight (ledger.py).
@@ -36,7 +37,9 @@ from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
 from gpufleet.worker.cancels import CancelledJobs
 from gpufleet.worker.delivery import Verdict, give_up_reason, judge
-from gpufleet.worker.ledger import Ledger, Run
+from gpufleet.worker.heartbeat import Heartbeat
+from gpufleet.worker.ledger import Ledger, Run, distinct
+from gpufleet.worker.observer import Observer, Stage, TaskEnd
 from gpufleet.worker.settling import Settler, safely
 from gpufleet.worker.writer import Outcome, ResultWriter
 
@@ -62,8 +65,10 @@ class Pipeline:
     def __init__(self, *, tagger: Tagger, queue: TaskQueue, index: Index, settings: Settings,
                  worker_id: str, on_state: Callable[[WorkerState], None] = lambda s: None,
                  drain_grace_s: Callable[[], float] | None = None,
-                 on_idle: Callable[[], object] = lambda: None) -> None:
+                 on_idle: Callable[[], object] = lambda: None,
+                 observer: Observer | None = None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
+        self.observer = observer or Observer()
         self.worker_id, self.on_state = worker_id, on_state
         self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
         # At drain time: a spot notice may leave less than GPUFLEET_DRAIN_GRACE_S.
@@ -97,9 +102,11 @@ class Pipeline:
     def run(self, *, stop: threading.Event, max_idle_s: float | None = None) -> PipelineStats:
         threads = [threading.Thread(target=self._infer_loop, name=f"infer-{i}", daemon=True)
                    for i in range(self.streams)]
+        heartbeat = Heartbeat(queue=self.queue, ledger=self.ledger, settler=self.settler,
+                              lease_s=self.settings.tasks.visibility_timeout_s,
+                              beat=lambda: self._set_state(self.state), observer=self.observer)
         threads += [threading.Thread(target=fn, name=name, daemon=True) for fn, name in
-                    ((self._write_loop, "write"), (self._heartbeat_loop, "heartbeat"))]
-        self._hb_stop = threading.Event()
+                    ((self._write_loop, "write"), (heartbeat.run, "heartbeat"))]
         for t in threads:
             t.start()
         idle_since = self._idle_called = time.monotonic()
@@ -137,7 +144,7 @@ class Pipeline:
             stop.wait(poll_s)  # the queue is empty: back off, up to half a second
             poll_s = min(0.5, poll_s * 2)
         self._drain()
-        self._hb_stop.set()
+        heartbeat.stop.set()
         for _ in range(self.streams):
             self._ready.put(_STOP)
         for t in threads:
@@ -148,6 +155,7 @@ class Pipeline:
 
     def _set_state(self, state: WorkerState) -> None:
         self.state = state
+        self.observer.state(state)
         self.on_state(state)
 
     def _receive(self, room: int, stop: threading.Event) -> list[Lease]:
@@ -185,6 +193,7 @@ class Pipeline:
         runs = self.ledger.release_all()  # unfinished, or waiting to run alone
         for r in runs:
             safely(self.queue.release, r.lease, delay_s=0.0)
+            self.observer.task_ended(r, TaskEnd.RELEASED)
         if runs and finished:
             log.info("released %d task(s) waiting to run alone", len(runs))
         elif runs:
@@ -218,6 +227,7 @@ class Pipeline:
             return  # every item was recorded by an earlier delivery: acked, nothing to redo
         run = Run(lease, task, input_location, output, keys=keys, confirmed_at=asked_at)
         self.stats.tasks += 1
+        self.observer.task_started(run)
         if verdict is Verdict.ALONE:
             if self._alone or self._running_alone is not None:
                 self.settler.requeue(task, lease)  # one at a time: the others wait on the queue
@@ -254,7 +264,7 @@ class Pipeline:
     # Stages ----------------------------------------------------------------
 
     def _fetch(self, run: Run, keys: tuple[str, ...]) -> None:
-        started = time.time()
+        started, t0 = time.time(), time.perf_counter()
         fetched: list[tuple[str, bytes]] = []
         failed: list[Outcome] = []
         for key in keys:
@@ -265,12 +275,14 @@ class Pipeline:
                 failed.append(self._failed(run, key, str(exc), started))
             except Exception as exc:  # store trouble: retry the whole task later
                 failed.append(Outcome(run, key, None, transient=f"fetch {key}: {exc}"))
+        self.observer.stage(Stage.FETCH, (run,), len(keys), started, time.perf_counter() - t0)
         if failed:
             self._emit(failed)
         if fetched:
             self._decode_pool.submit(self._decode, run, fetched, started)
 
     def _decode(self, run: Run, fetched: list[tuple[str, bytes]], started: float) -> None:
+        began, t0 = time.time(), time.perf_counter()
         ready: list[_Ready] = []
         failed: list[Outcome] = []
         for key, data in fetched:
@@ -281,6 +293,7 @@ class Pipeline:
             except Exception as exc:  # an input must never kill the worker
                 log.exception("unexpected error decoding %s", key)
                 failed.append(self._failed(run, key, f"cannot decode: {exc!r}", started))
+        self.observer.stage(Stage.DECODE, (run,), len(fetched), began, time.perf_counter() - t0)
         if failed:
             self._emit(failed)
         if ready:
@@ -324,7 +337,7 @@ class Pipeline:
     def _infer(self, batch: list[_Ready]) -> None:
         if not batch:
             return
-        t0 = time.perf_counter()
+        began, t0 = time.time(), time.perf_counter()
         try:
             all_tags = self.tagger.infer([payload for _, _, payload, _ in batch])
             if len(all_tags) != len(batch):
@@ -334,7 +347,10 @@ class Pipeline:
             self._emit([Outcome(run, key, None, transient=f"inference: {exc!r}")
                         for run, key, _, _ in batch])
             return
-        per_item_ms = round((time.perf_counter() - t0) * 1000 / len(batch), 3)
+        seconds = time.perf_counter() - t0
+        self.observer.batch(len(batch), self.tagger.batch_size)
+        self.observer.stage(Stage.INFER, distinct(r for r, *_ in batch), len(batch), began, seconds)
+        per_item_ms = round(seconds * 1000 / len(batch), 3)
         now = time.time()
         self._emit([self._tagged(run, key, tags, started, now, per_item_ms)
                     for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
@@ -368,33 +384,17 @@ class Pipeline:
             self._write(outcomes)
 
     def _write(self, outcomes: list[Outcome]) -> None:
+        began, t0 = time.time(), time.perf_counter()
         self.writer.write(outcomes)
+        self.observer.stage(Stage.WRITE, distinct(o.run for o in outcomes), len(outcomes), began,
+                            time.perf_counter() - t0)
+        self.observer.written(outcomes)
         finished = self.ledger.count_out((o.run, o.transient) for o in outcomes)
         self.stats.items += sum(1 for o in outcomes if o.transient is None)
         acks = [s.run.lease for s in finished if s.error is None]
         for s in finished:
             if s.error is not None:
                 safely(self.settler.retry, s.run, s.error)
+            self.observer.task_ended(s.run, TaskEnd.ACKED if s.error is None else TaskEnd.RETRIED)
         if acks:  # tasks finished together are acked together: one request where it can be
             safely(ack_many, self.queue, acks)
-
-    def _heartbeat_loop(self) -> None:
-        # Leases are extended at a third of their length, so two missed beats are survivable;
-        # the worker registry hears from us more often, so a fleet view stays fresh.
-        lease_s = self.settings.tasks.visibility_timeout_s
-        extend_every_s = lease_s / 3
-        last_extend = time.monotonic()
-        while not self._hb_stop.wait(min(5.0, extend_every_s)):
-            safely(self.on_state, self.state)
-            self.settler.settle_owed()
-            if time.monotonic() - last_extend < extend_every_s * 0.99:
-                continue
-            last_extend = time.monotonic()
-            for run in self.ledger.live():
-                asked_at = time.monotonic()
-                kept = safely(self.queue.extend, run.lease, visibility_timeout_s=lease_s)
-                if kept:
-                    run.confirmed_at = asked_at
-                elif kept is False:
-                    log.warning("lost the lease on a task of job %s", run.task.job)
-                    run.released = True

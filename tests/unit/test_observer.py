@@ -1,0 +1,91 @@
+"""The pipeline tells its observer every step, in lists; a failing observer stops nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+from gpufleet.domain import ItemStatus, WorkerState
+from gpufleet.jobs import JobRequest, create_job
+from gpufleet.models import load_tagger
+from gpufleet.queue import open_queue
+from gpufleet.worker.ledger import Run
+from gpufleet.worker.observer import Observer, Observers, Stage, TaskEnd
+from gpufleet.worker.pipeline import Pipeline
+from gpufleet.worker.writer import Outcome
+from tests.conftest import Home, write_files
+
+MODEL = "synthetic?batch_size=4&item_ms=0"
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.started: list[Run] = []
+        self.stages: Counter[Stage] = Counter()  # items seen per stage
+        self.batches: list[tuple[int, int]] = []
+        self.outcomes: Counter[str] = Counter()
+        self.ended: Counter[TaskEnd] = Counter()
+        self.states: set[WorkerState] = set()
+
+    def task_started(self, run: Run) -> None:
+        self.started.append(run)
+
+    def stage(self, stage: Stage, runs: Sequence[Run], items: int, started: float,
+              seconds: float) -> None:
+        assert runs and seconds >= 0 and started > 0
+        self.stages[stage] += items
+
+    def batch(self, size: int, capacity: int) -> None:
+        self.batches.append((size, capacity))
+
+    def written(self, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            self.outcomes[o.result.status if o.result else "transient"] += 1
+
+    def task_ended(self, run: Run, end: TaskEnd) -> None:
+        self.ended[end] += 1
+
+    def state(self, state: WorkerState) -> None:
+        self.states.add(state)
+
+
+class Broken(Observer):
+    def stage(self, *args: object) -> None:
+        raise RuntimeError("an observer with a bug")
+
+
+def _run_job(home: Home, observer: Observer, *, items: int, missing: int) -> None:
+    settings = home.settings
+    keys = write_files(home.path / "in", items)
+    keys += [f"missing-{i}.bin" for i in range(missing)]
+    index = home.index()
+    create_job(settings, index, JobRequest(items=keys, input=(home.path / "in").as_uri() + "/",
+                                           model=MODEL))
+    pipeline = Pipeline(tagger=load_tagger(MODEL, settings),
+                        queue=open_queue(settings.queue, name=MODEL), index=index,
+                        settings=settings, worker_id="w-test", observer=observer)
+    pipeline.run(stop=threading.Event(), max_idle_s=0.5)
+
+
+def test_every_item_passes_each_stage_and_every_task_ends_acked(home: Home) -> None:
+    recorder = Recorder()
+    _run_job(home, recorder, items=37, missing=3)
+
+    tasks = len(recorder.started)
+    assert tasks >= 1 and recorder.ended == {TaskEnd.ACKED: tasks}
+    assert recorder.stages[Stage.FETCH] == 40  # every key is fetched, found or not
+    assert recorder.stages[Stage.DECODE] == recorder.stages[Stage.INFER] == 37
+    assert recorder.stages[Stage.WRITE] == 40
+    assert recorder.outcomes == {ItemStatus.DONE: 37, ItemStatus.FAILED: 3}
+    assert sum(size for size, _ in recorder.batches) == 37
+    assert all(1 <= size <= capacity == 4 for size, capacity in recorder.batches)
+    assert {WorkerState.BUSY, WorkerState.DRAINING} <= recorder.states
+
+
+def test_an_observer_that_raises_is_logged_and_the_work_goes_on(home: Home) -> None:
+    recorder = Recorder()
+    _run_job(home, Observers([Broken(), recorder]), items=12, missing=0)
+    assert recorder.outcomes == {ItemStatus.DONE: 12}
+    [job] = home.index().jobs()
+    assert job.counts.done == 12
