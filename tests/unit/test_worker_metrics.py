@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import urllib.request
 
@@ -18,14 +17,9 @@ from gpufleet.worker.gpustats import GpuStats
 from gpufleet.worker.metrics import WorkerMetrics
 from gpufleet.worker.pipeline import Pipeline
 from tests.conftest import Home, write_files
+from tests.servers import free_port
 
 MODEL = "synthetic?batch_size=4&item_ms=0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_job(home: Home, metrics: WorkerMetrics, *, items: int, missing: int) -> Pipeline:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 STAGE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0)
 FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+# Served only where NVML sees a GPU (named here for whoever checks a dashboard on a CPU).
+GPU_UTILIZATION = "gpufleet_worker_gpu_utilization_ratio"
+GPU_MEMORY = "gpufleet_worker_gpu_memory_used_bytes"
 
 
 def model_name(spec: str) -> str:
@@ -146,11 +149,11 @@ class _GpuCollector(Collector):
         reading = self.gpu.read()
         if reading is None:  # a GPU fell off the bus: no sample rather than a false zero
             return
-        util = GaugeMetricFamily("gpufleet_worker_gpu_utilization_ratio", "Share of NVML's "
+        util = GaugeMetricFamily(GPU_UTILIZATION, "Share of NVML's "
                                  "last sampling period a kernel ran, mean over this worker's "
                                  "GPUs (0 to 1)", labels=["model"])
         util.add_metric([self.model], reading.util_pct / 100)
-        memory = GaugeMetricFamily("gpufleet_worker_gpu_memory_used_bytes", "GPU memory in "
+        memory = GaugeMetricFamily(GPU_MEMORY, "GPU memory in "
                                    "use on this worker's GPUs (every process's), summed",
                                    labels=["model"])
         memory.add_metric([self.model], reading.memory_mb * 2**20)
