@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,9 @@ from gpufleet.metrics_server import serve_metrics
 from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
 from gpufleet.worker.gpustats import GpuStats
+from gpufleet.worker.ledger import Run
 from gpufleet.worker.metrics import WorkerMetrics
+from gpufleet.worker.observer import Observer, Observers, TaskEnd
 from gpufleet.worker.pipeline import Pipeline
 from tests.conftest import Home, write_files
 from tests.servers import free_port
@@ -74,6 +77,46 @@ def test_a_pipeline_run_is_counted_by_outcome_stage_batch_and_task(home: Home) -
               for s in WorkerState}
     assert sum(v or 0 for v in states.values()) == 1
     assert states[WorkerState.BOOTING] == 0
+
+
+class HealOnRetry(Observer):
+    """Lets FlakyTagger's inference work once a task of it has been retried."""
+
+    def __init__(self, heal_file: Path) -> None:
+        self.heal_file = heal_file
+
+    def task_ended(self, run: Run, end: TaskEnd) -> None:
+        if end is TaskEnd.RETRIED:
+            self.heal_file.touch()
+
+
+def test_a_transient_failure_is_counted_and_its_task_retried(home: Home) -> None:
+    # Given a model whose inference fails until a task of it has been retried once
+    heal = home.path / "healed"
+    model = f"tests.e2e.plugins:FlakyTagger?heal_file={heal}"
+    metrics = WorkerMetrics(model=model)
+    value = metrics.registry.get_sample_value
+    m = {"model": "tests.e2e.plugins:FlakyTagger"}
+    settings = home.settings
+    keys = write_files(home.path / "in", 8)
+    index = home.index()
+    create_job(settings, index, JobRequest(items=keys, input=(home.path / "in").as_uri() + "/",
+                                           model=model))
+    # When a pipeline runs it
+    pipeline = Pipeline(tagger=load_tagger(model, settings),
+                        queue=open_queue(settings.queue, name=model), index=index,
+                        settings=settings, worker_id="w-test",
+                        observer=Observers([metrics, HealOnRetry(heal)]))
+    pipeline.run(stop=threading.Event(), max_idle_s=2.0)
+    # Then the first try's items are transient, the second's done, and the task was retried
+    # once, then acked
+    assert value("gpufleet_worker_items_total", {**m, "outcome": "transient"}) == 8
+    assert value("gpufleet_worker_items_total", {**m, "outcome": "done"}) == 8
+    assert value("gpufleet_worker_tasks_ended_total", {**m, "end": "retried"}) == 1
+    assert value("gpufleet_worker_tasks_ended_total", {**m, "end": "acked"}) == 1
+    assert value("gpufleet_worker_tasks_started_total", m) == 2
+    [job] = index.jobs()
+    assert job.counts.done == 8
 
 
 def test_a_new_worker_says_booting_and_bootstrap_seconds_once_known() -> None:

@@ -86,10 +86,12 @@ class WorkerMetrics(Observer):
         # Every series from the start: rate() and increase() need the zero before the first.
         for end in TaskEnd:
             self._tasks_ended.labels(self.model, end.value)
-        for outcome in ("done", "failed", "transient"):
-            self._items.labels(self.model, outcome)
-        for stage in Stage:
-            self._stage_items.labels(self.model, stage.value)
+        self._done, self._failed, self._transient = (
+            self._items.labels(self.model, outcome) for outcome in ("done", "failed", "transient"))
+        # The stages' series, looked up once: the hooks below run per piece and batch.
+        self._stages = {stage: (self._stage_s.labels(self.model, stage.value),
+                                self._stage_items.labels(self.model, stage.value))
+                        for stage in Stage}
         for counter in (self._tasks_started, self._extended, self._lost):
             counter.labels(self.model)
         self.state(WorkerState.BOOTING)
@@ -106,8 +108,9 @@ class WorkerMetrics(Observer):
 
     def stage(self, stage: Stage, runs: Sequence[Run], items: int, started: float,
               seconds: float) -> None:
-        self._stage_s.labels(self.model, stage.value).observe(seconds)
-        self._stage_items.labels(self.model, stage.value).inc(items)
+        seconds_of, items_of = self._stages[stage]
+        seconds_of.observe(seconds)
+        items_of.inc(items)
 
     def batch(self, size: int, capacity: int) -> None:
         self._fill.labels(self.model).observe(size / max(1, capacity))
@@ -115,15 +118,18 @@ class WorkerMetrics(Observer):
     def written(self, outcomes: Sequence[Outcome]) -> None:
         done = failed = transient = 0
         for o in outcomes:  # one pass of plain arithmetic; three counter updates per batch
-            if o.result is None:
-                transient += 1
+            if o.run.released:
+                continue  # not written: the task went back whole, and is counted where it ends
+            if o.transient is not None or o.result is None:
+                transient += 1  # including a result the index could not record
             elif o.result.status is ItemStatus.DONE:
                 done += 1
             else:
                 failed += 1
-        for outcome, n in (("done", done), ("failed", failed), ("transient", transient)):
+        for child, n in ((self._done, done), (self._failed, failed),
+                         (self._transient, transient)):
             if n:
-                self._items.labels(self.model, outcome).inc(n)
+                child.inc(n)
 
     def task_ended(self, run: Run, end: TaskEnd) -> None:
         self._tasks_ended.labels(self.model, end.value).inc()
