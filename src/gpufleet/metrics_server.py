@@ -31,8 +31,8 @@ class MetricsServer:
             self._httpd, self._thread = start_http_server(port, addr=addr, registry=registry)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ConfigError(f"{what} {port}: the port is in use (another worker on this "
-                                  "machine? give each its own port)") from None
+                raise ConfigError(f"{what} {port}: the port is in use (each process on this "
+                                  "machine needs a port of its own)") from None
             raise ConfigError(f"{what} {port}: cannot serve metrics: {exc}") from None
         self.port = int(self._httpd.server_port)
         log.info("metrics on http://%s:%d/metrics", addr, self.port)
