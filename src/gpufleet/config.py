@@ -8,7 +8,7 @@ sections hold the knobs of one part each, and each checks its own values:
 - ``tasks``: how work is cut and retried (``GPUFLEET_CHUNK_SIZE``, leases, receives,
   backoff, the sweeper);
 - ``worker``: how a worker reads and decodes (concurrency, pixel and byte limits,
-  drain grace);
+  drain grace), and where it serves its metrics;
 - ``fleet``: where a worker runs and what it costs (instance, capacity, notices,
   the Auto Scaling group, prices, the default deadline);
 - ``storage``: encryption of what gpufleet writes to S3;
@@ -82,9 +82,14 @@ class WorkerSettings:
     max_pixels: int = 120_000_000
     decode_budget_mb: int = 512  # decoded bytes in flight per worker; bigger images queue
     max_object_bytes: int = 64 * 1024 * 1024
+    # Prometheus /metrics on this port (0: off); `--gpus` children take it, it + 1, ...
+    metrics_port: int = 0
 
     def problems(self) -> list[str]:
-        return _at_least_one(self, ("fetch_concurrency", "max_pixels", "decode_budget_mb"))
+        found = _at_least_one(self, ("fetch_concurrency", "max_pixels", "decode_budget_mb"))
+        if not 0 <= self.metrics_port < 65536:
+            found.append(f"{PREFIX}METRICS_PORT must be a TCP port, 1 to 65535 (0: off)")
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from gpufleet.models.base import parse_spec
 from gpufleet.queue import open_queue
 from tests.api.conftest import ITEMS, MODEL, PAGE_MAX, World, run_worker, tenant_input
 
@@ -179,12 +180,22 @@ def test_health_readiness_metrics_fleet_and_dashboard(world: World) -> None:
         assert 'gpufleet_api_requests_total{method="GET",route="/healthz",status="200"}' in metrics
         assert "gpufleet_api_request_duration_seconds_bucket" in metrics
         # (only the models an operator configured: never a tenant's own spec)
-        operator_model = world.home.settings.model
+        # (by its name, not its spec with parameters: one series per model, not per spelling)
+        operator_model = parse_spec(world.home.settings.model)[0]
         assert f'gpufleet_queue_tasks{{model="{operator_model}",state="dead"}} 0.0' in metrics
         assert MODEL not in metrics
-        assert 'gpufleet_items_processed_total{status="failed"}' in metrics
+        # (recounted from the index, so it can go down after a redrive: a gauge)
+        assert "# TYPE gpufleet_items gauge" in metrics
+        assert 'gpufleet_items{status="failed"}' in metrics
         dashboard = anonymous.get("/dashboard/")
         assert dashboard.status_code == 200 and "/v1/fleet" in dashboard.text
+        assert anonymous.get("/no/such/page").status_code == 404
+        metrics = anonymous.get("/metrics").text
+        # (static files by the path they are mounted at; what matched nothing, unmatched)
+        assert 'gpufleet_api_requests_total{method="GET",route="/dashboard",status="200"}' \
+            in metrics
+        assert 'gpufleet_api_requests_total{method="GET",route="unmatched",status="404"}' \
+            in metrics
         assert anonymous.get("/openapi.json").json()["info"]["title"] == "gpufleet"
     with world.client("b-read") as http:
         fleet = http.get("/v1/fleet").json()

@@ -82,9 +82,12 @@ class Estimates:
 class Controller:
     def __init__(self, settings: Settings, index: Index, provider: Provider, *, model: str,
                  config: PolicyConfig, estimates: Estimates, ingest: Ingest | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_tick: Callable[[Decision, FleetView, float], object] | None = None) -> None:
+        """on_tick: told each tick's decision and what it was decided on (metrics)."""
         self.settings, self.index, self.provider, self.model = settings, index, provider, model
         self.config, self.estimates, self.ingest, self.clock = config, estimates, ingest, clock
+        self.on_tick = on_tick
         self.records = FleetRecords(index)
         self.queue = open_queue(settings.queue, name=model)
         self._last_acted: tuple[Any, ...] = ()  # only to log changes, not to decide
@@ -112,6 +115,8 @@ class Controller:
         decision = decide(view, self.config, now)
         self._act(decision, view)
         self._record(decision, view, snapshot, now)
+        if self.on_tick is not None:
+            self.on_tick(decision, view, now)
         return decision
 
     # Seeing ------------------------------------------------------------------

@@ -28,7 +28,8 @@ The ``Decision``: ``desired`` workers after it (not counting draining ones),
 ``start`` (one ``Capacity`` per worker to start), ``drain`` (ids of workers to
 ask to stop: they finish or release their leases; nothing is killed),
 ``reasons`` (human-readable, one line each), ``finish_at`` (predicted time the
-backlog is gone, None when there is none) and ``late`` (ids of jobs predicted
+backlog is gone, None when there is none), ``job_finish_at`` (each job's
+predicted finish, earliest deadline first) and ``late`` (ids of jobs predicted
 to miss their deadline even so).
 
 How it decides (a fluid model: a worker ready at time r has done
@@ -70,7 +71,7 @@ from gpufleet.autoscale.fluid import Target, finish_time, new_needed, worthwhile
 from gpufleet.domain import Capacity, WorkerState
 from gpufleet.errors import ConfigError
 
-__all__ = ["Decision", "FleetView", "JobBacklog", "PolicyConfig", "WorkerView", "decide"]
+__all__ = ["Decision", "FleetView", "JobBacklog", "PolicyConfig", "WorkerView", "decide", "due"]
 
 # g4dn.xlarge (1 NVIDIA T4), us-east-1, Linux: the on-demand list price, and a
 # typical spot price (spot prices move; set your own with the flags/settings).
@@ -157,6 +158,7 @@ class Decision:
     reasons: tuple[str, ...] = ()
     finish_at: float | None = None
     late: tuple[str, ...] = ()
+    job_finish_at: tuple[tuple[str, float], ...] = ()  # (job id, predicted finish)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -166,17 +168,18 @@ class Decision:
         return doc
 
 
+def due(job: JobBacklog, config: PolicyConfig) -> float:
+    """When the job should be done: its deadline, else ``target_drain_s`` after creation."""
+    return job.deadline if job.deadline is not None else job.created_at + config.target_drain_s
+
+
 def _targets(view: FleetView, config: PolicyConfig, now: float) -> list[Target]:
     jobs = [j for j in view.jobs if j.items > 0]
-
-    def due(j: JobBacklog) -> float:
-        return j.deadline if j.deadline is not None else j.created_at + config.target_drain_s
-
-    jobs.sort(key=lambda j: (due(j), -j.priority, j.id))
+    jobs.sort(key=lambda j: (due(j, config), -j.priority, j.id))
     targets, cumulative = [], 0.0
     for j in jobs:
         cumulative += j.items * view.item_s
-        left = due(j) - now
+        left = due(j, config) - now
         targets.append(Target(j.id, left, left - config.deadline_margin * max(0.0, left),
                               cumulative))
     return targets
@@ -279,8 +282,8 @@ def decide(view: FleetView, config: PolicyConfig, now: float) -> Decision:
 
     fleet = existing + [view.bootstrap_s] * len(start)
     finish_in = finish_time(fleet, total_s) if targets else None
-    late = tuple(tg.job for tg in targets
-                 if finish_time(fleet, tg.work_s) > tg.deadline_in + _EPS)
+    job_finish_in = {tg.job: finish_time(fleet, tg.work_s) for tg in targets}
+    late = tuple(tg.job for tg in targets if job_finish_in[tg.job] > tg.deadline_in + _EPS)
     if late:
         reasons.append(f"late: {', '.join(late)} cannot meet the deadline with "
                        f"{len(fleet)} worker(s)")
@@ -290,4 +293,5 @@ def decide(view: FleetView, config: PolicyConfig, now: float) -> Decision:
             else "no backlog"))
     return Decision(desired=len(kept) + len(start), start=start, drain=tuple(drain),
                     reasons=tuple(reasons),
-                    finish_at=None if finish_in is None else now + finish_in, late=late)
+                    finish_at=None if finish_in is None else now + finish_in, late=late,
+                    job_finish_at=tuple((job, now + s) for job, s in job_finish_in.items()))

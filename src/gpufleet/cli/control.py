@@ -54,12 +54,17 @@ def controller(
         help="Start on-demand workers while spot is refused or reclaimed.")] = True,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between ticks.")] = 2.0,
     once: Annotated[bool, typer.Option(help="Decide and act once, then exit.")] = False,
+    metrics_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Serve Prometheus metrics on this port, at /metrics (0: off).")
+    ] = 0,
 ) -> None:
     """Scale workers to the backlog: from zero when work lands, back to zero when it is done."""
     from gpufleet.autoscale.controller import Controller, Estimates
+    from gpufleet.autoscale.metrics import ControllerMetrics
     from gpufleet.autoscale.providers.base import open_provider
     from gpufleet.intake.inbox import open_inbox
     from gpufleet.intake.ingest import Ingest
+    from gpufleet.metrics_server import serve_metrics
 
     settings, index = _setup(logging.INFO)
     # Checked first: a typo would otherwise launch workers that die, again and again.
@@ -75,8 +80,12 @@ def controller(
         bootstrap_s=parse_duration(bootstrap, what="--bootstrap") if bootstrap else None,
         gpus=gpus_per_machine)
     ingest = Ingest(settings, index, open_inbox(inbox), model=model) if inbox else None
+    metrics = ControllerMetrics(model=model, config=config, records=FleetRecords(index)) \
+        if metrics_port else None
+    server = serve_metrics(metrics.registry, metrics_port) if metrics else None
     ctl = Controller(settings, index, open_provider(provider, settings, model=model),
-                     model=model, config=config, estimates=estimates, ingest=ingest)
+                     model=model, config=config, estimates=estimates, ingest=ingest,
+                     on_tick=metrics)
     if once:
         ctl.tick()
         ctl.close()
@@ -94,6 +103,8 @@ def controller(
         ctl.run(interval_s=interval, stop=stop)
     finally:
         ctl.close()
+        if server is not None:
+            server.close()
 
 
 @app.command()

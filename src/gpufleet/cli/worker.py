@@ -26,6 +26,10 @@ def worker(
     machine_gpus: Annotated[int | None, typer.Option(
         "--machine-gpus", min=1, hidden=True,
         help="Set by --gpus: this worker is one of that many on its machine.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on this port, at "
+        "/metrics (default: GPUFLEET_METRICS_PORT; 0: off). With --gpus, the worker of the "
+        "first GPU takes this port, the next one port + 1, and so on.")] = None,
 ) -> None:
     """Run a worker: bootstrap the model once, then process tasks until SIGTERM (a drain)."""
     settings, _ = _setup(logging.INFO)
@@ -35,11 +39,12 @@ def worker(
 
         machine = Machine(settings, resolve_gpus(gpus, visible=os.environ.get(
             "CUDA_VISIBLE_DEVICES")), model=canonical_spec(model or settings.model),
-            max_idle_s=max_idle)
+            max_idle_s=max_idle, metrics_port=settings.worker.metrics_port
+            if metrics_port is None else metrics_port)
         machine.install_signal_handlers()
         raise typer.Exit(machine.run())
     from gpufleet.worker.loop import Worker
 
-    w = Worker(settings, model=model, machine_gpus=machine_gpus)
+    w = Worker(settings, model=model, machine_gpus=machine_gpus, metrics_port=metrics_port)
     w.install_signal_handlers()
     w.run(max_idle_s=max_idle)

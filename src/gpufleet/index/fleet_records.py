@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from gpufleet.index.repo import Index
 from gpufleet.index.schema import decisions, items, jobs, manifests, workers
+from gpufleet.index.usage import worker_seconds
 
 _KEEP_DECISIONS = 200
 
@@ -162,6 +163,13 @@ class FleetRecords:
         with self.index.transaction() as conn:
             values = [float(v) for v in conn.execute(query).scalars()]
         return statistics.median(values) if values else None
+
+    def cost(self, model: str) -> float:
+        """What this model's workers have cost so far, every second of them (booting, busy,
+        idle) at its price: jobs' costs (usage.py) plus the fleet's overhead."""
+        with self.index.transaction() as conn:
+            rows = list(conn.execute(select(workers).where(workers.c.model == model)).mappings())
+        return sum(sum(worker_seconds(r)) * (r["price_per_h"] or 0.0) / 3600 for r in rows)
 
     def interruptions(self, model: str, *, since: float) -> int:
         """Workers of this model reclaimed (a spot notice) since then."""

@@ -39,6 +39,14 @@ def job_usage(conn: Connection, job_ids: list[str] | None) -> dict[str, JobUsage
     return {job_id: _charge(counts, rows) for job_id, counts in per_job.items()}
 
 
+def worker_seconds(row: Any) -> tuple[float, float, float]:
+    """A worker row's booting, busy and idle seconds so far (still booting: since it started)."""
+    boot = row["bootstrap_s"]
+    if boot is None and row["state"] == "booting":
+        boot = row["last_seen"] - row["started_at"]
+    return boot or 0.0, row["busy_s"] or 0.0, row["idle_s"] or 0.0
+
+
 def _charge(counts: dict[str, int], rows: dict[str, Any]) -> JobUsage:
     booting = busy = idle = cost = 0.0
     for worker_id, n in counts.items():
@@ -46,11 +54,7 @@ def _charge(counts: dict[str, int], rows: dict[str, Any]) -> JobUsage:
         if row is None:
             continue
         share = min(1.0, n / max(row["items"] or 0, n))
-        boot = row["bootstrap_s"]
-        if boot is None and row["state"] == "booting":
-            boot = row["last_seen"] - row["started_at"]
-        b, u, i = (share * (boot or 0.0), share * (row["busy_s"] or 0.0),
-                   share * (row["idle_s"] or 0.0))
+        b, u, i = (share * s for s in worker_seconds(row))
         booting, busy, idle = booting + b, busy + u, idle + i
         cost += (b + u + i) * (row["price_per_h"] or 0.0) / 3600
     return JobUsage(booting_s=booting, busy_s=busy, idle_s=idle, cost=cost)

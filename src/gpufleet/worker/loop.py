@@ -17,13 +17,16 @@ from gpufleet import logs
 from gpufleet.config import Settings
 from gpufleet.domain import WorkerGone, WorkerState
 from gpufleet.index import Index
+from gpufleet.metrics_server import serve_metrics
 from gpufleet.models import load_tagger
 from gpufleet.models.base import canonical_spec
 from gpufleet.queue import open_queue
 from gpufleet.sweeper import sweep
 from gpufleet.worker.fleet_member import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.gpustats import GpuStats
+from gpufleet.worker.metrics import WorkerMetrics
 from gpufleet.worker.notice import Notice, NoticeWatcher
+from gpufleet.worker.observer import Observer, Observers
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,11 @@ def new_worker_id() -> str:
 
 class Worker:
     def __init__(self, settings: Settings, *, model: str | None = None,
-                 machine_gpus: int | None = None) -> None:
+                 machine_gpus: int | None = None, metrics_port: int | None = None) -> None:
         """machine_gpus: this worker is one of that many, one per GPU of a machine
         (``gpufleet worker --gpus``): it carries its share of the machine's price, and the
-        machine, not it, completes the lifecycle action when all have drained."""
+        machine, not it, completes the lifecycle action when all have drained.
+        metrics_port: serve Prometheus metrics there (None: GPUFLEET_METRICS_PORT; 0: off)."""
         self.settings = settings
         self.machine_gpus = machine_gpus
         self.model = canonical_spec(model or settings.model)  # the queue jobs of it use
@@ -60,6 +64,10 @@ class Worker:
         self.watcher = NoticeWatcher(settings.fleet, self._on_notice)
         self.gpu = GpuStats()  # NVML, where there is a GPU: how busy it was while we worked
         self.gpu_busy: list[float] = []
+        port = settings.worker.metrics_port if metrics_port is None else metrics_port
+        self.metrics = WorkerMetrics(model=self.model, gpu=self.gpu) if port else None
+        # Started here, before the model loads, so a long bootstrap is watched as one.
+        self.metrics_server = serve_metrics(self.metrics.registry, port) if self.metrics else None
 
     def _on_notice(self, notice: Notice) -> None:
         self.notice = notice
@@ -108,11 +116,17 @@ class Worker:
         self.tagger.bootstrap()
         self.bootstrap_s = time.perf_counter() - t0
         log.info("worker %s bootstrapped %s in %.2f s", self.id, self.model, self.bootstrap_s)
+        observers: list[Observer] = []  # whoever watches the pipeline: metrics, traces
+        if self.metrics is not None:
+            self.metrics.bootstrapped(self.bootstrap_s)
+            observers.append(self.metrics)
         pipeline = Pipeline(tagger=self.tagger, queue=self.queue, index=self.index,
                             settings=self.settings, worker_id=self.id, on_state=self._states(),
-                            drain_grace_s=self._grace_s,
+                            drain_grace_s=self._grace_s, observer=Observers(observers),
                             on_idle=lambda: sweep(self.settings, self.index, model=self.model))
         self.items = lambda: pipeline.stats.items
+        if self.metrics is not None:
+            self.metrics.in_flight = lambda: pipeline.ledger.in_flight
         try:
             stats = pipeline.run(stop=self.stop, max_idle_s=max_idle_s)
         finally:
@@ -120,6 +134,8 @@ class Worker:
             self._seen(WorkerGone.STOPPED)
             self.queue.close()
             self.index.close()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
         if self.stop.is_set() and not self.machine_gpus:
             # Told to go (not idle): on EC2, let the instance terminate now.
             complete_lifecycle_action(self.settings.fleet, self.identity.instance)

@@ -14,6 +14,9 @@ and its tasks are redelivered meanwhile) unless it keeps crashing, and once
 every pipeline has exited after a drain completes the Auto Scaling lifecycle
 action: a pipeline doing it would let the instance go while its siblings
 still drain.
+
+Metrics: each worker serves its own (``--metrics-port N``: the worker of the
+first GPU on N, the next on N + 1, ...); the supervisor serves none.
 """
 
 from __future__ import annotations
@@ -84,15 +87,21 @@ class Machine:
     """Runs and watches one ``gpufleet worker`` per GPU until each has ended."""
 
     def __init__(self, settings: Settings, gpus: list[str], *, model: str,
-                 max_idle_s: float | None = None) -> None:
+                 max_idle_s: float | None = None, metrics_port: int = 0) -> None:
         self.settings, self.model, self.max_idle_s = settings, model, max_idle_s
+        if metrics_port and metrics_port + len(gpus) - 1 > 65535:
+            raise ConfigError(f"--metrics-port {metrics_port}: {len(gpus)} workers need ports "
+                              f"{metrics_port} to {metrics_port + len(gpus) - 1}, past 65535")
+        self.metrics_port = metrics_port
         self.identity = identify(settings.fleet)  # once for all: one machine, one instance id
         self.pipelines = [_GpuWorker(gpu) for gpu in gpus]
         self.stop = threading.Event()
 
-    def _command(self) -> list[str]:
+    def _command(self, p: _GpuWorker) -> list[str]:
+        # Always given, 0 included: the children inherit GPUFLEET_METRICS_PORT, one port.
+        port = self.metrics_port + self.pipelines.index(p) if self.metrics_port else 0
         cmd = [sys.executable, "-m", "gpufleet", "worker", "--model", self.model,
-               "--machine-gpus", str(len(self.pipelines))]
+               "--machine-gpus", str(len(self.pipelines)), "--metrics-port", str(port)]
         if self.max_idle_s is not None:
             cmd += ["--max-idle", str(self.max_idle_s)]
         return cmd
@@ -105,7 +114,7 @@ class Machine:
         return env
 
     def _start(self, p: _GpuWorker) -> None:
-        p.proc = subprocess.Popen(self._command(), env=self._env(p.gpu), stdin=subprocess.DEVNULL)
+        p.proc = subprocess.Popen(self._command(p), env=self._env(p.gpu), stdin=subprocess.DEVNULL)
         p.started_at, p.restart_at = time.monotonic(), None
         log.info("GPU %s: worker pid %d started", p.gpu, p.proc.pid)
 

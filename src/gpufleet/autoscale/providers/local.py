@@ -54,6 +54,9 @@ class LocalProvider:
         self.settings, self.model, self.max_idle_s = settings, model, max_idle_s
         self.own_session = own_session
         self.env = {**os.environ, "GPUFLEET_HOME": str(settings.home), **(env or {})}
+        # Workers started here share this host: one GPUFLEET_METRICS_PORT would let only the
+        # first start. Theirs is off; `gpufleet worker --metrics-port` runs a watched one.
+        self.env.pop("GPUFLEET_METRICS_PORT", None)
         self.registry = registry
         self.procs: list[subprocess.Popen[bytes]] = []
         self.started = 0
