@@ -24,7 +24,9 @@ from gpufleet.sweeper import sweep
 from gpufleet.worker.fleet_member import UsageMeter, complete_lifecycle_action, identify
 from gpufleet.worker.gpustats import GpuStats
 from gpufleet.worker.notice import Notice, NoticeWatcher
+from gpufleet.worker.observer import Observers
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
+from gpufleet.worker.spans import span_observers
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,8 @@ class Worker:
         pipeline = Pipeline(tagger=self.tagger, queue=self.queue, index=self.index,
                             settings=self.settings, worker_id=self.id, on_state=self._states(),
                             drain_grace_s=self._grace_s,
-                            on_idle=lambda: sweep(self.settings, self.index, model=self.model))
+                            on_idle=lambda: sweep(self.settings, self.index, model=self.model),
+                            observer=Observers([*span_observers(self.id)]))
         self.items = lambda: pipeline.stats.items
         try:
             stats = pipeline.run(stop=self.stop, max_idle_s=max_idle_s)
