@@ -26,6 +26,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from gpufleet import tracing
 from gpufleet.domain import ItemStatus
+from gpufleet.worker.delivery import deliveries
 from gpufleet.worker.observer import Observer, Stage, TaskEnd
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class SpanObserver(Observer):
     def task_started(self, run: Run) -> None:
         attributes: dict[str, str | int] = {
             "gpufleet.job.id": run.task.job, "gpufleet.items": len(run.keys),
-            "gpufleet.task.receives": run.lease.receives + run.task.attempts}
+            "gpufleet.task.deliveries": deliveries(run.task, run.lease)}
         if self.worker_id:
             attributes["gpufleet.worker.id"] = self.worker_id
         # No traceparent (or a bad one): a trace of its own, never the caller's context.
