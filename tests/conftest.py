@@ -59,7 +59,10 @@ class Home:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
+        # Neither the developer's settings nor their OpenTelemetry collector: a test that
+        # wants traces exported says where (tests/e2e/test_traces.py).
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("GPUFLEET_", "OTEL_"))}
         self.env.update(GPUFLEET_HOME=str(path), PYTHONPATH=PYTHONPATH,
                         GPUFLEET_BACKOFF_BASE_S="0.2", GPUFLEET_DRAIN_GRACE_S="10")
         self.procs: list[subprocess.Popen[bytes]] = []

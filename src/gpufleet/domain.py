@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+_MAX_TRACE_CHARS = 512  # a traceparent is 55; anything much longer is not one
+
 
 class JobState(StrEnum):
     QUEUED = "queued"
@@ -157,12 +159,17 @@ class Task:
     # Deliveries of the task this one was split from that never finished (the worker died):
     # they count against GPUFLEET_MAX_RECEIVES together with this task's own receives.
     attempts: int = 0
+    # The W3C traceparent of the span that enqueued it, so a worker's spans join the
+    # submitter's trace; None (and absent from the message) when nothing traced it.
+    trace: str | None = None
 
     def encode(self) -> str:
         body: dict[str, Any] = {"job": self.job, "keys": list(self.keys),
                                 "input": self.input, "output": self.output}
         if self.attempts:
             body["attempts"] = self.attempts
+        if self.trace:
+            body["trace"] = self.trace
         return json.dumps(body)
 
     @classmethod
@@ -171,8 +178,11 @@ class Task:
         attempts = data.get("attempts", 0)
         if not isinstance(attempts, int) or attempts < 0:
             raise ValueError(f"attempts={attempts!r} is not a count")
-        return cls(job=data["job"], keys=tuple(data["keys"]),
-                   input=data["input"], output=data["output"], attempts=attempts)
+        trace = data.get("trace")  # only a hint: what is not a short string is dropped
+        if not isinstance(trace, str) or len(trace) > _MAX_TRACE_CHARS:
+            trace = None
+        return cls(job=data["job"], keys=tuple(data["keys"]), input=data["input"],
+                   output=data["output"], attempts=attempts, trace=trace)
 
 
 @dataclass(frozen=True, slots=True)

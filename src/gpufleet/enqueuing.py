@@ -14,6 +14,9 @@ import os
 import secrets
 import socket
 
+from opentelemetry.trace import SpanKind
+
+from gpufleet import tracing
 from gpufleet.config import Settings
 from gpufleet.domain import Job, Task
 from gpufleet.index import Index
@@ -53,17 +56,25 @@ def enqueue_pending(settings: Settings, index: Index, job: Job, claim: Enqueuing
     size = settings.tasks.chunk_size
     queue = open_queue(settings.queue, name=job.model)
     current: Enqueuing | None = claim
-    try:
-        while current is not None:
-            keys = marks.pending_keys(current, limit=size * _TASKS_PER_STEP)
-            if not keys:
-                return marks.finish(current)
-            queue.enqueue([Task(job.id, tuple(keys[i:i + size]), job.input, job.output).encode()
-                           for i in range(0, len(keys), size)])
-            current = marks.advance(current, keys[-1], lease_s=ENQUEUE_LEASE_S)
-        return False
-    finally:
-        queue.close()
+    with tracing.tracer().start_as_current_span(
+            "enqueue", kind=SpanKind.PRODUCER,
+            attributes={"gpufleet.job.id": job.id, "gpufleet.model": job.model}) as span:
+        traceparent = tracing.current_traceparent()  # each task's worker joins this trace
+        tasks = 0
+        try:
+            while current is not None:
+                keys = marks.pending_keys(current, limit=size * _TASKS_PER_STEP)
+                if not keys:
+                    return marks.finish(current)
+                bodies = [Task(job.id, tuple(keys[i:i + size]), job.input, job.output,
+                               trace=traceparent).encode() for i in range(0, len(keys), size)]
+                queue.enqueue(bodies)
+                tasks += len(bodies)
+                span.set_attribute("gpufleet.tasks", tasks)
+                current = marks.advance(current, keys[-1], lease_s=ENQUEUE_LEASE_S)
+            return False
+        finally:
+            queue.close()
 
 
 def finish_interrupted(settings: Settings, index: Index) -> list[str]:

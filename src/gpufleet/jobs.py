@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from gpufleet import tracing
 from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.enqueuing import ENQUEUE_LEASE_S, enqueue_pending, finish_interrupted, new_enqueuer_id
@@ -73,9 +74,17 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
     model = canonical_spec(job.model or settings.model)
     if job.input is None:
         raise ManifestError("no input location: say where the keys live")
-    return enqueue_job(settings, index, job.job_id or new_job_id(), job.keys(), input=job.input,
-                       output=job.output or settings.output, model=model,
-                       deadline_s=job.deadline_s, priority=job.priority or 0, tenant=job.tenant)
+    job_id = job.job_id or new_job_id()
+    # The root of the job's trace: its tasks carry it to the workers (enqueuing.py).
+    with tracing.tracer().start_as_current_span("submit", attributes={
+            "gpufleet.job.id": job_id, "gpufleet.model": model,
+            "gpufleet.tenant": job.tenant}) as span:
+        created = enqueue_job(settings, index, job_id, job.keys(), input=job.input,
+                              output=job.output or settings.output, model=model,
+                              deadline_s=job.deadline_s, priority=job.priority or 0,
+                              tenant=job.tenant)
+        span.set_attribute("gpufleet.items", created.counts.total)
+        return created
 
 
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from gpufleet.domain import ItemStatus, WorkerState
+from gpufleet.domain import ItemResult, ItemStatus, Task, WorkerState
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
+from gpufleet.store import open_location
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, Observers, Stage, TaskEnd
 from gpufleet.worker.pipeline import Pipeline
-from gpufleet.worker.writer import Outcome
+from gpufleet.worker.writer import Outcome, ResultWriter
 from tests.conftest import Home, write_files
 
 MODEL = "synthetic?batch_size=4&item_ms=0"
@@ -89,3 +91,60 @@ def test_an_observer_that_raises_is_logged_and_the_work_goes_on(home: Home) -> N
     assert recorder.outcomes == {ItemStatus.DONE: 12}
     [job] = home.index().jobs()
     assert job.counts.done == 12
+
+
+class Books(Observer):
+    """Each task told started, and each told ended with how."""
+
+    def __init__(self) -> None:
+        self.started: list[Run] = []
+        self.ended: list[tuple[Run, TaskEnd]] = []
+
+    def task_started(self, run: Run) -> None:
+        self.started.append(run)
+
+    def task_ended(self, run: Run, end: TaskEnd) -> None:
+        self.ended.append((run, end))
+
+
+def test_a_task_put_back_at_once_is_never_told_started(home: Home) -> None:
+    # Given two tasks delivered before, so each must run alone: one waits its turn, the
+    # other is put back on the queue at once (it never enters the pipeline)
+    home.env["GPUFLEET_CHUNK_SIZE"] = "5"
+    write_files(home.path / "in", 10)
+    create_job(home.settings, home.index(), JobRequest(
+        items=[f"item-{i:05d}.bin" for i in range(10)],
+        input=(home.path / "in").as_uri() + "/", model=MODEL))
+    queue = open_queue(home.settings.queue, name=MODEL)
+    for lease in queue.receive(2, visibility_timeout_s=30):
+        queue.release(lease, delay_s=0)
+    # When a pipeline runs them
+    books = Books()
+    Pipeline(tagger=load_tagger(MODEL, home.settings), queue=queue, index=home.index(),
+             settings=home.settings, worker_id="w-test", observer=books).run(
+        stop=threading.Event(), max_idle_s=0.5)
+    # Then every task told started is told ended, once, acked
+    assert len(books.started) == 2
+    assert sorted(map(id, books.started)) == sorted(id(run) for run, _ in books.ended)
+    assert {end for _, end in books.ended} == {TaskEnd.ACKED}
+    assert home.index().jobs()[0].counts.done == 10
+
+
+def test_a_lease_found_gone_before_writing_is_told_lost(home: Home) -> None:
+    # Given a task whose lease was last confirmed long ago and is gone (acked elsewhere)
+    queue = open_queue(home.settings.queue, name=MODEL)
+    task = Task("j", ("k",), "file:///in/", "file:///out/")
+    queue.enqueue([task.encode()])
+    [lease] = queue.receive(1, visibility_timeout_s=30)
+    queue.ack(lease)
+    location = open_location((home.path / "out").as_uri() + "/")
+    run = Run(lease, task, location, location, keys=task.keys, confirmed_at=0.0)
+    books = Books()
+    writer = ResultWriter(index=home.index(), queue=queue, model=MODEL,
+                          pool=ThreadPoolExecutor(1), lease_s=30,
+                          on_index_down=lambda error: None, observer=books)
+    # When its outcome is to be written
+    writer.write([Outcome(run, "k", ItemResult(job="j", key="k", status=ItemStatus.DONE))])
+    # Then nothing is written and the task is told lost
+    assert run.released and books.ended == [(run, TaskEnd.LOST)]
+    assert not (home.path / "out").exists() or not any((home.path / "out").iterdir())

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from gpufleet import logs
+from gpufleet import logs, tracing
 from gpufleet.cli import api, control, demo, dlq, initialize, jobs, plan, worker
 from gpufleet.cli.common import err, out
 from gpufleet.errors import GpufleetError
@@ -48,7 +48,9 @@ def _root(context: typer.Context, version: Annotated[bool, typer.Option(
           log_format: Annotated[str | None, typer.Option(
               "--log-format", help="auto (Rich on a terminal, one JSON object per line "
               "otherwise), json or text (GPUFLEET_LOG_FORMAT).")] = None) -> None:
-    logs.bind(role=context.invoked_subcommand or "gpufleet")  # on every line it logs
+    role = context.invoked_subcommand or "gpufleet"
+    logs.bind(role=role)  # on every line it logs
+    tracing.configure(role)  # spans exported only if the OTEL_* environment asks
     # Through the environment: checked with every other setting, and inherited by the
     # workers a command starts.
     for name, value in (("GPUFLEET_LOG_LEVEL", log_level), ("GPUFLEET_LOG_FORMAT", log_format)):

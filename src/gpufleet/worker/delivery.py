@@ -54,7 +54,8 @@ def give_up_reason(task: Task, lease: Lease) -> str:
 
 
 def split(task: Task, lease: Lease, *, recorded: Collection[str]) -> list[Task]:
-    """One task per item that has no outcome yet, carrying the deliveries used so far."""
+    """One task per item that has no outcome yet, carrying the deliveries used so far
+    and the trace it belongs to."""
     used = deliveries(task, lease) - 1
-    return [Task(task.job, (key,), task.input, task.output, attempts=used)
+    return [Task(task.job, (key,), task.input, task.output, attempts=used, trace=task.trace)
             for key in task.keys if key not in recorded]

@@ -28,6 +28,7 @@ from gpufleet.worker.metrics import WorkerMetrics
 from gpufleet.worker.notice import Notice, NoticeWatcher
 from gpufleet.worker.observer import Observer, Observers
 from gpufleet.worker.pipeline import Pipeline, PipelineStats
+from gpufleet.worker.spans import span_observers
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ class Worker:
             observers.append(self.metrics)
         pipeline = Pipeline(tagger=self.tagger, queue=self.queue, index=self.index,
                             settings=self.settings, worker_id=self.id, on_state=self._states(),
-                            drain_grace_s=self._grace_s, observer=Observers(observers),
+                            drain_grace_s=self._grace_s,
+                            observer=Observers([*observers, *span_observers(self.id)]),
                             on_idle=lambda: sweep(self.settings, self.index, model=self.model))
         self.items = lambda: pipeline.stats.items
         if self.metrics is not None:

@@ -93,7 +93,7 @@ class Pipeline:
         self._decode_pool = ThreadPoolExecutor(cores, "decode")
         self._write_pool = ThreadPoolExecutor(settings.worker.fetch_concurrency, "put")
         self.writer = ResultWriter(index=index, queue=queue, model=tagger.name,
-                                   pool=self._write_pool,
+                                   pool=self._write_pool, observer=self.observer,
                                    lease_s=settings.tasks.visibility_timeout_s,
                                    on_index_down=lambda error: self._index_down.set())
 
@@ -225,13 +225,13 @@ class Pipeline:
         keys = task.keys if verdict is Verdict.RUN else self.settler.unrecorded(task, lease)
         if not keys:
             return  # every item was recorded by an earlier delivery: acked, nothing to redo
+        if verdict is Verdict.ALONE and (self._alone or self._running_alone is not None):
+            self.settler.requeue(task, lease)  # one at a time: the others wait on the queue
+            return  # it never entered: no task_started without its task_ended
         run = Run(lease, task, input_location, output, keys=keys, confirmed_at=asked_at)
         self.stats.tasks += 1
         self.observer.task_started(run)
         if verdict is Verdict.ALONE:
-            if self._alone or self._running_alone is not None:
-                self.settler.requeue(task, lease)  # one at a time: the others wait on the queue
-                return
             self.ledger.add(run, counted=False)  # heartbeats keep it while it waits its turn
             self._alone.append(run)
             return

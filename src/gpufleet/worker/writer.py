@@ -28,6 +28,7 @@ from gpufleet.errors import GpufleetError, ItemError
 from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
 from gpufleet.worker.ledger import Run
+from gpufleet.worker.observer import Observer, TaskEnd
 
 log = logging.getLogger(__name__)
 _PIECE = 32  # result objects written by one thread in a row
@@ -45,8 +46,10 @@ class Outcome:
 
 class ResultWriter:
     def __init__(self, *, index: Index, queue: TaskQueue, model: str, pool: Executor,
-                 lease_s: float, on_index_down: Callable[[str], None]) -> None:
+                 lease_s: float, on_index_down: Callable[[str], None],
+                 observer: Observer | None = None) -> None:
         self.index, self.queue, self.model, self.pool = index, queue, model, pool
+        self.observer = observer or Observer()  # told of a task whose lease is found lost
         self.lease_s = lease_s
         self.on_index_down = on_index_down
 
@@ -85,6 +88,7 @@ class ResultWriter:
                 log.warning("lost the lease on a task of job %s: its results are not written",
                             run.task.job)
                 run.released = True
+                self.observer.task_ended(run, TaskEnd.LOST)
 
     def _put_objects(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
