@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+from gpufleet.api.app import STATIC
 from gpufleet.queue import open_queue
 from tests.api.conftest import ITEMS, MODEL, PAGE_MAX, World, run_worker, tenant_input
 
@@ -184,7 +186,14 @@ def test_health_readiness_metrics_fleet_and_dashboard(world: World) -> None:
         assert MODEL not in metrics
         assert 'gpufleet_items_processed_total{status="failed"}' in metrics
         dashboard = anonymous.get("/dashboard/")
-        assert dashboard.status_code == 200 and "/v1/fleet" in dashboard.text
+        assert dashboard.status_code == 200 and "app.js" in dashboard.text
+        # Every script and style is the API's own: nothing is fetched from elsewhere
+        for asset in STATIC.iterdir():
+            served = anonymous.get(f"/dashboard/{asset.name}")
+            assert served.status_code == 200, asset.name
+            assert not re.search(r"https?://|(?:src|href)=\"//", served.text.replace(
+                "http://www.w3.org/2000/svg", "")), asset.name
+        assert "/v1/fleet/history" in anonymous.get("/dashboard/fleet.js").text
         assert anonymous.get("/openapi.json").json()["info"]["title"] == "gpufleet"
     with world.client("b-read") as http:
         fleet = http.get("/v1/fleet").json()
