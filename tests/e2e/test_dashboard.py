@@ -37,6 +37,16 @@ ACME = canonical_spec("synthetic?item_ms=150&batch_size=1")
 ACME_IDLE = canonical_spec("synthetic?item_ms=1&batch_size=3")  # no worker: stays queued
 BETA = canonical_spec("synthetic?item_ms=2&batch_size=7")
 PAGES = ("#/jobs", "#/workers", "#/fleet", "#/dlq")
+# What a screen reader could not name: header cells without a scope, controls without a
+# label, charts without a name, tables without a caption.
+UNLABELLED = """() => [
+  ...[...document.querySelectorAll("th:not([scope])")].map((e) => "th " + e.textContent),
+  ...[...document.querySelectorAll("input, select, button")].filter(
+    (e) => !e.labels?.length && !e.getAttribute("aria-label") && !e.textContent.trim())
+    .map((e) => e.outerHTML),
+  ...[...document.querySelectorAll("svg.chart:not([aria-labelledby])")].map(() => "svg"),
+  ...[...document.querySelectorAll("table:not(:has(caption))")].map(() => "table"),
+]"""
 
 
 def _chromium() -> str:
@@ -240,11 +250,22 @@ def test_a_job_is_cancelled_from_its_page_after_a_confirmation(acme: Tab, dash: 
     job = dash.jobs["acme-idle"]
     page = acme.open(f"#/jobs/{job}")
     acme.expect(page.locator(".summary")).to_contain_text("queued")
-    page.get_by_role("button", name="Cancel job…").click()
+    # (with the keyboard alone: the button, then the dialog, whose first choice keeps it)
+    page.get_by_role("button", name="Cancel job…").focus()
+    page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog")
     acme.expect(dialog).to_contain_text(f"Cancel job {job}?")
-    dialog.get_by_role("button", name="Cancel job").click()
+    acme.expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
+    page.keyboard.press("Escape")  # Esc closes it, and nothing happens
+    acme.expect(dialog).to_be_hidden()
+    assert dash.job("acme", job)["state"] == "queued"
+    page.get_by_role("button", name="Cancel job…").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    acme.expect(dialog.get_by_role("button", name="Cancel job")).to_be_focused()
+    page.keyboard.press("Enter")
     acme.expect(page.locator(".summary")).to_contain_text("cancelled", timeout=WAIT_MS)
+    acme.expect(page.get_by_role("status")).to_have_text(f"Job {job} cancelled")
     assert dash.job("acme", job)["state"] == "cancelled"
     acme.shot("job-cancelled")
 
@@ -285,6 +306,7 @@ def test_no_page_shows_another_tenants_jobs_or_specs(browser: Any, dash: Dash) -
             for route in PAGES:
                 page = tab.open(route)
                 seen += page.locator("main").inner_text()
+                assert page.evaluate(UNLABELLED) == [], (who, route)
                 tab.shot(f"{who}-{route.strip('#/')}")
             seen += tab.open(f"#/jobs/{mine[0]}").locator("main").inner_text()
             assert mine[0] in seen

@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, Integer, cast, func, literal_column, select
 
 from gpufleet.index.schema import items, jobs
 from gpufleet.index.usage import job_usage
@@ -48,8 +48,11 @@ def series(conn: Connection, tenant: str, *, since: float, until: float,
            bucket_s: int) -> list[Bucket]:
     first, last = int(since // bucket_s), int(until // bucket_s)
     mine = select(jobs.c.id).where(jobs.c.tenant == tenant).scalar_subquery()
-    # Integer seconds // integer: the same floor division on SQLite and PostgreSQL.
-    slot = cast(items.c.finished_at, Integer) // bucket_s
+    # Integer seconds // integer: the same floor division on SQLite and PostgreSQL. The
+    # bucket is written into the SQL (an int we computed), not bound: PostgreSQL takes a
+    # GROUP BY expression as the SELECT's only if they are the same text.
+    width = literal_column(str(int(bucket_s)), Integer)
+    slot = cast(items.c.finished_at, Integer) // width
     ended: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     for job_id, at, status, n in conn.execute(
             select(items.c.job_id, slot, items.c.status, func.count())
@@ -60,7 +63,7 @@ def series(conn: Connection, tenant: str, *, since: float, until: float,
     pending_now = conn.execute(select(func.count()).where(
         items.c.job_id.in_(mine), items.c.status == "pending")).scalar() or 0
     created: dict[int, int] = defaultdict(int)
-    created_slot = cast(jobs.c.created_at, Integer) // bucket_s
+    created_slot = cast(jobs.c.created_at, Integer) // width
     for at, total in conn.execute(
             select(created_slot, func.sum(jobs.c.total))
             .where(jobs.c.tenant == tenant, jobs.c.created_at >= first * bucket_s)

@@ -4,6 +4,7 @@
 import {chart} from "./charts.js";
 import {clock, el, money, number, table, time} from "./dom.js";
 
+const count = (v) => String(Math.round(v * 10) / 10);  // axis ticks: 0, 0.5, 1 workers
 const WINDOWS = [[900, "15 minutes"], [3600, "1 hour"], [21600, "6 hours"], [86400, "24 hours"]];
 
 // The fleet's size over time, summed over the tenant's models: at each decision, every
@@ -45,7 +46,7 @@ export async function render({api, params, navigate}) {
   const workersNow = Object.entries(now.workers).map(([s, n]) => `${n} ${s}`).join(", ");
   return el("section", {"aria-labelledby": "fleet-title"},
     el("h2", {id: "fleet-title"}, "Fleet"),
-    el("p", {}, `Live workers: ${workersNow || "none"}.`),
+    el("p", {}, `Live workers serving your open work: ${workersNow || "none"}.`),
     table("Your models with open work", [
       {label: "Model", cell: (m) => el("code", {}, m.model)},
       {label: "Open jobs", numeric: true, cell: (m) => m.jobs},
@@ -57,7 +58,7 @@ export async function render({api, params, navigate}) {
       chart({title: "Workers: desired (solid) and actual (dashed)", x0: since, x1: until,
              series: [{name: "desired", kind: "step", points: desired},
                       {name: "actual", kind: "step", points: actual}],
-             markers, format: (v) => number(v),
+             markers, format: count,
              summary: decisions.length ? `${decisions.length} decisions; now desired ` +
                `${desired.at(-1)[1]}, actual ${actual.at(-1)[1]}.` : "No decisions in this window."}),
       chart({title: "Throughput (items/s)", x0: since, x1: until,
@@ -68,7 +69,7 @@ export async function render({api, params, navigate}) {
       chart({title: "Backlog (pending items)", x0: since, x1: until,
              series: [{name: "pending", kind: "line",
                        points: series.map((p) => [p.at + bucket, p.backlog])}],
-             format: (v) => number(v),
+             format: count,
              summary: `Now ${series.at(-1)?.backlog ?? 0} pending.`}),
       chart({title: "Cost in this window (cumulative)", x0: since, x1: until,
              series: [{name: "cost", kind: "line", points: cost}], format: money,
