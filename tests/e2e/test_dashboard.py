@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 WAIT_MS = 30_000  # Playwright waits this long for what a page should show: never a timing
 # Specs of each tenant's own: batch_size=1 finishes items one by one, so progress moves.
-ACME = canonical_spec("synthetic?item_ms=150&batch_size=1")
+ACME = canonical_spec("synthetic?item_ms=400&batch_size=1")  # 16 items: about 6 s
 ACME_IDLE = canonical_spec("synthetic?item_ms=1&batch_size=3")  # no worker: stays queued
 BETA = canonical_spec("synthetic?item_ms=2&batch_size=7")
 PAGES = ("#/jobs", "#/workers", "#/fleet", "#/dlq")
@@ -63,6 +64,7 @@ class Dash:
     url: str
     keys: dict[str, str] = field(default_factory=dict)  # acme, acme-read, beta
     jobs: dict[str, str] = field(default_factory=dict)  # what each is: its id
+    flaky_worker: subprocess.Popen[bytes] | None = None  # dead-letters acme-flaky's task
 
     def http(self, who: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
@@ -124,7 +126,8 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
             output=home.settings.output, model=flaky, tenant="acme").id
     finally:
         index.close()
-    home.spawn("worker", "--model", flaky, "--max-idle", "2", GPUFLEET_MAX_RECEIVES="1")
+    d.flaky_worker = home.spawn("worker", "--model", flaky, "--max-idle", "1",
+                                GPUFLEET_MAX_RECEIVES="1")
     # The controller of acme's spec: it starts and stops acme's workers, with its reasons
     home.spawn("controller", "--provider", "local", "--model", ACME, "--interval", "0.5",
                "--cooldown", "3", "--max-workers", "2")
@@ -286,6 +289,9 @@ def test_dead_letters_are_redriven_with_an_admin_key_only(browser: Any, dash: Da
         admin.expect(letters).to_contain_text("GPU fell off the bus", timeout=120_000)
         admin.expect(letters).to_contain_text(job)
         admin.shot("dead-letters")
+        # (once the worker that gave up is gone: it would take the redriven task again)
+        assert dash.flaky_worker is not None
+        dash.flaky_worker.wait(timeout=60)
         page.get_by_role("button", name="Redrive all…").click()
         page.get_by_role("dialog").get_by_role("button", name="Redrive").click()
         admin.expect(page.locator("#status")).to_contain_text("Redriven 1")

@@ -86,3 +86,9 @@ export function jobLink(id) {
   return el("a", {href: `#/jobs/${encodeURIComponent(id)}`, class: "id",
                   "data-focus": `job-${id}`}, id);
 }
+
+// An item's path in the API: its key's slashes kept, everything else escaped.
+export function itemPath(item) {
+  const key = item.key.split("/").map(encodeURIComponent).join("/");
+  return `/v1/items/${encodeURIComponent(item.job)}/${key}`;
+}

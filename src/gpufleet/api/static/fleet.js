@@ -59,8 +59,10 @@ export async function render({api, params, navigate}) {
              series: [{name: "desired", kind: "step", points: desired},
                       {name: "actual", kind: "step", points: actual}],
              markers, format: count,
-             summary: decisions.length ? `${decisions.length} decisions; now desired ` +
-               `${desired.at(-1)[1]}, actual ${actual.at(-1)[1]}.` : "No decisions in this window."}),
+             summary: decisions.length
+               ? `${decisions.length} decisions; now desired ${desired.at(-1)[1]}, ` +
+                 `actual ${actual.at(-1)[1]}.`
+               : "No decisions in this window."}),
       chart({title: "Throughput (items/s)", x0: since, x1: until,
              series: [{name: "items/s", kind: "bar", width_s: bucket,
                        points: series.map((p) => [p.at, p.items_per_s])}],

@@ -1,7 +1,9 @@
 // One job: its figures, its failures grouped by reason, its items (filtered by status and
 // tag, with thumbnails and results through signed URLs), and Cancel.
 
-import {duration, el, money, number, progress, summary, table, time, words} from "./dom.js";
+import {
+  duration, el, itemPath, money, number, progress, summary, table, time, words,
+} from "./dom.js";
 import {deadline} from "./jobs.js";
 import {thumbnail} from "./thumbs.js";
 
@@ -36,7 +38,10 @@ function filters(id, status, tag, navigate) {
 // The failures' reasons, most frequent first: what an operator reads first.
 function reasons(failed) {
   const counts = new Map();
-  for (const item of failed) counts.set(item.error || "(no reason)", (counts.get(item.error || "(no reason)") || 0) + 1);
+  for (const item of failed) {
+    const reason = item.error || "(no reason)";
+    counts.set(reason, (counts.get(reason) || 0) + 1);
+  }
   const rows = [...counts].sort((a, b) => b[1] - a[1]).map(([reason, n]) => ({reason, n}));
   return table("Failures by reason (latest 100 failed items)", [
     {label: "Reason", cell: (r) => r.reason, cls: () => "error"},
@@ -59,8 +64,7 @@ function cancelButton(job, ctx) {
 function showResult(ctx, item, box) {
   return el("button", {"data-focus": `result-${item.key}`, onclick: () => ctx.act(async () => {
     // The API answers with a redirect to a short-lived signed URL: the browser follows it.
-    const path = `/v1/items/${encodeURIComponent(item.job)}/${item.key.split("/").map(encodeURIComponent).join("/")}/download`;
-    const text = await (await ctx.blob(path)).text();
+    const text = await (await ctx.blob(`${itemPath(item)}/download`)).text();
     box.replaceChildren(el("h3", {}, `Result of ${item.key}`), el("pre", {}, text));
   })}, "Result");
 }
@@ -73,12 +77,14 @@ export async function render(ctx) {
   const jobPath = `/v1/jobs/${encodeURIComponent(id)}`;
   const [job, page] = await Promise.all([
     ctx.api(jobPath), ctx.api(itemsPath(id, {status, tag, cursor}))]);
-  const failed = job.failed ? (await ctx.api(itemsPath(id, {status: "failed", limit: 100}))).items : [];
+  const failed = job.failed
+    ? (await ctx.api(itemsPath(id, {status: "failed", limit: 100}))).items : [];
   const resultBox = el("div", {"aria-live": "polite"});
   const itemRows = table(`Items${status ? ` (${status})` : ""}${tag ? ` tagged ${tag}` : ""}`, [
     {label: "Key", cell: (i) => el("code", {}, i.key)},
     {label: "Image", cell: (i) => thumbnail(ctx, i)},
-    {label: "Status", cell: (i) => words(i.status), cls: (i) => `state state-${i.status === "done" ? "succeeded" : i.status}`},
+    {label: "Status", cell: (i) => words(i.status),
+     cls: (i) => `state state-${i.status === "done" ? "succeeded" : i.status}`},
     {label: "Top tags", cell: (i) => el("ul", {class: "tags"}, i.tags.slice(0, 3).map(
       (t) => el("li", {}, `${t.label} (${t.score.toFixed(2)})`)))},
     {label: "Reason", cell: (i) => i.error || "", cls: () => "error"},
@@ -86,9 +92,10 @@ export async function render(ctx) {
     {label: "Finished", cell: (i) => time(i.finished_at)},
     {label: "Result", cell: (i) => (i.status === "pending" ? "" : showResult(ctx, i, resultBox))},
   ], page.items, {empty: "no items match."});
-  const next = page.next ? el("a", {"data-focus": "next-items", href:
-    `#/jobs/${encodeURIComponent(id)}?${new URLSearchParams({...(status && {status}), ...(tag && {tag}), cursor: page.next})}`},
-  "Next items") : null;
+  const nextQuery = new URLSearchParams({...(status && {status}), ...(tag && {tag}),
+                                         cursor: page.next || ""});
+  const next = page.next ? el("a", {"data-focus": "next-items",
+    href: `#/jobs/${encodeURIComponent(id)}?${nextQuery}`}, "Next items") : null;
   return el("section", {"aria-labelledby": "job-title"},
     el("p", {}, el("a", {href: "#/jobs"}, "← All jobs")),
     el("h2", {id: "job-title"}, "Job ", el("code", {}, job.job)),

@@ -2,17 +2,16 @@
 // with a redirect to a short-lived signed URL (204 when the input is not a picture).
 // Each is fetched once per page load: a refresh reuses the object URL.
 
-import {el} from "./dom.js";
+import {el, itemPath} from "./dom.js";
 
 const cache = new Map();  // "job/key" -> Promise<object URL or null>
 
 function load(ctx, item) {
   const id = `${item.job}/${item.key}`;
   if (!cache.has(id)) {
-    const path = `/v1/items/${encodeURIComponent(item.job)}/` +
-      `${item.key.split("/").map(encodeURIComponent).join("/")}/thumbnail`;
-    cache.set(id, ctx.blob(path).then((b) => (b.size ? URL.createObjectURL(b) : null),
-                                      () => null));
+    // (a 204, an empty body, means the input is not a photo; an error shows no preview)
+    cache.set(id, ctx.blob(`${itemPath(item)}/thumbnail`).then(
+      (b) => (b.size ? URL.createObjectURL(b) : null), () => null));
   }
   return cache.get(id);
 }

@@ -11,7 +11,8 @@ export async function render({api}) {
   return el("section", {"aria-labelledby": "workers-title"},
     el("h2", {id: "workers-title"}, "Workers"),
     el("p", {class: "muted"}, `${live.length} live of ${workers.length} heard from in the ` +
-       "last 15 minutes" + (meanUtil === null ? "." : `; mean GPU utilisation ${meanUtil.toFixed(0)}%.`)),
+       "last 15 minutes" +
+       (meanUtil === null ? "." : `; mean GPU utilisation ${meanUtil.toFixed(0)}%.`)),
     table("Workers of your models, newest first", [
       {label: "Worker", cell: (w) => el("code", {}, w.id)},
       {label: "State", cell: (w) => words(w.state) + (w.live ? "" : " (gone)"),
