@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+from gpufleet.api.app import STATIC
 from gpufleet.models.base import parse_spec
 from gpufleet.queue import open_queue
 from tests.api.conftest import ITEMS, MODEL, PAGE_MAX, World, run_worker, tenant_input
@@ -188,7 +190,7 @@ def test_health_readiness_metrics_fleet_and_dashboard(world: World) -> None:
         assert "# TYPE gpufleet_items gauge" in metrics
         assert 'gpufleet_items{status="failed"}' in metrics
         dashboard = anonymous.get("/dashboard/")
-        assert dashboard.status_code == 200 and "/v1/fleet" in dashboard.text
+        assert dashboard.status_code == 200 and "app.js" in dashboard.text
         assert anonymous.get("/no/such/page").status_code == 404
         metrics = anonymous.get("/metrics").text
         # (static files by the path they are mounted at; what matched nothing, unmatched)
@@ -196,6 +198,13 @@ def test_health_readiness_metrics_fleet_and_dashboard(world: World) -> None:
             in metrics
         assert 'gpufleet_api_requests_total{method="GET",route="unmatched",status="404"}' \
             in metrics
+        # Every script and style is the API's own: nothing is fetched from elsewhere
+        for asset in STATIC.iterdir():
+            served = anonymous.get(f"/dashboard/{asset.name}")
+            assert served.status_code == 200, asset.name
+            assert not re.search(r"https?://|(?:src|href)=\"//", served.text.replace(
+                "http://www.w3.org/2000/svg", "")), asset.name
+        assert "/v1/fleet/history" in anonymous.get("/dashboard/fleet.js").text
         assert anonymous.get("/openapi.json").json()["info"]["title"] == "gpufleet"
     with world.client("b-read") as http:
         fleet = http.get("/v1/fleet").json()

@@ -35,6 +35,11 @@ def test_jobs_items_search_and_keys_on_postgresql(tmp_path: Path, postgres_url: 
             assert page["next"]
             assert (job, "item-00003.bin") in {(h["job"], h["key"]) for h in hits["items"]}
             assert http.get(f"/v1/items/{job}/item-00003.bin/download").status_code == 307
+            # And the fleet's history and workers count the same
+            history = http.get("/v1/fleet/history", params={"window_s": 600}).json()
+            assert sum(p["done"] for p in history["series"]) == 5
+            assert history["series"][-1]["backlog"] == 0
+            assert [w["items"] for w in http.get("/v1/workers").json()["workers"]] == [5]
         # And another tenant's key finds nothing
         with server.client(other) as http:
             assert http.get(f"/v1/jobs/{job}").status_code == 404

@@ -22,7 +22,18 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from gpufleet import __version__
-from gpufleet.api import dlq, downloads, fleet, health, items, jobs, search
+from gpufleet.api import (
+    dlq,
+    downloads,
+    fleet,
+    health,
+    items,
+    jobs,
+    search,
+    thumbnails,
+    whoami,
+    workers,
+)
 from gpufleet.api.auth import KeyBeforeBody
 from gpufleet.api.context import Services
 from gpufleet.api.counts import ItemCounts
@@ -119,10 +130,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                          "tenant. Send an API key as `Authorization: Bearer KEY`.")
     app.state.services = svc
     strict = [Depends(known_query)]
-    for module in (jobs, items, search, dlq, fleet):
-        # downloads first: its /v1/items/{job}/{key}/download must win over items' {key:path}.
+    for module in (jobs, items, search, dlq, fleet, workers, whoami):
+        # downloads and thumbnails first: their /v1/items/{job}/{key}/download (/thumbnail)
+        # must win over items' {key:path}.
         if module is items:
             app.include_router(downloads.router, responses=_ERRORS, dependencies=strict)
+            app.include_router(thumbnails.router, responses=_ERRORS, dependencies=strict)
         app.include_router(module.router, responses=_ERRORS, dependencies=strict)
     app.include_router(health.router, responses={403: _ERRORS[403], 422: _ERRORS[422]},
                        dependencies=strict)

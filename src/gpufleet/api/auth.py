@@ -27,8 +27,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers=_CHALLENGE)
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the request's principal, holding ``scope``, within its rate limit."""
+def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the request's principal, holding ``scope`` (any valid key when None),
+    within its rate limit."""
 
     async def principal(request: Request, _credentials: Credentials) -> Principal:
         for name, value in request.query_params.multi_items():
@@ -45,7 +46,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         found = await svc.read(svc.keys.authenticate, raw.strip())
         if found is None:
             raise _unauthorized("invalid or revoked API key")
-        if scope not in found.scopes:
+        if scope is not None and scope not in found.scopes:
             raise HTTPException(403, f"this API key does not have the {scope!r} scope")
         wait_s = svc.limiter.take(found.key_id)
         if wait_s:
@@ -60,6 +61,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require("read"))]
 Submitter = Annotated[Principal, Depends(require("submit"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+AnyKey = Annotated[Principal, Depends(require(None))]
 
 
 def viewer(scope: str) -> Callable[..., Awaitable[TenantView]]:

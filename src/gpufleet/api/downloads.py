@@ -18,7 +18,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from gpufleet.api.auth import ReadView
-from gpufleet.api.context import Svc
+from gpufleet.api.context import Services, Svc
+from gpufleet.api.queries import Owner
 from gpufleet.api.signing import SignatureError
 from gpufleet.domain import ItemStatus
 from gpufleet.errors import JobNotFound, ObjectMissing
@@ -52,17 +53,16 @@ def download(job_id: str, key: str, tenant: ReadView,
     return RedirectResponse(url, status_code=307)
 
 
-@router.get("/v1/signed/{job_id}/{key:path}", response_class=Response, responses=_OBJECT,
-            summary="A result object, through a signed URL (no key needed)")
-def signed_download(job_id: str, key: str, request: Request, svc: Svc,
-                    tenant: str = Query(max_length=64), kid: str = Query(max_length=32),
-                    expires: str = Query(max_length=20),
-                    signature: str = Query(max_length=64)) -> Response:
+def check_signed(svc: Services, request: Request, *, tenant: str, kid: str, job_id: str,
+                 key: str, expires: str, signature: str, purpose: str) -> Owner:
+    """The job's owner if a signed URL is valid for purpose: signed by us, not expired, its
+    key not revoked, and any key sent along with it of the URL's tenant; else an error."""
     try:
         svc.signer.verify(tenant=tenant, key_id=kid, job=job_id, key=key, expires=expires,
-                          signature=signature)
+                          signature=signature, purpose=purpose)
     except SignatureError as exc:
-        raise HTTPException(403, f"{exc}: ask /v1/items/.../download for a new URL") from None
+        raise HTTPException(403, f"{exc}: ask /v1/items/.../{purpose} for a new URL"
+                            ) from None
     if not svc.keys.active(kid):
         raise HTTPException(403, "the API key that asked for this URL was revoked")
     header = request.headers.get("authorization")
@@ -74,7 +74,17 @@ def signed_download(job_id: str, key: str, request: Request, svc: Svc,
                                 headers={"WWW-Authenticate": "Bearer"})
         if who.tenant != tenant:
             raise JobNotFound(f"no job {job_id!r}")
-    owner = svc.view(tenant).owner(job_id)
+    return svc.view(tenant).owner(job_id)
+
+
+@router.get("/v1/signed/{job_id}/{key:path}", response_class=Response, responses=_OBJECT,
+            summary="A result object, through a signed URL (no key needed)")
+def signed_download(job_id: str, key: str, request: Request, svc: Svc,
+                    tenant: str = Query(max_length=64), kid: str = Query(max_length=32),
+                    expires: str = Query(max_length=20),
+                    signature: str = Query(max_length=64)) -> Response:
+    owner = check_signed(svc, request, tenant=tenant, kid=kid, job_id=job_id, key=key,
+                         expires=expires, signature=signature, purpose="download")
     try:
         data = svc.location(owner.output).child(job_id).get(f"{key}.json")
     except ObjectMissing:

@@ -29,7 +29,7 @@ def view_bytes(svc: Services, tenant: TenantView, job_id: str) -> bytes:
     if cached is not None:
         return cached
     job = tenant.job(job_id)
-    view = job_view(job, tenant.timing(job_id))
+    view = job_view(job, tenant.timing(job_id), now=tenant.now())
     # The tenant's own locations, relative to its roots: nothing of the deployment's paths.
     for use in ("input", "output"):
         view[use] = svc.locations.shown(tenant.tenant, view[use], use=use)

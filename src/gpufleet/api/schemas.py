@@ -72,6 +72,13 @@ class JobView(BaseModel):
     eta_s: float | None = Field(description="Seconds until every item is finished, "
                                 "at that rate; null when finished or not started.")
     cost_so_far: float | None = Field(description="Worker cost charged to the job so far.")
+    deadline_s: float | None = Field(None, description="Given at submission.")
+    deadline_at: float | None = Field(None, description="created_at + deadline_s.")
+    deadline: Literal["met", "missed", "at_risk", "on_track", "unknown"] | None = Field(
+        None, description="Finished: met or missed. Running: missed (past it), at_risk (the "
+        "ETA ends after it), on_track, or unknown (no rate yet). Null without a deadline.")
+    finished_at: float | None = Field(None, description="When its last item ended, once "
+                                      "finished.")
 
 
 class JobPage(BaseModel):
@@ -143,3 +150,69 @@ class Fleet(BaseModel):
                                     "by state.")
     models: dict[str, dict[str, int]] = Field(description="Per model of the tenant's open "
                                               "jobs: jobs, pending (items).")
+
+
+class WorkerView(BaseModel):
+    """A worker (one GPU's pipeline) of one of the tenant's models, as it last reported."""
+
+    id: str
+    model: str
+    state: str = Field(description="booting, ready, busy, draining, stopped, interrupted...")
+    live: bool = Field(description="Reported within the last 30 s and not stopped.")
+    capacity: str | None = Field(description="spot or on-demand; null for a local worker.")
+    instance: str | None = Field(description="The provider's machine id.")
+    gpus: int | None
+    gpu_util_pct: float | None
+    gpu_memory_mb: float | None
+    items: int | None = Field(description="Items it processed.")
+    items_per_s: float | None = Field(description="Items per second since it was ready.")
+    bootstrap_s: float | None
+    started_at: float
+    last_seen: float = Field(description="Its last heartbeat.")
+    uptime_s: float
+
+
+class Workers(BaseModel):
+    workers: list[WorkerView]
+
+
+class FleetDecision(BaseModel):
+    """One decision of the controller on one of the tenant's models."""
+
+    model: str
+    at: float
+    desired: int
+    actual: int = Field(description="Machines the controller saw, whatever their state.")
+    by_state: dict[str, int]
+    by_capacity: dict[str, int]
+    start: int
+    drain: int
+    reasons: list[str] = Field(description="Why; other tenants' job ids are replaced.")
+    late: list[str] = Field(description="The tenant's jobs it expected to miss their "
+                            "deadline.")
+    finish_at: float | None
+
+
+class FleetPoint(BaseModel):
+    """One bucket of the tenant's own work."""
+
+    at: float = Field(description="The bucket's start.")
+    done: int
+    failed: int
+    items_per_s: float
+    backlog: int = Field(description="Items pending at the bucket's end.")
+    cost: float = Field(description="Worker cost of the items it finished.")
+
+
+class FleetHistory(BaseModel):
+    since: float
+    until: float
+    bucket_s: int
+    decisions: list[FleetDecision] = Field(description="Oldest first.")
+    series: list[FleetPoint]
+
+
+class KeyView(BaseModel):
+    id: str = Field(description="The key's public id (as gpufleet keys list shows it).")
+    tenant: str
+    scopes: list[Literal["submit", "read", "admin"]]

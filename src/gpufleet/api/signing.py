@@ -29,6 +29,9 @@ class SignatureError(Exception):
     """A signed URL is altered, malformed or expired (the API answers 403)."""
 
 
+_DOMAINS = {"download": "gpufleet-download-v2", "thumbnail": "gpufleet-thumbnail-v1"}
+
+
 class Signer:
     def __init__(self, secret: bytes, *, ttl_s: float, clock: Callable[[], float] = time.time
                  ) -> None:
@@ -41,28 +44,32 @@ class Signer:
         self.ttl_s = ttl_s
         self.clock = clock
 
-    def sign(self, tenant: str, key_id: str, job: str, key: str) -> dict[str, str]:
+    def sign(self, tenant: str, key_id: str, job: str, key: str, *,
+             purpose: str = "download") -> dict[str, str]:
         """The query parameters that make the download path for (tenant, job, key) valid,
-        for as long as the API key key_id is."""
+        for as long as the API key key_id is. A URL signed for one purpose (the result
+        object, the input's thumbnail) does not verify for another."""
         expires = str(int(self.clock() + self.ttl_s))
         return {"tenant": tenant, "kid": key_id, "expires": expires,
-                "signature": self._mac(tenant, key_id, job, key, expires)}
+                "signature": self._mac(tenant, key_id, job, key, expires, purpose)}
 
     def verify(self, *, tenant: str, key_id: str, job: str, key: str, expires: str,
-               signature: str) -> None:
+               signature: str, purpose: str = "download") -> None:
         """Return if the parameters were signed by us and have not expired; else raise.
         (Whether key_id is still valid is the caller's to ask.)"""
         given = signature.encode("utf-8", "surrogateescape")
-        mac = self._mac(tenant, key_id, job, key, expires)
+        mac = self._mac(tenant, key_id, job, key, expires, purpose)
         if not hmac.compare_digest(mac.encode(), given):
             raise SignatureError("invalid signature")
         if not expires.isdigit() or int(expires) < self.clock():
             raise SignatureError("this URL has expired")
 
-    def _mac(self, tenant: str, key_id: str, job: str, key: str, expires: str) -> str:
+    def _mac(self, tenant: str, key_id: str, job: str, key: str, expires: str,
+             purpose: str) -> str:
         # NUL cannot occur in a tenant, key id, job id or object key, so the fields cannot
-        # run together. v2: the key id is signed too (v1 URLs no longer verify).
-        message = "\0".join(("gpufleet-download-v2", tenant, key_id, job, key, expires)).encode(
+        # run together. v2: the key id is signed too (v1 URLs no longer verify). The
+        # purpose is the first field, so a download URL never opens a thumbnail, nor back.
+        message = "\0".join((_DOMAINS[purpose], tenant, key_id, job, key, expires)).encode(
             "utf-8", "surrogateescape")
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -18,10 +18,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from gpufleet.api.history import fleet_history
 from gpufleet.api.queries import Owner, Reads, Timing
 from gpufleet.domain import Item, Job
 from gpufleet.index import Index
-from gpufleet.index.schema import items, jobs
+from gpufleet.index.repo import WorkerInfo
+from gpufleet.index.schema import items, jobs, workers
 from gpufleet.queue import DeadLetter, TaskQueue
 from gpufleet.redrive import redrive
 
@@ -128,6 +130,30 @@ class TenantView:
         workers = Counter(w.state for w in self._index.live_workers()
                           if w.model in models)
         return {"workers": dict(workers), "models": models}
+
+    def workers(self, *, seen_within_s: float) -> list[WorkerInfo]:
+        """The workers of the tenant's models seen lately, stopped ones too (a worker that
+        just ended is what an operator looks for), newest first. A worker serves one model
+        spec, whoever submitted its jobs: those of specs only other tenants use are not
+        shown."""
+        models = self.models()
+        if not models:
+            return []
+        query = (select(workers).where(workers.c.model.in_(models),
+                                       workers.c.last_seen >= self.now() - seen_within_s)
+                 .order_by(workers.c.started_at.desc(), workers.c.id))
+        with self._index.transaction() as conn:
+            return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
+
+    def history(self, *, window_s: float) -> dict[str, Any]:
+        """The decisions on the tenant's models and its own work over the window
+        (``history.py``: what of other tenants is taken out)."""
+        return fleet_history(self._index, self._reads, self.tenant, self.models(),
+                             window_s=window_s, now=self.now())
+
+    def now(self) -> float:
+        """The index's time: what workers and the controller stamp their rows with."""
+        return self._index.clock()
 
     def dead_letters(self) -> list[Letter]:
         return [letter for letter, mine in self._letters() if mine]
