@@ -1,0 +1,66 @@
+"""`gpufleet deploy aws`: the CloudFormation template of a whole deployment, or a check of one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpufleet.cli.common import err, out
+from gpufleet.errors import ConfigError
+
+app = typer.Typer(help="Deploy gpufleet: the AWS CloudFormation template.",
+                  no_args_is_help=True)
+
+
+@app.command("aws")
+def aws(
+    output: Annotated[Path | None, typer.Option(
+        "--out", help="Write the template here (default: standard output).")] = None,
+    name: Annotated[str, typer.Option(
+        help="Prefix of bucket, queue, group and function names (3 to 20 of a-z 0-9 -).")
+    ] = "gpufleet",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="The model the fleet runs (default: GPUFLEET_MODEL).")] = None,
+    defaults: Annotated[list[str] | None, typer.Option(
+        "--set", help="A parameter's default, NAME=VALUE, checked against its range "
+        "(repeatable).")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Do not write: lint the template (or --template) and report what "
+        "the account of the current AWS credentials needs, one line each.")] = False,
+    template: Annotated[Path | None, typer.Option(
+        help="With --check: the template file to check instead of a fresh one.")] = None,
+) -> None:
+    """Write the CloudFormation template: buckets, queues, GPU workers, trigger, API, alarms."""
+    try:
+        from gpufleet.deploy.stack.names import Names
+        from gpufleet.deploy.stack.template import build, to_yaml
+    except ImportError as exc:
+        raise ConfigError(f"deploy needs its extra: pip install 'gpufleet[deploy]' ({exc})"
+                          ) from None
+    from gpufleet.config import Settings
+
+    pairs = {}
+    for item in defaults or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
+        pairs[key.strip()] = value.strip()
+    names = Names(name, model or Settings.from_env().model)
+    text = template.read_text() if template is not None and check else \
+        to_yaml(build(names, defaults=pairs))
+    if check:
+        from gpufleet.deploy.stack.check import check_account, lint
+
+        findings = lint(text) + check_account(text)
+        for finding in findings:
+            (err if finding.startswith("error") else out).print(finding, markup=False)
+        if any(f.startswith("error") for f in findings):
+            raise typer.Exit(1)
+        return
+    if output is None:
+        out.file.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output} ({len(text.splitlines())} lines)", markup=False)
