@@ -54,8 +54,8 @@ def aws(
         from gpufleet.deploy.stack.check import check_account, lint
 
         findings = lint(text) + check_account(text)
-        for finding in findings:
-            (err if finding.startswith("error") else out).print(finding, markup=False)
+        for finding in findings:  # one line each, never wrapped: read by people and grep
+            typer.echo(finding, err=finding.startswith("error"))
         if any(f.startswith("error") for f in findings):
             raise typer.Exit(1)
         return

@@ -49,6 +49,9 @@ def check_account(text: str) -> list[str]:
         params = parameters(text)
     except (ConfigError, ImportError) as exc:
         return [f"error: {exc}"]
+    if "GpuAmiId" not in params:
+        return ["warning: not a gpufleet template (no GpuAmiId parameter): the account was "
+                "not checked"]
     found = [f"warning: {name} has no default: give it at deploy time "
              f"(--parameter-overrides {name}=...)"
              for name in ("WorkerImageUri", "ServiceImageUri") if not params.get(
@@ -73,6 +76,9 @@ def _ami(params: dict[str, dict[str, Any]]) -> list[str]:
             image = name
         images = aws.client("ec2").describe_images(ImageIds=[image])["Images"]
     except Exception as exc:  # any failure to look is a finding, not a crash
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code.startswith("InvalidAMIID"):  # NotFound, or not an AMI id at all
+            return [f"error: the GPU AMI {image} ({name}) does not exist in this region"]
         return [f"warning: could not look up the GPU AMI {name}: {_reason(exc)}"]
     if not images:
         return [f"error: the GPU AMI {image} ({name}) does not exist in this region"]
@@ -103,10 +109,17 @@ def _quotas(params: dict[str, dict[str, Any]]) -> list[str]:
                 found.append(f"warning: could not read the {capacity} {family.upper()} "
                              f"quota ({code}): {_reason(exc)}")
                 continue
-            level = "ok" if have >= need else "error" if have == 0 else "warning"
-            found.append(f"{level}: {capacity} {family.upper()} instances: quota {have:g} "
-                         f"vCPUs, {need} needed for {machines} machine(s)")
+            found.append(quota_line(f"{capacity} {family.upper()}", have=have, need=need,
+                                    machines=machines))
     return found
+
+
+def quota_line(what: str, *, have: float, need: int, machines: int) -> str:
+    """ok when the quota covers MaxWorkers machines; error at 0 (none can start); else a
+    warning (fewer than MaxWorkers can run: ask for more in Service Quotas)."""
+    level = "ok" if have >= need else "error" if have == 0 else "warning"
+    return (f"{level}: {what} instances: quota {have:g} vCPUs, {need} needed for "
+            f"{machines} machine(s)")
 
 
 def _reason(exc: Exception) -> str:
