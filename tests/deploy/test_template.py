@@ -9,8 +9,10 @@ and checks what the README promises of it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +148,50 @@ def test_the_cli_writes_the_template_it_builds(tmp_path: Any) -> None:
 def test_a_bad_name_prefix_is_refused() -> None:
     with pytest.raises(ConfigError, match="3 to 20"):
         Names("Acme_Photos")
+
+
+def _actions(statements: list[Any]) -> set[str]:
+    """Every action of the statements, conditional ones included, as CloudFormation has them."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "Action" in value:
+                action = value["Action"]
+                found.update(action if isinstance(action, list) else [action])
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(statements)
+    return found
+
+
+def test_each_role_has_exactly_the_actions_the_readme_lists() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| role | actions |"):]
+    listed = {}
+    for row in table.splitlines()[2:]:
+        if not row.startswith("|"):
+            break
+        role, actions = row.strip("|").split("|")
+        listed[role.strip()] = set(re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", actions))
+    _, doc = _template(**EXISTING)  # a given database secret: its statement is there too
+    roles = {name: doc["Resources"][logical]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"] for name, logical in (
+        ("worker (EC2)", "WorkerRole"), ("trigger (Lambda)", "TriggerRole"),
+        ("API task (ECS)", "ApiTaskRole"), ("API task execution (ECS)", "ApiExecutionRole"))}
+    assert {name: _actions(s) for name, s in roles.items()} == listed
+    # No wildcard action anywhere, and "*" resources only for calls AWS cannot scope
+    unscoped = {"ecr:GetAuthorizationToken", "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances",
+                "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses"}
+    for statements in roles.values():
+        assert not any("*" in a for a in _actions(statements))
+        for statement in statements:
+            if isinstance(statement, dict) and statement.get("Resource") == ["*"]:
+                assert set(statement["Action"]) <= unscoped, statement

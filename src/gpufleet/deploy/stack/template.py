@@ -58,4 +58,4 @@ def _outputs(t: Template, names: Names) -> None:
 
 
 def to_yaml(template: Template) -> str:
-    return str(template.to_yaml(clean_up=True, long_form=False))
+    return str(template.to_yaml(clean_up=False, long_form=True))

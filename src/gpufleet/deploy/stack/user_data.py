@@ -11,9 +11,10 @@ kept in a root-only file, never in the user data.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from troposphere import Base64, Sub
+from troposphere import Base64, Join, Ref
 
 from gpufleet.deploy.stack.datastores import secret_arn
 from gpufleet.deploy.stack.environment import common
@@ -23,22 +24,22 @@ _SCRIPT = r"""#!/bin/bash
 set -euo pipefail
 umask 077
 cat > /etc/gpufleet.env <<'ENV'
-AWS_REGION=${AWS::Region}
+AWS_REGION={Region}
 GPUFLEET_IMDS_URL=http://169.254.169.254
 GPUFLEET_AWS_LIFECYCLE_HOOK=%(hook)s
 %(settings)s
 ENV
-secret='${SecretArn}'
+secret='{SecretArn}'
 if [ -n "$secret" ]; then
-  password=$(aws secretsmanager get-secret-value --region ${AWS::Region} --secret-id "$secret" \
+  password=$(aws secretsmanager get-secret-value --region {Region} --secret-id "$secret" \
     --query SecretString --output text \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])')
   echo "PGPASSWORD=$password" >> /etc/gpufleet.env
 fi
-registry=$(echo '${WorkerImageUri}' | cut -d/ -f1)
-aws ecr get-login-password --region ${AWS::Region} \
+registry=$(echo '{WorkerImageUri}' | cut -d/ -f1)
+aws ecr get-login-password --region {Region} \
   | docker login --username AWS --password-stdin "$registry"
-docker pull '${WorkerImageUri}'
+docker pull '{WorkerImageUri}'
 cat > /usr/local/bin/gpufleet-wait-in-service <<'WAIT'
 #!/bin/bash
 # A warm-pool machine waits here (and is stopped) until Auto Scaling puts it in service.
@@ -61,9 +62,9 @@ Requires=docker.service
 ExecStartPre=/usr/local/bin/gpufleet-wait-in-service
 ExecStartPre=-/usr/bin/docker rm -f gpufleet-worker
 ExecStart=/usr/bin/docker run --name gpufleet-worker --gpus all --network host \
-  --env-file /etc/gpufleet.env --stop-timeout ${DrainGraceS} --log-driver awslogs \
-  --log-opt awslogs-region=${AWS::Region} --log-opt awslogs-group=%(log_group)s \
-  '${WorkerImageUri}' worker --gpus all
+  --env-file /etc/gpufleet.env --stop-timeout {DrainGraceS} --log-driver awslogs \
+  --log-opt awslogs-region={Region} --log-opt awslogs-group=%(log_group)s \
+  '{WorkerImageUri}' worker --gpus all
 ExecStop=/usr/bin/docker stop gpufleet-worker
 TimeoutStopSec=3600
 Restart=on-failure
@@ -76,14 +77,19 @@ systemctl enable --now gpufleet-worker.service
 
 
 def user_data(names: Names) -> Any:
-    variables: dict[str, Any] = {"SecretArn": secret_arn()}
+    """The script as Fn::Join of text and expressions ({Name} marks one): plain Join, which
+    every CloudFormation implementation resolves, rather than Fn::Sub with a variable map."""
+    values: dict[str, Any] = {"Region": Ref("AWS::Region"), "SecretArn": secret_arn(),
+                              "WorkerImageUri": Ref("WorkerImageUri"),
+                              "DrainGraceS": Ref("DrainGraceS")}
     lines = []
     for n, (name, value) in enumerate(common(names).items()):
         if isinstance(value, str):
             lines.append(f"{name}={value}")
-        else:  # an expression: a variable of the Sub
-            variables[f"Setting{n}"] = value
-            lines.append(f"{name}=${{Setting{n}}}")
+        else:  # an expression
+            values[f"Setting{n}"] = value
+            lines.append(f"{name}={{Setting{n}}}")
     script = _SCRIPT % {"hook": LIFECYCLE_HOOK, "settings": "\n".join(lines),
                         "log_group": names.log_group("workers")}
-    return Base64(Sub(script, **variables))
+    parts = re.split(r"\{(\w+)\}", script)  # text, name, text, name, ..., text
+    return Base64(Join("", [values[p] if i % 2 else p for i, p in enumerate(parts) if p]))
