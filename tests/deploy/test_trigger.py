@@ -162,7 +162,8 @@ def test_a_manifest_event_makes_one_job_sizes_the_fleet_and_back_to_zero(
 
 
 def test_an_object_that_is_not_a_manifest_is_refused_once_and_makes_no_job(
-        deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+        deployment: Deployment, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     d = deployment
     event = d.put("manifests/cat.jpg", b"\xff\xd8 not a manifest")
     with caplog.at_level(logging.ERROR):
@@ -175,6 +176,11 @@ def test_an_object_that_is_not_a_manifest_is_refused_once_and_makes_no_job(
     # Delivered again: recognised, still no job; and with no job the schedule stays off
     assert handler(event)["manifests"][0]["outcome"] == "duplicate"
     assert d.index.jobs() == [] and d.schedule() == "DISABLED"
+    # And an object outside the manifest prefix (a notification set wider than the stack's)
+    monkeypatch.setenv("TRIGGER_PREFIX", "elsewhere/")
+    assert handler(event)["manifests"] == [
+        {"key": "manifests/cat.jpg", "outcome": "ignored", "reason": "outside prefix"}]
+    assert d.index.jobs() == []
 
 
 def test_the_trigger_refuses_a_bad_configuration_in_one_line() -> None:

@@ -41,6 +41,8 @@ def aws(
                           ) from None
     from gpufleet.config import Settings
 
+    if template is not None and not check:
+        raise ConfigError("--template is read only with --check")
     pairs = {}
     for item in defaults or []:
         key, sep, value = item.partition("=")
@@ -48,7 +50,7 @@ def aws(
             raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
         pairs[key.strip()] = value.strip()
     names = Names(name, model or Settings.from_env().model)
-    text = template.read_text() if template is not None and check else \
+    text = template.read_text() if template is not None else \
         to_yaml(build(names, defaults=pairs))
     if check:
         from gpufleet.deploy.stack.check import check_account, lint
