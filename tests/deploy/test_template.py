@@ -9,6 +9,7 @@ and checks what the README promises of it.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from cfnlint.decode import decode_str
 
 from gpufleet.autoscale.providers.aws import HOOK
 from gpufleet.deploy.stack.names import Names
-from gpufleet.deploy.stack.template import build, to_yaml
+from gpufleet.deploy.stack.template import INLINE_LIMIT_BYTES, build, to_json, to_yaml
 from gpufleet.errors import ConfigError
 from gpufleet.manifest import FORMATS
 from gpufleet.queue.sqs_setup import queue_name
@@ -135,6 +136,15 @@ def test_a_parameter_out_of_range_is_one_clear_line() -> None:
                             timeout=60)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == "error: WarmPoolSize=-1: out of range, expected 0 to 100"
+
+
+def test_the_json_form_is_the_same_template_within_the_inline_limit() -> None:
+    template = build(Names("acme", "synthetic?item_ms=5"))
+    text = to_json(template)
+    # Small enough for `aws cloudformation deploy` without --s3-bucket, and lint-clean too
+    assert len(text.encode()) < INLINE_LIMIT_BYTES
+    assert json.loads(text) == _template()[1]
+    assert list(lint(text, config=ManualArgs(regions=["us-east-1"]))) == []
 
 
 def test_the_cli_writes_the_template_it_builds(tmp_path: Any) -> None:

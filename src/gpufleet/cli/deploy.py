@@ -26,6 +26,9 @@ def aws(
     defaults: Annotated[list[str] | None, typer.Option(
         "--set", help="A parameter's default, NAME=VALUE, checked against its range "
         "(repeatable).")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="yaml (readable; over CloudFormation's 51,200-byte inline limit, so "
+        "deploy with --s3-bucket) or json (compact, within it).")] = "yaml",
     check: Annotated[bool, typer.Option(
         "--check", help="Do not write: lint the template (or --template) and report what "
         "the account of the current AWS credentials needs, one line each.")] = False,
@@ -35,12 +38,14 @@ def aws(
     """Write the CloudFormation template: buckets, queues, GPU workers, trigger, API, alarms."""
     try:
         from gpufleet.deploy.stack.names import Names
-        from gpufleet.deploy.stack.template import build, to_yaml
+        from gpufleet.deploy.stack.template import build, to_json, to_yaml
     except ImportError as exc:
         raise ConfigError(f"deploy needs its extra: pip install 'gpufleet[deploy]' ({exc})"
                           ) from None
     from gpufleet.config import Settings
 
+    if fmt not in ("yaml", "json"):
+        raise ConfigError(f"--format {fmt!r}: expected yaml or json")
     if template is not None and not check:
         raise ConfigError("--template is read only with --check")
     pairs = {}
@@ -50,8 +55,9 @@ def aws(
             raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
         pairs[key.strip()] = value.strip()
     names = Names(name, model or Settings.from_env().model)
+    write = to_json if fmt == "json" else to_yaml
     text = template.read_text() if template is not None else \
-        to_yaml(build(names, defaults=pairs))
+        write(build(names, defaults=pairs))
     if check:
         from gpufleet.deploy.stack.check import check_account, lint
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from troposphere import If, Output, Ref, Sub, Template
@@ -55,6 +56,14 @@ def _outputs(t: Template, names: Names) -> None:
     ):
         t.add_output(Output(name, Value=value, Description=what))
 
+
+
+INLINE_LIMIT_BYTES = 51_200  # what CloudFormation takes as a template body, without S3
+
+
+def to_json(template: Template) -> str:
+    """Compact JSON: the same template, small enough to deploy without an S3 bucket."""
+    return json.dumps(template.to_dict(), separators=(",", ":"))
 
 
 def to_yaml(template: Template) -> str:
