@@ -3,8 +3,8 @@
 The template is checked by cfn-lint; the account by read-only calls, here against moto in
 server mode: the GPU AMI the SSM parameter names (moto serves SSM and EC2 images), the
 instance types' vCPUs (moto serves DescribeInstanceTypes). moto has no EC2 service quotas,
-so those lines are warnings naming the quota, which is what an account that refuses the
-call gets too; the quota verdict itself is checked on its own.
+and no Lambda account settings, so those lines are warnings naming what was not read, which
+is what an account that refuses the call gets too; the quota verdict is checked on its own.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def test_a_sound_template_and_an_existing_ami_pass_with_warnings_for_what_is_unr
     assert any(line.startswith("warning: could not read the on-demand G quota (L-DB2E81BA)")
                for line in lines)
     assert any(line.startswith("warning: WorkerImageUri has no default") for line in lines)
+    assert any(line.startswith("warning: could not read the Lambda concurrency limit")
+               for line in lines)  # moto has no GetAccountSettings
 
 
 def test_a_missing_ami_is_an_error(aws_env: MotoServer) -> None:

@@ -6,6 +6,7 @@ Each finding is one line, ``error: ...``, ``warning: ...`` or ``ok: ...``:
 - the account of the current AWS credentials, read only: the GPU AMI the template's
   GpuAmiId default names exists in the region; the EC2 service quotas (in vCPUs) for
   on-demand and spot G and P instances cover MaxWorkers machines of the largest type;
+  the Lambda concurrency limit leaves room for the trigger's reserved execution;
   the image parameters have a value to give at deploy time. What cannot be read (no
   credentials, no permission) is a warning naming the call, never a crash.
 """
@@ -58,7 +59,24 @@ def check_account(text: str) -> list[str]:
                  name, {}).get("Default")]
     found += _ami(params)
     found += _quotas(params)
+    found += _concurrency()
     return found
+
+
+def _concurrency() -> list[str]:
+    """The trigger reserves one concurrent execution; AWS keeps 10 unreserved, so an account
+    at the new-account limit of 10 cannot create the function."""
+    from gpufleet import aws
+
+    try:
+        limit = int(aws.client("lambda").get_account_settings()["AccountLimit"][
+            "ConcurrentExecutions"])
+    except Exception as exc:
+        return [f"warning: could not read the Lambda concurrency limit: {_reason(exc)}"]
+    if limit < 11:
+        return [f"error: Lambda concurrency limit {limit}: the trigger reserves 1 and AWS "
+                "keeps 10 unreserved; ask for more in Service Quotas"]
+    return [f"ok: Lambda concurrency limit {limit}"]
 
 
 def _default(params: dict[str, dict[str, Any]], name: str) -> str:
