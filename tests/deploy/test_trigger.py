@@ -75,6 +75,8 @@ class Deployment:
                "TRIGGER_DB_SECRET": secret["ARN"]}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        gpufleet_log = logging.getLogger("gpufleet")
+        monkeypatch.setattr(gpufleet_log, "level", gpufleet_log.level)  # the handler sets it
         self.settings = Settings.from_env()
         ensure_queue_pair(self.settings.queue, max_receives=5)
         self.index = Index(self.settings.db)

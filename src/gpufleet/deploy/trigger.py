@@ -80,6 +80,9 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     config = TriggerConfig.from_env()
     _database_password(config.db_secret)
     settings = Settings.from_env()
+    # Lambda's own handler on the root logger writes to CloudWatch; gpufleet's records reach
+    # it at the level the settings say (info by default, like the controller's).
+    logging.getLogger("gpufleet").setLevel((settings.log_level or "info").upper())
     _migrate(settings)
     index = Index(settings.db)
     try:

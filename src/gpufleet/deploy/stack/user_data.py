@@ -5,8 +5,9 @@ GPU). It is a systemd unit rather than a one-off ``docker run`` because of the w
 pool: a machine launched into the pool boots, pulls the image (the slow part of the
 bootstrap) and is stopped; started again later, systemd starts the unit, whose first
 step waits until Auto Scaling says the machine is ``InService``, so a machine in the
-pool never takes work. The database password is read from Secrets Manager at boot and
-kept in a root-only file, never in the user data.
+pool never takes work. Docker waits 480 s for the worker to stop: more than the longest
+drain grace (420 s), less than the lifecycle hook's 600 s. The database password is read
+from Secrets Manager at boot and kept in a root-only file, never in the user data.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ Requires=docker.service
 ExecStartPre=/usr/local/bin/gpufleet-wait-in-service
 ExecStartPre=-/usr/bin/docker rm -f gpufleet-worker
 ExecStart=/usr/bin/docker run --name gpufleet-worker --gpus all --network host \
-  --env-file /etc/gpufleet.env --stop-timeout {DrainGraceS} --log-driver awslogs \
+  --env-file /etc/gpufleet.env --stop-timeout 480 --log-driver awslogs \
   --log-opt awslogs-region={Region} --log-opt awslogs-group=%(log_group)s \
   '{WorkerImageUri}' worker --gpus all
 ExecStop=/usr/bin/docker stop gpufleet-worker
@@ -80,8 +81,7 @@ def user_data(names: Names) -> Any:
     """The script as Fn::Join of text and expressions ({Name} marks one): plain Join, which
     every CloudFormation implementation resolves, rather than Fn::Sub with a variable map."""
     values: dict[str, Any] = {"Region": Ref("AWS::Region"), "SecretArn": secret_arn(),
-                              "WorkerImageUri": Ref("WorkerImageUri"),
-                              "DrainGraceS": Ref("DrainGraceS")}
+                              "WorkerImageUri": Ref("WorkerImageUri")}
     lines = []
     for n, (name, value) in enumerate(common(names).items()):
         if isinstance(value, str):
