@@ -4,7 +4,9 @@ Formats, picked by file suffix: JSON (a list of keys, a list of ``{"key": ...}``
 or ``{"items": [...], "input": LOCATION}``), JSON Lines (a key string or an
 object with "key" per line), CSV (``bucket,key`` as S3 Inventory and S3 Batch
 Operations write it, URL-encoded keys, header optional; or one key per row),
-and plain text (one key per line). Every key is validated; duplicates are
+and plain text (one key per line), each also gzipped (``.csv.gz``); and an S3
+Inventory delivery's ``manifest.json``, whose data files are read through the
+caller's ``read_file`` (inventory.py). Every key is validated; duplicates are
 collapsed; a bad manifest is refused as a whole, naming the line or item.
 
 Manifests are read as a stream (``open_manifest``): a line at a time, a JSON
@@ -25,12 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import unquote_plus
 
 import ijson
 
 from gpufleet.errors import ManifestError
+from gpufleet.gunzip import Gunzipped
+from gpufleet.inventory import ReadFile, inventory_keys, is_inventory, parse_inventory
 from gpufleet.jsonsafe import MAX_DEPTH, JsonRefused, loads
 from gpufleet.keys import key_problem
 
@@ -38,6 +42,7 @@ MAX_DEADLINE_S = 30 * 86400  # a deadline further off than this is a mistake
 MAX_PRIORITY = 1000
 MAX_LINE_BYTES = 64 * 1024  # a key is at most 1 KiB: room for JSON escapes and other fields
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
+MAX_INVENTORY_BYTES = 64 * 1024**2  # an S3 Inventory manifest.json: its list of data files
 _SHOWN_PROBLEMS = 5
 
 
@@ -53,18 +58,36 @@ class Manifest:
     priority: int | None = None  # JSON manifests: {"priority": 5, ...}
 
 
-def open_manifest(path: Path) -> ManifestStream:
-    """A manifest file as a stream; its format follows its suffix."""
-    fmt = FORMATS.get(path.suffix.lower())
+def manifest_format(name: str) -> str:
+    """The format a manifest's file name says (``keys.csv.gz``: csv, gzipped)."""
+    stem = name.lower().removesuffix(".gz")
+    fmt = FORMATS.get("." + stem.rsplit(".", 1)[-1]) if "." in stem else None
     if fmt is None:
-        raise ManifestError(f"{path.name}: unknown manifest type; expected one of "
-                            + ", ".join(FORMATS))
+        raise ManifestError(f"{name.rsplit('/', 1)[-1]}: unknown manifest type; expected one "
+                            f"of {', '.join(FORMATS)}, each possibly gzipped (.gz)")
+    return fmt
+
+
+def names_a_manifest(uri: str) -> bool:
+    """Whether a path or URI's last part is a manifest's name (else: a folder or prefix)."""
+    if uri.endswith("/"):
+        return False
+    try:
+        manifest_format(uri.rsplit("/", 1)[-1])
+    except ManifestError:
+        return False
+    return True
+
+
+def open_manifest(path: Path, *, read_file: ReadFile | None = None) -> ManifestStream:
+    """A manifest file as a stream; its format follows its suffix."""
+    fmt = manifest_format(path.name)
     try:
         source = path.open("rb")
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return ManifestStream(source, fmt=fmt, name=path.name)
+        return ManifestStream(source, fmt=fmt, name=path.name, read_file=read_file)
     except BaseException:
         source.close()
         raise
@@ -91,15 +114,34 @@ class ManifestStream:
     ManifestError after the last entry if a key was bad (naming the first few) or there was
     none, and at once on a line it cannot read."""
 
-    def __init__(self, source: IO[bytes], *, fmt: str, name: str = "manifest") -> None:
+    def __init__(self, source: IO[bytes], *, fmt: str, name: str = "manifest",
+                 read_file: ReadFile | None = None) -> None:
         if fmt not in _PARSERS:
             raise ManifestError(f"{name}: unknown manifest format {fmt!r}")
-        self.source, self.fmt, self.name = source, fmt, name
+        if name.lower().endswith(".gz"):
+            source = cast(IO[bytes], Gunzipped(source, name=name))
+        self.source, self.fmt, self.name, self.read_file = source, fmt, name, read_file
         self.input: str | None = None  # where the keys live, when the manifest says so
         self.deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
         self.priority: int | None = None  # JSON manifests: {"priority": 5, ...}
         self.seen = 0  # entries read, duplicates included
         self.items_prefix = _json_options(self) if fmt == "json" else ""
+        if self.items_prefix == _INVENTORY:
+            self._read_inventory()
+
+    def _read_inventory(self) -> None:
+        data = self.source.read(MAX_INVENTORY_BYTES + 1)
+        if len(data) > MAX_INVENTORY_BYTES:
+            raise ManifestError(f"{self.name}: an S3 Inventory manifest over "
+                                f"{MAX_INVENTORY_BYTES:,} bytes")
+        try:
+            self.inventory = parse_inventory(loads(data), name=self.name)
+        except ValueError as exc:  # checked by the first pass; a file changed meanwhile
+            raise ManifestError(f"{self.name}: invalid JSON: {_first_line(exc)}") from None
+        if self.read_file is None:
+            raise ManifestError(f"{self.name}: an S3 Inventory manifest, but its data files "
+                                "cannot be read from here; submit it from its bucket")
+        self.fmt, self.input = "inventory", self.inventory.input
 
     def keys(self) -> Iterator[str]:
         shown: list[str] = []
@@ -163,6 +205,7 @@ def _json_options(stream: ManifestStream) -> str:
     declared: dict[str, Any] = {}
     top = items = key = None
     depth = 0
+    top_keys: set[str] = set()
     try:
         # basic_parse: events without ijson's prefixes, which cost O(depth) each to build.
         # Nesting is bounded here, on the flat event stream, before anything builds
@@ -181,6 +224,7 @@ def _json_options(stream: ManifestStream) -> str:
                 depth -= 1
             elif depth == 1 and event == "map_key":
                 key = value
+                top_keys.add(value)
             elif depth == 1 and key in ("input", "deadline_s", "priority"):
                 declared[key] = value
     except (ijson.JSONError, ValueError) as exc:  # ValueError: a number of 5,000 digits
@@ -189,6 +233,8 @@ def _json_options(stream: ManifestStream) -> str:
         stream.source.seek(0)
     if top == "start_array":
         return "item"
+    if top == "start_map" and is_inventory(top_keys):
+        return _INVENTORY
     if top != "start_map" or items != "start_array":
         raise ManifestError(f'{stream.name}: expected a list of keys or {{"items": [...]}}')
     if "input" in declared:
@@ -254,8 +300,14 @@ def _text(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
             yield f"line {n}", line
 
 
+def _inventory(stream: ManifestStream) -> Iterator[tuple[str, Any]]:
+    assert stream.read_file is not None
+    return inventory_keys(stream.inventory, stream.read_file)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-_PARSERS = {"json": _json, "jsonl": _jsonl, "csv": _csv, "text": _text}
+_INVENTORY = "<inventory>"  # not an ijson prefix: the JSON is an S3 Inventory manifest
+_PARSERS = {"json": _json, "jsonl": _jsonl, "csv": _csv, "text": _text, "inventory": _inventory}

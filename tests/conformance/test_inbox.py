@@ -9,7 +9,11 @@ makes one job, however often it is offered, while a new version makes another.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,8 @@ class Landing:
 
     inbox: Inbox
     put: Callable[[str, bytes], None]
+    bucket: str = ""  # the bucket the inbox is in, and the inbox's prefix in it
+    prefix: str = ""
 
 
 @pytest.fixture(params=["directory", "s3"])
@@ -57,7 +63,7 @@ def landing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Landing]
             s3.put_object(Bucket=bucket, Key=f"manifests/{key}", Body=data)
 
         inbox = open_inbox(f"s3://{bucket}/manifests/")
-        yield Landing(inbox, put_object)
+        yield Landing(inbox, put_object, bucket=bucket, prefix="manifests/")
     inbox.close()
 
 
@@ -129,4 +135,38 @@ def test_a_bad_manifest_is_refused_once_with_its_reason(
     assert [m["key"] for m in refused] == ["broken.json"]
     assert refused[0]["reason"]
     assert jobs_from(ingest, 0) == [] and _arrivals(landing.inbox, 0) == []
+    index.close()
+
+
+def test_a_gzipped_manifest_makes_a_job(landing: Landing, settings: Settings) -> None:
+    index = Index(settings.db)
+    ingest = Ingest(settings, index, landing.inbox, model=MODEL)
+    landing.put("day 3/keys.csv.gz", gzip.compress(b"bucket,key\nb,a.jpg\nb,b%20c.jpg\n"))
+    (job,) = jobs_from(ingest, 1)
+    assert sorted(i.key for i in index.results(job)) == ["a.jpg", "b c.jpg"]
+    index.close()
+
+
+def test_an_s3_inventory_delivery_makes_one_job_of_its_current_objects(
+        landing: Landing, settings: Settings) -> None:
+    """What S3 Inventory writes to its destination: data files, manifest.json, its checksum,
+    Hive symlinks. Only manifest.json makes a job; the rest are read through it or left."""
+    index = Index(settings.db)
+    ingest = Ingest(settings, index, landing.inbox, model=MODEL)
+    data = gzip.compress(b'"photos","a.jpg","10"\n"photos","b+c.jpg","20"\n')
+    part = f"inv/photos/daily/data/{uuid.uuid4()}.csv.gz"
+    landing.put(part, data)
+    landing.put("inv/photos/daily/hive/dt=2026-12-05-01-00/symlink.txt", b"s3://x/y.csv.gz\n")
+    landing.put("inv/photos/daily/2026-12-05T01-00Z/manifest.checksum", b"0" * 32)
+    landing.put("inv/photos/daily/2026-12-05T01-00Z/manifest.json", json.dumps({
+        "sourceBucket": "photos", "destinationBucket": f"arn:aws:s3:::{landing.bucket}",
+        "version": "2016-11-30", "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": landing.prefix + part, "size": len(data),
+                   "MD5checksum": hashlib.md5(data).hexdigest()}]}).encode())
+    (job,) = jobs_from(ingest, 1)
+    assert index.job(job).input == "s3://photos/"
+    assert sorted(i.key for i in index.results(job)) == ["a.jpg", "b c.jpg"]
+    refused = [m for m in FleetRecords(index).manifests(landing.inbox.uri)
+               if m["state"] == "refused"]
+    assert refused == []
     index.close()

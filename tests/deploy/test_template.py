@@ -84,7 +84,7 @@ def test_the_manifest_bucket_invokes_the_trigger_for_each_manifest_suffix() -> N
     configs = bucket["NotificationConfiguration"]["LambdaConfigurations"]
     suffixes = [{r["Name"]: r["Value"] for r in c["Filter"]["S3Key"]["Rules"]}["suffix"]
                 for c in configs]
-    assert sorted(suffixes) == sorted(FORMATS)
+    assert sorted(suffixes) == sorted([*FORMATS, *(f"{f}.gz" for f in FORMATS)])
     function = doc["Resources"]["TriggerFunction"]["Properties"]
     assert function["ImageConfig"]["Command"] == ["gpufleet.deploy.trigger.handler"]
     assert function["ReservedConcurrentExecutions"] == 1

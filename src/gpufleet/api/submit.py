@@ -12,14 +12,14 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import PurePosixPath
 
 from gpufleet.api.context import Services
 from gpufleet.api.schemas import JobSubmission
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError, ObjectMissing
+from gpufleet.inventory import MAX_FILE_BYTES, ReadFile
 from gpufleet.jobs import JobRequest, create_job
-from gpufleet.manifest import FORMATS, ManifestStream
+from gpufleet.manifest import ManifestStream, manifest_format
 
 
 def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
@@ -33,7 +33,8 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
     else:
         assert body.manifest is not None
         data, fmt, name = _read_manifest(svc, tenant, body.manifest)
-    manifest = ManifestStream(io.BytesIO(data), fmt=fmt, name=name)
+    manifest = ManifestStream(io.BytesIO(data), fmt=fmt, name=name,
+                              read_file=_tenant_files(svc, tenant))
     request = JobRequest(manifest=manifest, input=body.input, output=body.output, model=model,
                          deadline_s=body.deadline_s, priority=body.priority, tenant=tenant,
                          ).settled()
@@ -63,13 +64,19 @@ def _counted(keys: Iterator[str], svc: Services) -> Iterator[str]:
 
 def _read_manifest(svc: Services, tenant: str, uri: str) -> tuple[bytes, str, str]:
     folder, _, name = uri.rpartition("/")
-    fmt = FORMATS.get(PurePosixPath(name).suffix.lower())
-    if fmt is None:
-        raise ManifestError(f"manifest {uri!r}: expected a location ending in a file name with "
-                            f"one of {', '.join(FORMATS)}")
+    fmt = manifest_format(name)
     location = svc.location(svc.locations.resolve(tenant, folder or None, what="manifest",
                                                   use="input"))
     try:
         return location.get(name), fmt, name
     except ObjectMissing:
         raise ManifestError(f"manifest {uri!r}: no such object") from None
+
+
+def _tenant_files(svc: Services, tenant: str) -> ReadFile:
+    """An S3 Inventory's data files, from its destination bucket if that is the tenant's."""
+    def read(bucket: str, key: str) -> bytes:
+        location = svc.location(svc.locations.resolve(tenant, f"s3://{bucket}/",
+                                                      what="inventory", use="input"))
+        return location.get(key, max_bytes=MAX_FILE_BYTES)
+    return read

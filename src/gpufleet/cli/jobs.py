@@ -29,8 +29,9 @@ app = typer.Typer()
 @app.command()
 def submit(
     source: Annotated[str, typer.Argument(
-        help="A manifest (.json, .jsonl, .csv, .txt), a folder of images, or "
-        "s3://bucket/prefix/ (every object under it).")],
+        help="A manifest (.json, .jsonl, .csv, .txt, each possibly .gz; or an S3 Inventory "
+        "manifest.json), a folder of images, s3://bucket/prefix/ (every object under it), "
+        "or s3://bucket/path/manifest.json.")],
     input: Annotated[str | None, typer.Option(
         help="Where the manifest's keys live (default: the manifest's folder).")] = None,
     output: Annotated[str | None, typer.Option(
@@ -47,18 +48,25 @@ def submit(
     priority: Annotated[int | None, typer.Option(
         min=-MAX_PRIORITY, max=MAX_PRIORITY,
         help="Higher first when deadlines tie (default 0).")] = None,
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", metavar="PATTERN",
+        help="Only names matching this shell pattern, any case (e.g. '*.jpg'); repeat for "
+        "more. For a folder or s3:// prefix: other files are left out, not failed.")] = None,
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
     """Create a job from a manifest or a folder of images; print its id."""
     deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
-    if remote := connect(api):  # through the API: the same job, the same output
+    if (remote := connect(api)) and include:
+        raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "
+                                 "job sent through the API", param_hint="--include")
+    if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority)
     else:
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
-                         deadline_s=deadline_s, priority=priority)
+                            deadline_s=deadline_s, priority=priority, include=include or ())
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return

@@ -20,7 +20,7 @@ from gpufleet.config import Settings
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError
 from gpufleet.jobs import JobRequest
-from gpufleet.manifest import FORMATS, open_manifest
+from gpufleet.manifest import FORMATS, names_a_manifest, open_manifest
 from gpufleet.waiting import WaitInterrupted, second_interrupt
 
 ApiOpt = Annotated[str | None, typer.Option(
@@ -42,7 +42,7 @@ def send_job(client: ApiClient, source: str, *, input: str | None, output: str |
     body: dict[str, Any] = {"input": input, "output": output, "model": model,
                             "deadline_s": deadline_s, "priority": priority}
     path = Path(source)
-    if urlsplit(source).scheme in ("s3", "file") and Path(urlsplit(source).path).suffix in FORMATS:
+    if urlsplit(source).scheme in ("s3", "file") and names_a_manifest(urlsplit(source).path):
         body["manifest"] = source
     elif path.is_file():
         with open_manifest(path) as manifest:
@@ -58,7 +58,7 @@ def send_job(client: ApiClient, source: str, *, input: str | None, output: str |
                             "to the input location and submit a manifest")
     else:
         raise ManifestError(f"{source}: expected a manifest file, or a manifest location "
-                            f"(s3://... or file://... ending in {', '.join(FORMATS)})")
+                            f"(s3://... or file://... ending in {', '.join(FORMATS)}, or .gz)")
     return client.submit({k: v for k, v in body.items() if v is not None})
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 import logging
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from gpufleet.config import Settings
 from gpufleet.domain import Job
-from gpufleet.errors import GpufleetError, JobNotFound, ManifestError, Unavailable
+from gpufleet.errors import GpufleetError, JobNotFound, Unavailable
 from gpufleet.index import Index
 from gpufleet.index.fleet_records import FleetRecords, manifest_id
 from gpufleet.intake.inbox import Arrival, Inbox
+from gpufleet.inventory import is_inventory_part
 from gpufleet.jobs import JobRequest, create_job
-from gpufleet.manifest import FORMATS, ManifestStream
+from gpufleet.manifest import ManifestStream, manifest_format
+from gpufleet.sources import files_beside, files_in_buckets
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,9 @@ class Ingest:
 
     def _take(self, arrival: Arrival) -> str | None:
         uri = self.inbox.uri
+        if is_inventory_part(arrival.key):  # read through its delivery's manifest.json
+            log.debug("inbox %s: %s is part of an S3 Inventory delivery", uri, arrival.key)
+            return None
         seen = self.records.manifest(uri, arrival.key, arrival.version)
         if seen is not None:
             log.debug("inbox %s: %s %s seen already (%s)", uri, arrival.key, arrival.version,
@@ -85,12 +92,11 @@ class Ingest:
         return job.id
 
     def _enqueue(self, arrival: Arrival, job_id: str) -> Job:
-        suffix = "." + arrival.key.rsplit(".", 1)[-1].lower() if "." in arrival.key else ""
-        fmt = FORMATS.get(suffix)
-        if fmt is None:
-            raise ManifestError(f"{arrival.key}: unknown manifest type; expected one of "
-                                + ", ".join(FORMATS))
-        manifest = ManifestStream(io.BytesIO(arrival.load()), fmt=fmt, name=arrival.key)
+        fmt = manifest_format(arrival.key)
+        read_file = (files_in_buckets(self.settings) if self.inbox.uri.startswith("s3://")
+                     else files_beside(Path(urlsplit(self.inbox.default_input(arrival.key)).path)))
+        manifest = ManifestStream(io.BytesIO(arrival.load()), fmt=fmt, name=arrival.key,
+                                  read_file=read_file)
         return create_job(self.settings, self.index, JobRequest(
             manifest=manifest, model=self.model, job_id=job_id,
             default_input=self.inbox.default_input(arrival.key)))

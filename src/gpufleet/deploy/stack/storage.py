@@ -28,6 +28,8 @@ from gpufleet.manifest import FORMATS
 
 BUCKETS = {INPUT_BUCKET: "input", RESULTS_BUCKET: "results", MANIFEST_BUCKET: "manifests"}
 S3_PERMISSION = "ManifestBucketMayInvokeTrigger"
+# Each manifest format, plain or gzipped: S3 takes one suffix per notification.
+MANIFEST_SUFFIXES = [*FORMATS, *(f"{suffix}.gz" for suffix in FORMATS)]
 
 
 def key_arn() -> Any:
@@ -74,7 +76,7 @@ def _bucket(logical: str, role: str, names: Names) -> s3.Bucket:
             "Event": "s3:ObjectCreated:*", "Function": GetAtt(TRIGGER_FUNCTION, "Arn"),
             "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": Ref("ManifestPrefix")},
                                            {"Name": "suffix", "Value": suffix}]}}}
-            for suffix in FORMATS]}
+            for suffix in MANIFEST_SUFFIXES]}
     bucket = make(s3.Bucket, logical, props)
     if logical == RESULTS_BUCKET:
         bucket.DeletionPolicy = bucket.UpdateReplacePolicy = "Retain"
