@@ -21,6 +21,7 @@ from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 
 from gpufleet.autoscale.providers.aws import HOOK
+from gpufleet.config import Settings
 from gpufleet.deploy.stack.names import Names
 from gpufleet.deploy.stack.template import INLINE_LIMIT_BYTES, build, to_json, to_yaml
 from gpufleet.errors import ConfigError
@@ -205,3 +206,21 @@ def test_each_role_has_exactly_the_actions_the_readme_lists() -> None:
         for statement in statements:
             if isinstance(statement, dict) and statement.get("Resource") == ["*"]:
                 assert set(statement["Action"]) <= unscoped, statement
+
+
+def test_the_worker_boot_script_is_valid_bash_with_the_worker_command() -> None:
+    _, doc = _template()
+    data = doc["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    # Each expression stands in for what CloudFormation puts there: a word without spaces
+    # (a number, so the numeric settings read as numbers too)
+    script = "".join(p if isinstance(p, str) else "1" for p in parts)
+    checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    assert "worker --gpus all" in script and "GPUFLEET_AWS_LIFECYCLE_HOOK=" + HOOK in script
+    # The settings file names only settings gpufleet knows (an unknown GPUFLEET_* is refused)
+    env = dict(line.split("=", 1) for line in script.split("<<'ENV'\n", 1)[1].split(
+        "\nENV\n", 1)[0].splitlines())
+    settings = Settings.from_env(env)
+    assert settings.fleet.aws_asg == "acme-workers"
