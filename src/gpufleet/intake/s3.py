@@ -72,6 +72,34 @@ def parse_events(body: str, bucket: str) -> list[Event] | None:
     return events
 
 
+def call(inbox: str, what: str, fn: Any, **kwargs: Any) -> Any:
+    """fn(**kwargs), its errors translated: ObjectMissing, ConfigError or Unavailable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "NoSuchVersion", "PreconditionFailed", "404", "412"):
+            raise ObjectMissing(f"{what}: {code}") from exc
+        if code in ("NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue",
+                    "QueueDoesNotExist", "AccessDenied", "InvalidAddress"):
+            raise ConfigError(f"inbox {inbox}: {what}: {code}") from exc
+        raise Unavailable(f"inbox {inbox}: {what}: {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise Unavailable(f"inbox {inbox}: {what}: {exc}") from exc
+
+
+def read_version(s3: Any, bucket: str, event: Event, *, inbox: str) -> bytes:
+    """The object at exactly the version the event names (or only if its ETag still matches:
+    a manifest overwritten meanwhile has an event of its own)."""
+    kind, _, value = event.version.partition(":")
+    condition = {"VersionId": value} if kind == "version" else {"IfMatch": f'"{value}"'}
+    reply = call(inbox, f"get {event.key}", s3.get_object, Bucket=bucket, Key=event.key,
+                 **condition)
+    return bytes(reply["Body"].read())
+
+
 @dataclass
 class S3Inbox:
     bucket: str
@@ -97,20 +125,7 @@ class S3Inbox:
         return cls(parts.netloc, prefix, queue)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "NoSuchVersion", "PreconditionFailed", "404", "412"):
-                raise ObjectMissing(f"{what}: {code}") from exc
-            if code in ("NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue",
-                        "QueueDoesNotExist", "AccessDenied", "InvalidAddress"):
-                raise ConfigError(f"inbox {self.uri}: {what}: {code}") from exc
-            raise Unavailable(f"inbox {self.uri}: {what}: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise Unavailable(f"inbox {self.uri}: {what}: {exc}") from exc
+        return call(self.uri, what, fn, **kwargs)
 
     def _queue_url(self) -> str:
         if self.queue.startswith(("https://", "http://")):
@@ -150,11 +165,7 @@ class S3Inbox:
         return found
 
     def _get(self, event: Event) -> bytes:
-        kind, _, value = event.version.partition(":")
-        condition = {"VersionId": value} if kind == "version" else {"IfMatch": f'"{value}"'}
-        reply = self._call(f"get {event.key}", self.s3.get_object, Bucket=self.bucket,
-                           Key=event.key, **condition)
-        return bytes(reply["Body"].read())
+        return read_version(self.s3, self.bucket, event, inbox=self.uri)
 
     def settle(self, arrival: Arrival, *, handled: bool) -> None:
         handle: _Message = arrival.token
