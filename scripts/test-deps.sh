@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the servers the test suite starts for itself (on free ports), when missing:
-# redis-server, PostgreSQL's initdb/pg_ctl, and iproute2 for the network-namespace test.
+# redis-server, PostgreSQL's initdb/pg_ctl, iproute2 for the network-namespace test, and
+# kubectl, whose built-in kustomize renders the Kubernetes manifests.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v kubectl >/dev/null || missing+=(kubectl)  # renders deploy/kubernetes (kustomize)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing test servers: ${missing[*]}"

@@ -8,7 +8,6 @@ import pytest
 
 from gpufleet.autoscale.providers.aws import create_group
 from tests.conformance.backends import in_process_moto  # noqa: F401
-from tests.kube_api import kube  # noqa: F401
 from tests.servers import MotoServer
 
 
