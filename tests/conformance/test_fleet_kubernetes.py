@@ -85,7 +85,8 @@ def test_a_worker_pod_asks_for_a_gpu_prefers_spot_and_outlives_its_drain_grace(
     # Then each asks for one GPU, tolerates GPU taints, and runs the worker under its own name
     for pod in (spot, on_demand):
         [container] = pod["spec"]["containers"]
-        assert container["image"] == IMAGE and container["command"] == ["gpufleet", "worker"]
+        assert container["image"] == IMAGE
+        assert container["command"] == ["gpufleet", "worker", "--gpus", "all"]
         assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
         assert {"GPUFLEET_INSTANCE", "GPUFLEET_MODEL"} <= {e["name"] for e in container["env"]}
         assert "nvidia.com/gpu" in {t["key"] for t in pod["spec"]["tolerations"]}

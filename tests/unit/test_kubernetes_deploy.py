@@ -140,10 +140,13 @@ def test_the_controller_overlays_run_the_kubernetes_provider_with_known_settings
     secret = _one(docs, "Secret", "gpufleet-settings")["stringData"]
     [container] = _one(docs, "Deployment", "gpufleet-controller")[
         "spec"]["template"]["spec"]["containers"]
-    # The controller drives pods; workers get its own image and the overlay's GPUs
+    # The controller drives pods; workers get the overlay's GPUs, and the controller's own
+    # image on a CPU cluster, its CUDA sibling (deploy/docker/Dockerfile.cuda) on GPUs
     assert container["command"][:4] == ["gpufleet", "controller", "--provider", "kubernetes"]
-    assert settings["GPUFLEET_K8S_IMAGE"] == container["image"]
     assert settings["GPUFLEET_K8S_GPUS"] == gpus
+    repository, tag = container["image"].rsplit(":", 1)
+    assert tag == "cpu" and settings["GPUFLEET_K8S_IMAGE"] == (
+        container["image"] if gpus == "0" else f"{repository}:cuda")
     # And every setting is one gpufleet knows (an unknown GPUFLEET_* name is refused)
     Settings.from_env({**settings, **secret})
 

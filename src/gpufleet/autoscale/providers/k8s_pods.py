@@ -81,7 +81,9 @@ def worker_pod(name: str, *, pool: str, model: str, capacity: Capacity, image: s
                 {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
                  "value": "spot", "effect": "NoSchedule"}],
             "containers": [{
-                "name": "worker", "image": image, "command": ["gpufleet", "worker"],
+                # One pipeline per GPU of the pod, as on a multi-GPU instance.
+                "name": "worker", "image": image,
+                "command": ["gpufleet", "worker", *(["--gpus", "all"] if gpus else [])],
                 "env": env,
                 "envFrom": [{"configMapRef": {"name": settings_name, "optional": True}},
                             {"secretRef": {"name": settings_name, "optional": True}}],
