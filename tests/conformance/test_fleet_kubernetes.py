@@ -197,19 +197,22 @@ def test_the_controller_keeps_its_decision_while_the_api_server_is_unreachable(
     assert ctl.tick().desired == 2
     pods = set(kube.pods)
     stop = threading.Event()
-    runner = threading.Thread(target=ctl.run, kwargs={"interval_s": 0.05, "stop": stop})
-    # When the API server goes away for a while, under the running controller
-    with kube.unreachable():
-        runner.start()
-        _until(lambda: "tick skipped" in caplog.text, what="a skipped tick")
-        # Then the ticks are skipped with one warning each, and the last decision stands
-        assert "API server unreachable" in caplog.text
-        assert FleetRecords(index).decisions(MODEL, limit=1)[0]["desired"] == 2
-        seen = len(kube.requests)
-    # And when it is back, the controller goes on with the same two pods, none added
-    _until(lambda: len(kube.requests) > seen + 5, what="ticks after the outage")
-    stop.set()
-    runner.join()
+    runner = threading.Thread(target=ctl.run, kwargs={"interval_s": 0.05, "stop": stop},
+                              daemon=True)
+    try:
+        # When the API server goes away for a while, under the running controller
+        with kube.unreachable():
+            runner.start()
+            _until(lambda: "tick skipped" in caplog.text, what="a skipped tick")
+            # Then the ticks are skipped with one warning each, and the last decision stands
+            assert "unreachable" in caplog.text
+            assert FleetRecords(index).decisions(MODEL, limit=1)[0]["desired"] == 2
+            seen = len(kube.requests)
+        # And when it is back, the controller goes on with the same two pods, none added
+        _until(lambda: len(kube.requests) > seen + 5, what="ticks after the outage")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
     assert set(kube.pods) == pods
     index.close()
     ctl.close()

@@ -79,6 +79,7 @@ class Api:
     def __init__(self, api_client: Any, namespace: str) -> None:
         self.core = _client().client.CoreV1Api(api_client)
         self.namespace = namespace
+        self.host = api_client.configuration.host
 
     def list_pods(self, selector: str) -> list[dict[str, Any]]:
         reply = self._call("list pods", self.core.list_namespaced_pod, self.namespace,
@@ -125,8 +126,8 @@ class Api:
                 raise ConfigError(message) from exc
             raise Unavailable(message) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unavailable(f"Kubernetes: {what}: API server unreachable: "
-                              f"{type(exc).__name__}") from exc
+            raise Unavailable(f"Kubernetes: {what}: API server {self.host} unreachable "
+                              f"({type(exc).__name__})") from exc
         body = response.data
         return json.loads(body) if body else {}
 
