@@ -17,6 +17,7 @@ from hypothesis import settings as hypothesis_settings
 
 from gpufleet.config import Settings
 from gpufleet.index import Index
+from tests.kube_api import kube  # noqa: F401  a Kubernetes API server, for the provider
 from tests.servers import (  # noqa: F401  real servers on free ports, for every test
     aws_env,
     moto_server,

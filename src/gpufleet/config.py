@@ -103,12 +103,17 @@ class FleetSettings:
     notice_poll_s: float = 5.0
     aws_asg: str = ""  # the Auto Scaling group the worker's instance belongs to
     aws_lifecycle_hook: str = ""  # completed by the worker after draining, when set
+    k8s_namespace: str = ""  # where worker pods go; empty: the controller's own, else default
+    k8s_image: str = ""  # the worker pods' image, e.g. registry.example.com/gpufleet:0.1.0
+    k8s_gpus: int = 1  # nvidia.com/gpu per worker pod; 0: a CPU-only cluster
+    k8s_settings: str = "gpufleet-settings"  # ConfigMap (and optional Secret) the pods read
+    k8s_service_account: str = "gpufleet-worker"  # the worker pods' service account
     spot_price_per_h: float = 0.2104  # per machine-hour (g4dn.xlarge), for cost estimates
     on_demand_price_per_h: float = 0.526
     target_drain_s: float = 1800.0  # a job without a deadline should be done this soon
 
     def problems(self) -> list[str]:
-        return []
+        return [] if self.k8s_gpus >= 0 else ["GPUFLEET_K8S_GPUS must be 0 or more"]
 
 
 @dataclass(frozen=True, kw_only=True)

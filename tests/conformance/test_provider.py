@@ -1,5 +1,5 @@
-"""One suite every provider passes: local worker processes and an EC2 Auto Scaling group
-(moto in server mode over HTTP).
+"""One suite every provider passes: local worker processes, an EC2 Auto Scaling group
+(moto in server mode over HTTP) and Kubernetes pods (tests/kube_api.py over HTTP).
 
 What the controller needs of a provider: machines it launched are seen by any
 provider of the pool (a controller started again finds them), a drained machine
@@ -19,11 +19,13 @@ import pytest
 
 from gpufleet.autoscale.providers.aws import AwsProvider
 from gpufleet.autoscale.providers.base import Machine, Provider, pool_name
+from gpufleet.autoscale.providers.kubernetes import KubernetesProvider
 from gpufleet.autoscale.providers.local import LocalProvider
 from gpufleet.config import Settings
 from gpufleet.domain import Capacity
 from gpufleet.models.base import canonical_spec
 from tests.conftest import PYTHONPATH
+from tests.kube_api import KubeApi
 
 MODEL = canonical_spec("synthetic?item_ms=10")
 Opener = Callable[[], Provider]
@@ -34,12 +36,20 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"GPUFLEET_HOME": str(tmp_path / "home")})
 
 
-@pytest.fixture(params=["local", "aws"])
+@pytest.fixture(params=["local", "aws", "kubernetes"])
 def open_provider(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Opener]:
     """Opens a provider of one pool, as each controller (or a restarted one) would."""
     if request.param == "aws":
         group = request.getfixturevalue("group")
         yield lambda: AwsProvider(settings, model=MODEL, group=group)
+        return
+    if request.param == "kubernetes":
+        kube: KubeApi = request.getfixturevalue("kube")
+        kube.node = "node-1"  # pods run as soon as they are made
+        kube.add_node("node-1", "on-demand")
+        with_image = Settings.from_env({"GPUFLEET_HOME": str(settings.home),
+                                        "GPUFLEET_K8S_IMAGE": "gpufleet:0.1.0"})
+        yield lambda: KubernetesProvider(with_image, model=MODEL)
         return
     registry = settings.home / "fleet" / pool_name(MODEL)
     opened: list[LocalProvider] = []

@@ -30,7 +30,8 @@ _WORKER_KEYS = ("id", "state", "capacity", "worker", "pipelines", "gpu_util_pct"
 
 @app.command()
 def controller(
-    provider: Annotated[str, typer.Option(help="Where workers run: local or aws.")] = "local",
+    provider: Annotated[str, typer.Option(
+        help="Where workers run: local, aws or kubernetes.")] = "local",
     inbox: Annotated[str | None, typer.Option(
         help="Manifests landing here become jobs: file:///dir/ or s3://bucket/prefix/.")
     ] = None,

@@ -16,10 +16,10 @@ still there, whoever launched it.
   (EC2 scale-in protection; a Kubernetes pod-deletion cost); the rest lose it.
 - ``spot_refused()``: the platform recently refused spot capacity.
 
-A Kubernetes provider is one more module: pods labelled with the pool,
-``launch`` creates pods with a spot or on-demand node selector, ``drain``
-deletes them (SIGTERM, termination grace period), ``protect`` annotates
-``controller.kubernetes.io/pod-deletion-cost``.
+The Kubernetes provider (``kubernetes``) is one more module: pods labelled
+with the pool, ``launch`` creates pods that prefer spot nodes or require
+on-demand ones, ``drain`` deletes them (SIGTERM, termination grace period),
+``protect`` annotates them against the node autoscalers' disruption.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def pool_name(model: str) -> str:
 PROVIDERS = Registry("provider", {
     "local": "gpufleet.autoscale.providers.local:LocalProvider.for_pool",
     "aws": "gpufleet.autoscale.providers.aws:AwsProvider",
-}, expected="local or aws")
+    "kubernetes": "gpufleet.autoscale.providers.kubernetes:KubernetesProvider",
+}, expected="local, aws or kubernetes")
 
 
 def open_provider(name: str, settings: Settings, *, model: str) -> Provider:
