@@ -17,8 +17,7 @@ from gpufleet.worker.observer import Observer, Observers, Stage, TaskEnd
 from gpufleet.worker.pipeline import Pipeline
 from gpufleet.worker.writer import Outcome, ResultWriter
 from tests.conftest import Home, write_files
-
-MODEL = "synthetic?batch_size=4&item_ms=0"
+from tests.pipeline_jobs import MODEL, observed_pipeline, submit_files
 
 
 class Recorder(Observer):
@@ -58,16 +57,8 @@ class Broken(Observer):
 
 
 def _run_job(home: Home, observer: Observer, *, items: int, missing: int) -> None:
-    settings = home.settings
-    keys = write_files(home.path / "in", items)
-    keys += [f"missing-{i}.bin" for i in range(missing)]
-    index = home.index()
-    create_job(settings, index, JobRequest(items=keys, input=(home.path / "in").as_uri() + "/",
-                                           model=MODEL))
-    pipeline = Pipeline(tagger=load_tagger(MODEL, settings),
-                        queue=open_queue(settings.queue, name=MODEL), index=index,
-                        settings=settings, worker_id="w-test", observer=observer)
-    pipeline.run(stop=threading.Event(), max_idle_s=0.5)
+    submit_files(home, items=items, missing=missing)
+    observed_pipeline(home, observer).run(stop=threading.Event(), max_idle_s=0.5)
 
 
 def test_every_item_passes_each_stage_and_every_task_ends_acked(home: Home) -> None:

@@ -20,15 +20,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gpufleet import tracing
 from gpufleet.domain import Task
-from gpufleet.jobs import JobRequest, create_job
-from gpufleet.models import load_tagger
 from gpufleet.queue import Lease, open_queue
 from gpufleet.worker import delivery
-from gpufleet.worker.pipeline import Pipeline
 from gpufleet.worker.spans import span_observers
-from tests.conftest import Home, write_files
+from tests.conftest import Home
+from tests.pipeline_jobs import MODEL, observed_pipeline, submit_files
 
-MODEL = "synthetic?batch_size=4&item_ms=0"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -44,20 +41,12 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 def _submit(home: Home, *, items: int, missing: int = 0) -> tuple[str, list[str]]:
-    keys = write_files(home.path / "in", items)
-    keys += [f"missing-{i}.bin" for i in range(missing)]
-    job = create_job(home.settings, home.index(), JobRequest(
-        items=keys, input=(home.path / "in").as_uri() + "/", model=MODEL))
-    return job.id, keys
+    return submit_files(home, items=items, missing=missing)
 
 
 def _work(home: Home) -> None:
     """A real pipeline, observed as a worker observes it, until the queue is empty."""
-    settings = home.settings
-    pipeline = Pipeline(tagger=load_tagger(MODEL, settings),
-                        queue=open_queue(settings.queue, name=MODEL), index=home.index(),
-                        settings=settings, worker_id="w-test",
-                        observer=span_observers("w-test")[0])
+    pipeline = observed_pipeline(home, span_observers("w-test")[0])
     pipeline.run(stop=threading.Event(), max_idle_s=0.5)
 
 

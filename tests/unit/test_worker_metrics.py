@@ -20,20 +20,13 @@ from gpufleet.worker.metrics import WorkerMetrics
 from gpufleet.worker.observer import Observer, Observers, TaskEnd
 from gpufleet.worker.pipeline import Pipeline
 from tests.conftest import Home, write_files
+from tests.pipeline_jobs import MODEL, observed_pipeline, submit_files
 from tests.servers import free_port
-
-MODEL = "synthetic?batch_size=4&item_ms=0"
 
 
 def run_job(home: Home, metrics: WorkerMetrics, *, items: int, missing: int) -> Pipeline:
-    settings = home.settings
-    keys = write_files(home.path / "in", items) + [f"missing-{i}.bin" for i in range(missing)]
-    index = home.index()
-    create_job(settings, index, JobRequest(items=keys, input=(home.path / "in").as_uri() + "/",
-                                           model=MODEL))
-    pipeline = Pipeline(tagger=load_tagger(MODEL, settings),
-                        queue=open_queue(settings.queue, name=MODEL), index=index,
-                        settings=settings, worker_id="w-test", observer=metrics)
+    submit_files(home, items=items, missing=missing)
+    pipeline = observed_pipeline(home, metrics)
     metrics.in_flight = lambda: pipeline.ledger.in_flight
     pipeline.run(stop=threading.Event(), max_idle_s=0.5)
     return pipeline
