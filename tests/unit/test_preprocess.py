@@ -68,7 +68,7 @@ def test_a_chain_is_spelled_one_way() -> None:
     ("max-size=0", "must be from 1 to 1,000,000"),
     ("min-size", "needs a whole number"),
     ("grayscale=1", "grayscale takes no argument"),
-    ("format=gif", "the format is one of png, jpeg, webp"),
+    ("format=gif", "the format is one of png, jpeg, webp, tiff"),
     ("autocontrast=80", "must be from 0.0 to 49.0"),
     ("pkg.mod:fn=3", "a user step is package.module:function"),
     ("pkg.mod:", "a user step is package.module:function"),
@@ -112,6 +112,8 @@ def test_format_conversion_gives_what_a_file_in_that_format_holds() -> None:
     assert png.encoded(image).startswith(b"\x89PNG")
     webp = Preparer(parse_chain("format=webp"), max_pixels=MAX_PIXELS)
     assert webp.encoded(webp.image(data))[8:12] == b"WEBP"
+    plain = Preparer(parse_chain("exif"), max_pixels=MAX_PIXELS)  # no format=: lossless TIFF
+    assert plain.encoded(plain.image(data))[:4] == b"II*\x00"
 
 
 # -- filters -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from gpufleet.preprocess.chain import Chain, Step
 from gpufleet.preprocess.steps import BUILTINS, FILTERS, Apply, encode
 from gpufleet.registry import load_attribute
 
-_HANDED_OVER_AS = "png"  # the bytes a model that reads bytes gets, unless format= says
+_HANDED_OVER_AS = "tiff"  # what a model that reads bytes gets, unless format= says (steps.py)
 
 
 class Preparer:

@@ -5,7 +5,8 @@ did (on a GPU, a JPEG travels on to nvJPEG). A task with one is decoded and put 
 the chain on the CPU, in the decode threads; the result goes to the tagger's optional
 ``preprocess_image(image)`` (which a tagger may pair with a ``draft_size``: the JPEG
 then decodes at reduced scale), or, for a tagger that reads only bytes, is encoded
-(PNG, or the chain's last ``format=``) and handed to ``preprocess``.
+(uncompressed TIFF: lossless and cheap; or the chain's last ``format=``) and handed to
+``preprocess``.
 """
 
 from __future__ import annotations
