@@ -19,6 +19,8 @@ from gpufleet.manifest import parse_manifest
 from gpufleet.models import load_tagger
 from gpufleet.preprocess.chain import canonical_chain, parse_chain
 from gpufleet.preprocess.prepare import Preparer
+from gpufleet.queue import Lease
+from gpufleet.worker.delivery import split
 from gpufleet.worker.inputs import ModelInputs
 
 MAX_PIXELS = 50_000_000
@@ -216,6 +218,14 @@ def test_a_task_carries_its_chain_only_when_it_has_one() -> None:
     with pytest.raises(ValueError, match="not a chain spec"):
         Task.decode(json.dumps({"job": "j", "keys": [], "input": "i", "output": "o",
                                 "preprocess": 5}))
+
+
+def test_a_task_split_item_by_item_keeps_its_chain() -> None:
+    task = Task("j", ("a", "b", "c"), "file:///in/", "file:///out/", preprocess="grayscale")
+    lease = Lease(id="1", body=task.encode(), receives=3, token="t")
+    pieces = split(task, lease, recorded={"b"})
+    assert [(p.keys, p.preprocess, p.attempts) for p in pieces] == [
+        (("a",), "grayscale", 2), (("c",), "grayscale", 2)]
 
 
 def test_a_json_manifest_may_name_a_chain() -> None:
