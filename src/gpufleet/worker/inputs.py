@@ -22,6 +22,8 @@ from gpufleet.models import Tagger
 from gpufleet.preprocess.chain import parse_chain
 from gpufleet.preprocess.prepare import Preparer
 
+_KEPT = 64  # chains whose steps a worker keeps loaded
+
 
 class ModelInputs:
     def __init__(self, tagger: Tagger, settings: Settings) -> None:
@@ -48,6 +50,8 @@ class ModelInputs:
     def _preparer(self, spec: str) -> Preparer:
         with self._lock:
             if spec not in self._preparers:
+                if len(self._preparers) >= _KEPT:  # a long-lived worker meets many chains
+                    self._preparers.clear()
                 try:
                     self._preparers[spec] = Preparer(
                         parse_chain(spec), max_pixels=self.settings.worker.max_pixels,
