@@ -152,6 +152,7 @@ class ServerSettings:
     max_open_jobs: int = 100  # a tenant's open jobs (not cancelled, an item pending)
     max_open_items: int = 2_000_000  # items of a tenant's open jobs, all told
     models: str = ""  # model names or specs the API accepts, comma-separated; empty: built-in
+    preprocess_steps: str = ""  # preprocessing steps tenants may name (api/preprocess.py)
 
     def problems(self) -> list[str]:
         found = _at_least_one(self, ("max_page", "max_items", "open_queues", "max_models",

@@ -28,6 +28,7 @@ class ItemStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"  # its job was cancelled before the item ran
+    SKIPPED = "skipped"  # a preprocessing filter left it out, on purpose (its error: why)
 
 
 class WorkerState(StrEnum):
@@ -66,14 +67,15 @@ class Counts:
     done: int
     failed: int
     cancelled: int = 0
+    skipped: int = 0
 
     @property
     def pending(self) -> int:
-        return self.total - self.done - self.failed - self.cancelled
+        return self.total - self.done - self.failed - self.cancelled - self.skipped
 
     @property
     def finished(self) -> int:
-        """Items with an outcome: done, failed or cancelled."""
+        """Items with an outcome: done, failed, cancelled or skipped."""
         return self.total - self.pending
 
     def state(self, *, cancelled: bool = False, started: bool = False) -> JobState:
@@ -81,13 +83,13 @@ class Counts:
         tasks yet (started), and whether it was cancelled."""
         if cancelled:
             return JobState.CANCELLED
-        if self.done + self.failed == 0 and not (started and self.pending):
+        if self.done + self.failed + self.skipped == 0 and not (started and self.pending):
             return JobState.QUEUED
         if self.pending:
             return JobState.RUNNING
-        if not self.failed:
+        if not self.failed:  # skipped items were left out on purpose: not a failure
             return JobState.SUCCEEDED
-        return JobState.PARTIAL if self.done else JobState.FAILED
+        return JobState.PARTIAL if self.done or self.skipped else JobState.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ class Job:
     priority: int = 0
     usage: JobUsage = field(default_factory=JobUsage)
     started_at: float | None = None  # when a worker first took one of its tasks
+    preprocess: str | None = None  # its preprocessing chain (preprocess/chain.py), if any
 
     @property
     def state(self) -> JobState:
@@ -139,12 +142,14 @@ class Job:
             "done": self.counts.done,
             "failed": self.counts.failed,
             "cancelled": self.counts.cancelled,
+            "skipped": self.counts.skipped,
             "pending": self.counts.pending,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "deadline_s": self.deadline_s,
             "priority": self.priority,
             "usage": self.usage.to_json(),
+            **({"preprocess": self.preprocess} if self.preprocess else {}),
         }
 
 
@@ -162,6 +167,8 @@ class Task:
     # The W3C traceparent of the span that enqueued it, so a worker's spans join the
     # submitter's trace; None (and absent from the message) when nothing traced it.
     trace: str | None = None
+    # The job's preprocessing chain, canonical (preprocess/chain.py); absent when none.
+    preprocess: str | None = None
 
     def encode(self) -> str:
         body: dict[str, Any] = {"job": self.job, "keys": list(self.keys),
@@ -170,6 +177,8 @@ class Task:
             body["attempts"] = self.attempts
         if self.trace:
             body["trace"] = self.trace
+        if self.preprocess:
+            body["preprocess"] = self.preprocess
         return json.dumps(body)
 
     @classmethod
@@ -181,8 +190,12 @@ class Task:
         trace = data.get("trace")  # only a hint: what is not a short string is dropped
         if not isinstance(trace, str) or len(trace) > _MAX_TRACE_CHARS:
             trace = None
+        preprocess = data.get("preprocess")
+        if preprocess is not None and not isinstance(preprocess, str):
+            raise ValueError(f"preprocess={preprocess!r} is not a chain spec")
         return cls(job=data["job"], keys=tuple(data["keys"]), input=data["input"],
-                   output=data["output"], attempts=attempts, trace=trace)
+                   output=data["output"], attempts=attempts, trace=trace,
+                   preprocess=preprocess or None)
 
 
 @dataclass(frozen=True, slots=True)

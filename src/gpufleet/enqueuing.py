@@ -67,7 +67,8 @@ def enqueue_pending(settings: Settings, index: Index, job: Job, claim: Enqueuing
                 if not keys:
                     return marks.finish(current)
                 bodies = [Task(job.id, tuple(keys[i:i + size]), job.input, job.output,
-                               trace=traceparent).encode() for i in range(0, len(keys), size)]
+                               trace=traceparent, preprocess=job.preprocess).encode()
+                          for i in range(0, len(keys), size)]
                 queue.enqueue(bodies)
                 tasks += len(bodies)
                 span.set_attribute("gpufleet.tasks", tasks)

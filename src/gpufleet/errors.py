@@ -10,7 +10,8 @@
     │   ├── ObjectMissing      the input object does not exist
     │   ├── ObjectTooLarge     the input object is over the size limit (and was not read)
     │   ├── ObjectRejected     the store can never hold this key (too long, a path conflict)
-    │   └── ImageError         not a photo, corrupt, truncated, too many pixels
+    │   ├── ImageError         not a photo, corrupt, truncated, too many pixels
+    │   └── ItemSkipped        a preprocessing filter left it out: skipped, not failed
     ├── Unavailable            transient: retry the task later (nack with backoff)
     │   ├── StoreUnavailable
     │   ├── QueueUnavailable
@@ -29,6 +30,7 @@ __all__ = [
     "ImageError",
     "IndexUnavailable",
     "ItemError",
+    "ItemSkipped",
     "JobFinished",
     "JobNotFound",
     "ManifestError",
@@ -92,6 +94,11 @@ class ObjectRejected(ItemError):
 
 class ImageError(ItemError):
     """The object is not a photo we accept, or it is corrupt or too large."""
+
+
+class ItemSkipped(ItemError):
+    """A preprocessing step left the item out on purpose (too small, say): its outcome is
+    ``skipped`` with this reason, not a failure."""
 
 
 class Unavailable(GpufleetError):

@@ -23,6 +23,7 @@ from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, ManifestStream
 from gpufleet.models.base import canonical_spec
+from gpufleet.preprocess.chain import canonical_chain
 from gpufleet.store import open_location
 
 
@@ -42,6 +43,7 @@ class JobRequest:
     model: str | None = None
     deadline_s: float | None = None
     priority: int | None = None
+    preprocess: str | None = None  # a preprocessing chain spec (preprocess/chain.py)
     tenant: str = "default"
     job_id: str | None = None  # an inbox derives it from the manifest's version
     default_input: str | None = None  # where keys live when neither request nor manifest says
@@ -59,7 +61,9 @@ class JobRequest:
             deadline_s=self.deadline_s if self.deadline_s is not None or said is None
             else said.deadline_s,
             priority=self.priority if self.priority is not None or said is None
-            else said.priority)
+            else said.priority,
+            preprocess=self.preprocess if self.preprocess is not None or said is None
+            else said.preprocess)
 
     def keys(self) -> Iterable[str]:
         if self.manifest is not None:
@@ -72,6 +76,7 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
     """Settle the request, check it, record the job and enqueue its tasks."""
     job = request.settled()
     model = canonical_spec(job.model or settings.model)
+    preprocess = canonical_chain(job.preprocess)  # a bad chain: one line, before anything
     if job.input is None:
         raise ManifestError("no input location: say where the keys live")
     job_id = job.job_id or new_job_id()
@@ -82,14 +87,15 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
         created = enqueue_job(settings, index, job_id, job.keys(), input=job.input,
                               output=job.output or settings.output, model=model,
                               deadline_s=job.deadline_s, priority=job.priority or 0,
-                              tenant=job.tenant)
+                              tenant=job.tenant, preprocess=preprocess)
         span.set_attribute("gpufleet.items", created.counts.total)
         return created
 
 
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
-                priority: int = 0, tenant: str = "default") -> Job:
+                priority: int = 0, tenant: str = "default",
+                preprocess: str | None = None) -> Job:
     """Record the job with its items, then enqueue its tasks.
 
     The job is marked as being enqueued until every task is on the queue: if this process
@@ -109,7 +115,8 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
     job = index.create_job(job_id, model=model, input=input_location.uri,
                            output=output_location.uri, keys=keys, deadline_s=deadline_s,
                            priority=priority, tenant=tenant, enqueuer=enqueuer,
-                           enqueuer_lease_s=ENQUEUE_LEASE_S)
+                           enqueuer_lease_s=ENQUEUE_LEASE_S,
+                           preprocess=canonical_chain(preprocess))
     marks = EnqueueMarks(index)
     claim = marks.held(job_id, enqueuer)
     try:

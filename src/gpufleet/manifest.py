@@ -56,6 +56,7 @@ class Manifest:
     duplicates: int = 0
     deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
     priority: int | None = None  # JSON manifests: {"priority": 5, ...}
+    preprocess: str | None = None  # JSON manifests: {"preprocess": "exif,grayscale", ...}
 
 
 def manifest_format(name: str) -> str:
@@ -105,7 +106,7 @@ def parse_manifest(data: bytes, *, fmt: str, name: str = "manifest") -> Manifest
 def _whole(stream: ManifestStream) -> Manifest:
     keys = tuple(dict.fromkeys(stream.keys()))
     return Manifest(keys, stream.input, stream.seen - len(keys), deadline_s=stream.deadline_s,
-                    priority=stream.priority)
+                    priority=stream.priority, preprocess=stream.preprocess)
 
 
 class ManifestStream:
@@ -124,6 +125,7 @@ class ManifestStream:
         self.input: str | None = None  # where the keys live, when the manifest says so
         self.deadline_s: float | None = None  # JSON manifests: {"deadline_s": 1800, ...}
         self.priority: int | None = None  # JSON manifests: {"priority": 5, ...}
+        self.preprocess: str | None = None  # JSON manifests: a chain (preprocess/chain.py)
         self.seen = 0  # entries read, duplicates included
         self.items_prefix = _json_options(self) if fmt == "json" else ""
         if self.items_prefix == _INVENTORY:
@@ -225,7 +227,7 @@ def _json_options(stream: ManifestStream) -> str:
             elif depth == 1 and event == "map_key":
                 key = value
                 top_keys.add(value)
-            elif depth == 1 and key in ("input", "deadline_s", "priority"):
+            elif depth == 1 and key in ("input", "deadline_s", "priority", "preprocess"):
                 declared[key] = value
     except (ijson.JSONError, ValueError) as exc:  # ValueError: a number of 5,000 digits
         raise ManifestError(f"{stream.name}: invalid JSON: {_first_line(exc)}") from None
@@ -254,6 +256,11 @@ def _json_options(stream: ManifestStream) -> str:
             raise ManifestError(f'{stream.name}: "priority" must be an integer from '
                                 f"{-MAX_PRIORITY} to {MAX_PRIORITY}")
         stream.priority = priority
+    if "preprocess" in declared:  # checked as a chain where the job is made (jobs.py)
+        if not isinstance(declared["preprocess"], str):
+            raise ManifestError(f'{stream.name}: "preprocess" must be a chain of steps, '
+                                'e.g. "exif,min-size=64"')
+        stream.preprocess = declared["preprocess"]
     return "items.item"
 
 

@@ -30,18 +30,18 @@ from gpufleet.store import Location, open_location
 def submit_source(settings: Settings, index: Index, source: str | Path, *,
                   input: str | None = None, output: str | None = None, model: str | None = None,
                   deadline_s: float | None = None, priority: int | None = None,
-                  include: Sequence[str] = ()) -> Job:
+                  include: Sequence[str] = (), preprocess: str | None = None) -> Job:
     """Create a job from a manifest file or object, a local folder of images or an s3://
     prefix.
 
-    deadline_s and priority, when given, win over the manifest's own; include: shell
+    deadline_s, priority and preprocess, when given, win over the manifest's own; include: shell
     patterns (``*.jpg``) a folder's or prefix's names must match, any case.
     """
     spec = canonical_spec(model or settings.model)  # first: the cheapest refusal
 
     def request(**source_fields: Any) -> JobRequest:
         return JobRequest(output=output, model=spec, deadline_s=deadline_s, priority=priority,
-                          **source_fields)
+                          preprocess=preprocess, **source_fields)
 
     if isinstance(source, str) and urlsplit(source).scheme == "s3":
         if names_a_manifest(urlsplit(source).path):

@@ -102,13 +102,14 @@ def _watch(settings: Settings, index: Index, job: Job, provider: LocalProvider |
     columns = (TextColumn("[bold]{task.description}"), TextColumn("{task.fields[phase]}"),
                BarColumn(), MofNCompleteColumn(),
                TextColumn("[red]{task.fields[failed]} failed"),
+               TextColumn("{task.fields[skipped]} skipped"),
                TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     first_seen: tuple[float, int] | None = None
     swept_at = time.monotonic()
     with Progress(*columns, console=console, transient=False,
                   disable=not console.is_terminal and console.quiet) as bar:
-        task = bar.add_task(job.id, total=job.counts.total, failed=0, rate="-",
+        task = bar.add_task(job.id, total=job.counts.total, failed=0, skipped=0, rate="-",
                             phase=phase(index, job))
         while True:
             job = index.job(job.id)
@@ -119,7 +120,8 @@ def _watch(settings: Settings, index: Index, job: Job, provider: LocalProvider |
                 first_seen = (now, finished)
             elif first_seen and now > first_seen[0]:
                 rate = f"{(finished - first_seen[1]) / (now - first_seen[0]):.1f}"
-            bar.update(task, completed=finished, failed=job.counts.failed, rate=rate,
+            bar.update(task, completed=finished, failed=job.counts.failed,
+                       skipped=job.counts.skipped, rate=rate,
                        phase=phase(index, job))
             if job.state.finished:
                 return job

@@ -106,6 +106,30 @@ def test_job_state_follows_the_counts(index: Index) -> None:
     assert index.results("j1")[1].error == "image is truncated"
 
 
+def test_skipped_items_are_counted_and_a_job_of_done_and_skipped_items_succeeds(
+        index: Index) -> None:
+    # Given a job of three items, with a preprocessing chain
+    job = index.create_job("j1", model="m", input="i", output="o", keys=["a", "b", "c"],
+                           preprocess="exif,min-size=64")
+    assert job.preprocess == "exif,min-size=64"
+    # When one is done and two are skipped by a filter
+    skipped = [ItemResult(job="j1", key=k, status=ItemStatus.SKIPPED,
+                          error="32x32 is under min-size=64") for k in ("b", "c")]
+    index.record([_done("a"), *skipped])
+    # Then they are counted as skipped, not failed, and the job succeeded
+    job = index.job("j1")
+    c = job.counts
+    assert (c.done, c.failed, c.skipped, c.pending) == (1, 0, 2, 0)
+    assert job.state is JobState.SUCCEEDED
+    assert job.summary()["skipped"] == 2
+    assert job.summary()["preprocess"] == "exif,min-size=64"
+    rows = {r.key: r for r in index.results("j1")}
+    assert (rows["b"].status, rows["b"].error) == ("skipped", "32x32 is under min-size=64")
+    # And a skipped item is an outcome: a redelivered task does not redo it
+    assert index.recorded("j1", ["a", "b", "c"]) == {"a", "b", "c"}
+    assert [j.preprocess for j in index.jobs()] == ["exif,min-size=64"]
+
+
 def test_fail_pending_only_touches_items_without_an_outcome(index: Index) -> None:
     index.create_job("j1", model="m", input="i", output="o", keys=["a", "b"])
     index.record([_done("a")])

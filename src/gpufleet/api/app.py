@@ -44,6 +44,7 @@ from gpufleet.api.metrics import Metrics, MetricsMiddleware
 from gpufleet.api.models import ModelPolicy
 from gpufleet.api.network import ClientFilter, parse_networks
 from gpufleet.api.params import known_query
+from gpufleet.api.preprocess import PreprocessPolicy
 from gpufleet.api.queries import InvalidCursor, Reads
 from gpufleet.api.queues import QueueHandles
 from gpufleet.api.quotas import Limits, OverQuota, QuotaExceeded, Quotas
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                           clock=clock)
     locations = TenantLocations(settings)
     models = ModelPolicy(settings.server.models)
+    PreprocessPolicy(settings.server.preprocess_steps)  # a bad setting stops the API here
     queues = QueueHandles(lambda model: open_queue(settings.queue, name=model),
                           size=settings.server.open_queues)
     index = Index(settings.db)

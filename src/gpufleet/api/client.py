@@ -41,7 +41,8 @@ def job_from_view(view: dict[str, Any]) -> Job:
              if f.name in view and f.name not in ("id", "counts", "usage", "cancelled")}
     return Job(id=view["job"], counts=Counts(total=view["total"], done=view["done"],
                                              failed=view["failed"],
-                                             cancelled=view.get("cancelled", 0)),
+                                             cancelled=view.get("cancelled", 0),
+                                             skipped=view.get("skipped", 0)),
                cancelled=view["state"] == "cancelled",
                usage=JobUsage(**{k: v for k, v in usage.items() if k in known}), **extra)
 

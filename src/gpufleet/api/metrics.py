@@ -80,7 +80,7 @@ class _BacklogCollector(Collector):
             for (name, state), n in sorted(tasks.items()):
                 depth.add_metric([name, state], n)
             counts = self.item_counts()
-            for status in ("done", "failed", "pending"):
+            for status in ("done", "failed", "skipped", "pending"):
                 items.add_metric([status], counts.get(status, 0))
         except GpufleetError as exc:
             log.warning("metrics: %s", exc)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY
 
 JobStateName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
-ItemStatusName = Literal["pending", "done", "failed", "cancelled"]
+ItemStatusName = Literal["pending", "done", "failed", "cancelled", "skipped"]
 
 
 class Error(BaseModel):
@@ -32,8 +32,11 @@ class JobSubmission(BaseModel):
                                      description="Should be done this many seconds from now.")
     priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
                                  description="Higher first.")
+    preprocess: str | None = Field(None, max_length=1000, description="Steps run on each "
+                                   "image before the model, e.g. 'exif,min-size=64,grayscale'; "
+                                   "user steps only as GPUFLEET_API_PREPROCESS_STEPS admits.")
 
-    @field_validator("manifest", "input", "output", "model")
+    @field_validator("manifest", "input", "output", "model", "preprocess")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         if value is not None and (not value or any(ord(c) < 32 for c in value)
@@ -64,6 +67,9 @@ class JobView(BaseModel):
     done: int
     failed: int
     cancelled: int = Field(description="Items its cancellation stopped before they ran.")
+    skipped: int = Field(0, description="Items its preprocessing filters left out (each "
+                         "item's error says why); a job of done and skipped items succeeded.")
+    preprocess: str | None = Field(None, description="Its preprocessing chain, if any.")
     pending: int
     created_at: float
     started_at: float | None = Field(

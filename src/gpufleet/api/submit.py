@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from gpufleet.api.context import Services
+from gpufleet.api.preprocess import PreprocessPolicy
 from gpufleet.api.schemas import JobSubmission
 from gpufleet.domain import Job
 from gpufleet.errors import ManifestError, ObjectMissing
@@ -37,7 +38,10 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
                               read_file=_tenant_files(svc, tenant))
     request = JobRequest(manifest=manifest, input=body.input, output=body.output, model=model,
                          deadline_s=body.deadline_s, priority=body.priority, tenant=tenant,
-                         ).settled()
+                         preprocess=body.preprocess).settled()
+    # The body's chain or the manifest's: user steps (code on the workers) only if admitted.
+    policy = PreprocessPolicy(svc.settings.server.preprocess_steps)
+    request = replace(request, preprocess=policy.check(request.preprocess))
     # Whatever the request or its manifest named, only the tenant's own locations.
     input_uri = svc.locations.resolve(tenant, body.input or manifest.input, what="input",
                                       use="input")

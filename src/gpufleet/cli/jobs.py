@@ -52,6 +52,9 @@ def submit(
         "--include", metavar="PATTERN",
         help="Only names matching this shell pattern, any case (e.g. '*.jpg'); repeat for "
         "more. For a folder or s3:// prefix: other files are left out, not failed.")] = None,
+    preprocess: Annotated[str | None, typer.Option(
+        metavar="SPEC", help="Steps run on each image before the model, e.g. "
+        "'exif,min-size=64,max-size=8000,grayscale' (see README: Preprocessing).")] = None,
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
@@ -62,11 +65,13 @@ def submit(
                                  "job sent through the API", param_hint="--include")
     if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
-                                deadline_s=deadline_s, priority=priority)
+                                deadline_s=deadline_s, priority=priority,
+                                preprocess=preprocess)
     else:
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
-                            deadline_s=deadline_s, priority=priority, include=include or ())
+                            deadline_s=deadline_s, priority=priority, include=include or (),
+                            preprocess=preprocess)
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return
@@ -81,6 +86,7 @@ def submit(
     else:
         c = job.counts
         out.print(f"{job.id} {job.state.value}: {c.done} done, {c.failed} failed"
+                  + (f", {c.skipped} skipped" if c.skipped else "")
                   + (f", {c.cancelled} cancelled" if c.cancelled else "") + f" of {c.total}")
     if job.counts.failed and not as_json:
         err.print(f"see failures: gpufleet results {job.id}")
@@ -113,11 +119,11 @@ def status(
         docs = [j.summary() for j in jobs]
         out.print(json.dumps(docs[0] if job else docs, indent=2))
         return
-    table = Table("job", "state", "total", "done", "failed", "cancelled", "pending", "model",
-                  "created", "worker-s", "cost")
+    table = Table("job", "state", "total", "done", "failed", "skipped", "cancelled", "pending",
+                  "model", "created", "worker-s", "cost")
     for j in jobs:
         table.add_row(j.id, _state(j), *(str(n) for n in (
-            j.counts.total, j.counts.done, j.counts.failed, j.counts.cancelled,
+            j.counts.total, j.counts.done, j.counts.failed, j.counts.skipped, j.counts.cancelled,
             j.counts.pending)),
             escape(j.model), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.created_at)),
             f"{j.usage.worker_s:.0f}", f"${j.usage.cost:.4f}")

@@ -37,10 +37,12 @@ def connect(api: str | None) -> ApiClient | None:
 
 
 def send_job(client: ApiClient, source: str, *, input: str | None, output: str | None,
-           model: str | None, deadline_s: float | None, priority: int | None) -> Job:
+           model: str | None, deadline_s: float | None, priority: int | None,
+           preprocess: str | None = None) -> Job:
     """A manifest location is read by the server; a local manifest file is sent as items."""
     body: dict[str, Any] = {"input": input, "output": output, "model": model,
-                            "deadline_s": deadline_s, "priority": priority}
+                            "deadline_s": deadline_s, "priority": priority,
+                            "preprocess": preprocess}
     path = Path(source)
     if urlsplit(source).scheme in ("s3", "file") and names_a_manifest(urlsplit(source).path):
         body["manifest"] = source
@@ -48,11 +50,12 @@ def send_job(client: ApiClient, source: str, *, input: str | None, output: str |
         with open_manifest(path) as manifest:
             request = JobRequest(manifest=manifest, input=input, output=output, model=model,
                                  deadline_s=deadline_s, priority=priority,
+                                 preprocess=preprocess,
                                  default_input=path.resolve().parent.as_uri() + "/")
             body["items"] = list(dict.fromkeys(request.keys()))  # duplicates collapsed here
             settled = request.settled()  # after reading: a JSON header may follow its items
         body.update(input=settled.input, deadline_s=settled.deadline_s,
-                    priority=settled.priority)
+                    priority=settled.priority, preprocess=settled.preprocess)
     elif path.is_dir():
         raise ManifestError(f"{source}: a folder cannot be submitted through the API; copy it "
                             "to the input location and submit a manifest")
@@ -68,13 +71,14 @@ def wait(client: ApiClient, job_id: str, *, console: Console | None = None) -> J
     console = console or Console(stderr=True)
     job = client.job(job_id)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn())
+               TextColumn("[red]{task.fields[failed]} failed"),
+               TextColumn("{task.fields[skipped]} skipped"), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-            task = bar.add_task(job.id, total=job.counts.total, failed=0)
+            task = bar.add_task(job.id, total=job.counts.total, failed=0, skipped=0)
             while True:
                 bar.update(task, completed=job.counts.finished,
-                           failed=job.counts.failed)
+                           failed=job.counts.failed, skipped=job.counts.skipped)
                 if job.state.finished:
                     return job
                 time.sleep(_POLL_S)

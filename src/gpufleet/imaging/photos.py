@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+from collections.abc import Callable
 
 import numpy as np
 from PIL import (  # the plugins register the only openers we use, once, at import
@@ -32,7 +33,7 @@ from PIL import (  # the plugins register the only openers we use, once, at impo
     WebPImagePlugin,  # noqa: F401
 )
 
-from gpufleet.errors import ImageError
+from gpufleet.errors import ImageError, ItemError
 from gpufleet.imaging.budget import DecodeBudget
 
 __all__ = ["decode_photo", "jpeg_orientation", "sniff_format"]
@@ -93,7 +94,8 @@ def jpeg_orientation(data: bytes) -> int:
 
 def decode_photo(
     data: bytes, *, max_pixels: int, draft_size: tuple[int, int] | None = None,
-    budget: DecodeBudget | None = None,
+    budget: DecodeBudget | None = None, upright: bool = True,
+    on_size: Callable[[int, int], None] | None = None,
 ) -> Image.Image:
     """Decode ``data`` into an RGB image, upright, alpha composited on white.
 
@@ -102,7 +104,10 @@ def decode_photo(
     reduced by a whole factor right after decoding, before any conversion, while
     staying at least twice that large. ``budget`` bounds the decoded bytes in flight
     (see budget.py). Raises ImageError, with a short reason, for any input that is
-    not a supported, intact photo within ``max_pixels``.
+    not a supported, intact photo within ``max_pixels``. ``upright=False`` leaves the
+    EXIF orientation to the caller (a preprocessing chain's ``exif`` step);
+    ``on_size(width, height)`` sees the size the header declares before any pixel is
+    decoded, and may raise (a size filter's ItemSkipped) to stop there.
     """
     if not data:
         raise ImageError("empty object (0 bytes)")
@@ -112,6 +117,8 @@ def decode_photo(
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
         width, height = im.size
+        if on_size is not None:
+            on_size(width, height)
         if width * height > max_pixels:
             raise ImageError(
                 f"image declares {width}x{height} = {width * height:,} pixels, "
@@ -127,9 +134,10 @@ def decode_photo(
             small = _eight_bit(im)
             if draft_size is not None:
                 small = _reduced(small, draft_size)
-            ImageOps.exif_transpose(small, in_place=True)
+            if upright:
+                ImageOps.exif_transpose(small, in_place=True)
             return _to_rgb(small)
-    except ImageError:
+    except ItemError:  # ImageError, or on_size's ItemSkipped
         raise
     except _DECODE_ERRORS as exc:
         raise ImageError(_reason(fmt, exc)) from exc

@@ -115,7 +115,8 @@ class Index:
     def create_job(self, job_id: str, *, model: str, input: str, output: str,
                    keys: Iterable[str], tenant: str = "default",
                    deadline_s: float | None = None, priority: int = 0,
-                   enqueuer: str | None = None, enqueuer_lease_s: float = 0.0) -> Job:
+                   enqueuer: str | None = None, enqueuer_lease_s: float = 0.0,
+                   preprocess: str | None = None) -> Job:
         """Record a job and its items (duplicate keys collapse) in one transaction.
 
         keys is read once, as a stream: an exception it raises leaves no job. With an
@@ -128,7 +129,7 @@ class Index:
             conn.execute(insert(jobs).values(
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
                 total=0, created_at=now, cancelled=False, deadline_s=deadline_s,
-                priority=priority, enqueuer=enqueuer,
+                priority=priority, enqueuer=enqueuer, preprocess=preprocess,
                 enqueuer_until=None if enqueuer is None else now + enqueuer_lease_s))
             stream = iter(keys)
             while chunk := list(itertools.islice(stream, _ROWS_PER_STATEMENT)):
@@ -352,10 +353,11 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                output=row["output"], created_at=row["created_at"],
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
-               started_at=row["started_at"],
+               started_at=row["started_at"], preprocess=row["preprocess"],
                counts=Counts(total=row["total"], done=counts.get("done", 0),
                              failed=counts.get("failed", 0),
-                             cancelled=counts.get("cancelled", 0)))
+                             cancelled=counts.get("cancelled", 0),
+                             skipped=counts.get("skipped", 0)))
 
 
 def _missing_columns(engine: Engine) -> list[str]:

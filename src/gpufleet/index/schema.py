@@ -38,6 +38,7 @@ jobs = Table(
     Column("enqueued_at", Float),  # when its tasks were last all enqueued
     Column("requeues", Integer, nullable=False, default=0, server_default="0"),  # by the sweeper
     Column("started_at", Float),  # when a worker first took one of its tasks: it is running
+    Column("preprocess", Text),  # its preprocessing chain (issue 17), canonical; NULL: none
 )
 
 items = Table(

@@ -26,7 +26,10 @@ class Tagger(Protocol):
 
     The worker gathers preprocessed items across tasks into ``batch_size`` and calls
     ``infer`` from ``streams`` threads at once (an optional attribute, 1 if absent:
-    a GPU tagger sets 2 so one batch's copies overlap another's compute).
+    a GPU tagger sets 2 so one batch's copies overlap another's compute). A tagger may
+    also take a decoded image, for jobs with a preprocessing chain (worker/inputs.py):
+    ``preprocess_image(image)`` and optionally ``draft_size``; one that does not gets the
+    prepared image encoded as bytes.
     """
 
     name: str

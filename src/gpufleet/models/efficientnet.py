@@ -130,6 +130,13 @@ class EfficientNetLite0:
                 return jpeg
         return self.cpu_preprocess(data)
 
+    # A job with a preprocessing chain hands over its image (worker/inputs.py), decoded at
+    # no less than this: such jobs take this CPU path on a GPU too.
+    draft_size = (RESIZE, RESIZE)
+
+    def preprocess_image(self, im: Image.Image) -> Array:
+        return reference_preprocess(im)
+
     def cpu_preprocess(self, data: bytes) -> Array:
         im = decode_photo(data, max_pixels=self.settings.worker.max_pixels,
                           draft_size=(RESIZE, RESIZE), budget=self.budget)

@@ -21,6 +21,7 @@ item that kills every worker it meets ends ``failed`` after max_receives tries.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from enum import Enum
 
 from gpufleet.domain import Task
@@ -54,8 +55,8 @@ def give_up_reason(task: Task, lease: Lease) -> str:
 
 
 def split(task: Task, lease: Lease, *, recorded: Collection[str]) -> list[Task]:
-    """One task per item that has no outcome yet, carrying the deliveries used so far
-    and the trace it belongs to."""
+    """One task per item that has no outcome yet, carrying the deliveries used so far,
+    the trace it belongs to and its job's preprocessing chain."""
     used = deliveries(task, lease) - 1
-    return [Task(task.job, (key,), task.input, task.output, attempts=used, trace=task.trace)
+    return [replace(task, keys=(key,), attempts=used)
             for key in task.keys if key not in recorded]

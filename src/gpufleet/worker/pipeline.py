@@ -1,18 +1,14 @@
 """receive ▶ fetch ▶ decode ▶ batch ▶ infer ▶ write, moving lists, never single items.
 
-Threads: the caller receives tasks and judges each delivery (see delivery.py);
-a pool fetches a task's objects a piece at a time; a pool sized to the cores
-decodes whole pieces; ``tagger.streams`` threads gather decoded items across
-tasks into the model's batch size and run it (two on a GPU, so one batch's
-copy and decode overlap the other's compute); one thread writes each batch of
-outcomes (writer.py) and settles finished tasks, acking them together; one
-thread heartbeats the leases and retries bookkeeping an outage interrupted
-(heartbeat.py). Each step is told to an observer (observer.py): metrics, traces.
-
-Per item there is no future, no lock and no round trip: futures, index statements and
-acks are per piece, batch or task. A bounded number of items is in flight (ledger.py).
+Threads: the caller receives tasks and judges each delivery (delivery.py); a pool
+fetches a task's objects a piece at a time; a pool sized to the cores decodes whole
+pieces (through the job's preprocessing chain, if any: inputs.py); ``tagger.streams``
+threads batch decoded items across tasks and run the model (two on a GPU, so copies
+and decode overlap compute); one thread writes outcomes (writer.py) and acks finished
+tasks together; one heartbeats leases and retries what an outage interrupted. Each step
+is told to an observer: metrics, traces. No future, lock or round trip per item: per
+piece, batch or task; a bounded number of items in flight (ledger.py).
 """
-
 from __future__ import annotations
 
 import logging
@@ -28,7 +24,7 @@ from typing import Any
 
 from gpufleet.config import Settings
 from gpufleet.domain import ItemResult, ItemStatus, Tag, Task, WorkerState
-from gpufleet.errors import GpufleetError, ItemError, Unavailable
+from gpufleet.errors import GpufleetError, ItemError, ItemSkipped, Unavailable
 from gpufleet.index import Index
 from gpufleet.jitter import equal_jitter
 from gpufleet.models import Tagger
@@ -38,6 +34,7 @@ from gpufleet.store import Location, open_location
 from gpufleet.worker.cancels import CancelledJobs
 from gpufleet.worker.delivery import Verdict, give_up_reason, judge
 from gpufleet.worker.heartbeat import Heartbeat
+from gpufleet.worker.inputs import ModelInputs
 from gpufleet.worker.ledger import Ledger, Run, distinct
 from gpufleet.worker.observer import Observer, Stage, TaskEnd
 from gpufleet.worker.settling import Settler, safely
@@ -68,6 +65,7 @@ class Pipeline:
                  on_idle: Callable[[], object] = lambda: None,
                  observer: Observer | None = None) -> None:
         self.tagger, self.queue, self.index, self.settings = tagger, queue, index, settings
+        self.inputs = ModelInputs(tagger, settings)  # bytes, or a job's preprocessing chain
         self.observer = observer or Observer()
         self.worker_id, self.on_state = worker_id, on_state
         self.on_idle = on_idle  # called while the queue is empty, at most every _IDLE_CALL_S
@@ -287,9 +285,9 @@ class Pipeline:
         failed: list[Outcome] = []
         for key, data in fetched:
             try:
-                ready.append((run, key, self.tagger.preprocess(data), started))
-            except ItemError as exc:
-                failed.append(self._failed(run, key, str(exc), started))
+                ready.append((run, key, self.inputs.make(run.task, data), started))
+            except ItemError as exc:  # or ItemSkipped: a preprocessing filter left it out
+                failed.append(self._failed(run, key, exc, started))
             except Exception as exc:  # an input must never kill the worker
                 log.exception("unexpected error decoding %s", key)
                 failed.append(self._failed(run, key, f"cannot decode: {exc!r}", started))
@@ -303,9 +301,10 @@ class Pipeline:
         self.ledger.outcomes_ready(len(outcomes))  # their inputs are let go: room for more
         self._written.put(outcomes)
 
-    def _failed(self, run: Run, key: str, error: str, started: float) -> Outcome:
+    def _failed(self, run: Run, key: str, error: str | ItemError, started: float) -> Outcome:
         return Outcome(run, key, ItemResult(
-            job=run.task.job, key=key, status=ItemStatus.FAILED, error=error,
+            job=run.task.job, key=key, error=str(error),
+            status=ItemStatus.SKIPPED if isinstance(error, ItemSkipped) else ItemStatus.FAILED,
             worker=self.worker_id, started_at=started, finished_at=time.time()))
 
     def _infer_loop(self) -> None:

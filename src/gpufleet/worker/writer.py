@@ -94,7 +94,10 @@ class ResultWriter:
         for o in outcomes:
             result = o.result
             assert result is not None
-            body = json.dumps({**result.to_json(), "model": self.model}).encode()
+            doc = {**result.to_json(), "model": self.model}
+            if o.run.task.preprocess:  # how the model's input was made from the object
+                doc["preprocess"] = o.run.task.preprocess
+            body = json.dumps(doc).encode()
             try:
                 o.run.output.put(f"{o.key}.json", body, content_type="application/json")
             except ItemError as exc:  # this key can never be written: fail this item alone

@@ -75,7 +75,7 @@ export function words(name) {
 
 // A job's progress as a native <progress> (announced as a percentage) and its figure.
 export function progress(job) {
-  const ended = job.done + job.failed + (job.cancelled || 0);
+  const ended = job.done + job.failed + (job.cancelled || 0) + (job.skipped || 0);
   const pct = job.total ? Math.floor((100 * ended) / job.total) : 0;
   return el("span", {}, el("progress", {max: job.total || 1, value: ended,
                                         "aria-label": `${job.job}: ${pct}% finished`}),

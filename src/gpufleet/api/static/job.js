@@ -8,7 +8,7 @@ import {deadline} from "./jobs.js";
 import {thumbnail} from "./thumbs.js";
 
 const PAGE = 50;
-const STATUSES = ["", "pending", "done", "failed", "cancelled"];
+const STATUSES = ["", "pending", "done", "failed", "cancelled", "skipped"];
 
 function itemsPath(id, {status, tag, cursor, limit = PAGE}) {
   const query = new URLSearchParams({limit});
@@ -103,7 +103,8 @@ export async function render(ctx) {
       ["State", el("span", {class: `state state-${job.state}`}, words(job.state))],
       ["Progress", progress(job)],
       ["Done / failed / total", `${job.done} / ${job.failed} / ${job.total}`],
-      ["Cancelled", job.cancelled], ["Items/s", number(job.rate_per_s, 1)],
+      ["Cancelled", job.cancelled], ["Skipped", job.skipped || 0],
+      ["Items/s", number(job.rate_per_s, 1)],
       ["ETA", duration(job.eta_s)], ["Deadline", deadline(job)],
       ["Cost so far", money(job.cost_so_far)], ["Model", el("code", {}, job.model)],
       ["Created", time(job.created_at)], ["Started", time(job.started_at)],

@@ -1,0 +1,1 @@
+"""Preprocessing chains: steps a job names that run on each image before the model."""
