@@ -123,6 +123,7 @@ class Job:
     priority: int = 0
     usage: JobUsage = field(default_factory=JobUsage)
     started_at: float | None = None  # when a worker first took one of its tasks
+    results: str = "objects"  # or "shards": one JSONL object per task, not one per item
 
     @property
     def state(self) -> JobState:
@@ -162,6 +163,9 @@ class Task:
     # The W3C traceparent of the span that enqueued it, so a worker's spans join the
     # submitter's trace; None (and absent from the message) when nothing traced it.
     trace: str | None = None
+    # "shards": write one JSONL object for the task, not one object per item; None (and
+    # absent from the message) for the default, one object per item.
+    results: str | None = None
 
     def encode(self) -> str:
         body: dict[str, Any] = {"job": self.job, "keys": list(self.keys),
@@ -170,6 +174,8 @@ class Task:
             body["attempts"] = self.attempts
         if self.trace:
             body["trace"] = self.trace
+        if self.results:
+            body["results"] = self.results
         return json.dumps(body)
 
     @classmethod
@@ -181,8 +187,11 @@ class Task:
         trace = data.get("trace")  # only a hint: what is not a short string is dropped
         if not isinstance(trace, str) or len(trace) > _MAX_TRACE_CHARS:
             trace = None
+        results = data.get("results")
+        if results not in (None, "shards"):
+            raise ValueError(f"results={results!r} is not shards")
         return cls(job=data["job"], keys=tuple(data["keys"]), input=data["input"],
-                   output=data["output"], attempts=attempts, trace=trace)
+                   output=data["output"], attempts=attempts, trace=trace, results=results)
 
 
 @dataclass(frozen=True, slots=True)

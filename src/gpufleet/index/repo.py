@@ -115,7 +115,8 @@ class Index:
     def create_job(self, job_id: str, *, model: str, input: str, output: str,
                    keys: Iterable[str], tenant: str = "default",
                    deadline_s: float | None = None, priority: int = 0,
-                   enqueuer: str | None = None, enqueuer_lease_s: float = 0.0) -> Job:
+                   enqueuer: str | None = None, enqueuer_lease_s: float = 0.0,
+                   results: str = "objects") -> Job:
         """Record a job and its items (duplicate keys collapse) in one transaction.
 
         keys is read once, as a stream: an exception it raises leaves no job. With an
@@ -129,6 +130,7 @@ class Index:
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
                 total=0, created_at=now, cancelled=False, deadline_s=deadline_s,
                 priority=priority, enqueuer=enqueuer,
+                results=None if results == "objects" else results,
                 enqueuer_until=None if enqueuer is None else now + enqueuer_lease_s))
             stream = iter(keys)
             while chunk := list(itertools.islice(stream, _ROWS_PER_STATEMENT)):
@@ -352,7 +354,7 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                output=row["output"], created_at=row["created_at"],
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
-               started_at=row["started_at"],
+               started_at=row["started_at"], results=row["results"] or "objects",
                counts=Counts(total=row["total"], done=counts.get("done", 0),
                              failed=counts.get("failed", 0),
                              cancelled=counts.get("cancelled", 0)))
