@@ -52,6 +52,9 @@ def submit(
         "--include", metavar="PATTERN",
         help="Only names matching this shell pattern, any case (e.g. '*.jpg'); repeat for "
         "more. For a folder or s3:// prefix: other files are left out, not failed.")] = None,
+    results: Annotated[str, typer.Option(
+        help="objects: one result JSON per item; shards: one JSONL object per task under "
+        "<output>/<job>/shards/ (the index records every item either way).")] = "objects",
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
@@ -60,13 +63,17 @@ def submit(
     if (remote := connect(api)) and include:
         raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "
                                  "job sent through the API", param_hint="--include")
+    if remote and results != "objects":
+        raise typer.BadParameter("is not sent through the API yet: submit the job here",
+                                 param_hint="--results")
     if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority)
     else:
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
-                            deadline_s=deadline_s, priority=priority, include=include or ())
+                            deadline_s=deadline_s, priority=priority, include=include or (),
+                            results=results)
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return

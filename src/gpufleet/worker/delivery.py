@@ -57,5 +57,6 @@ def split(task: Task, lease: Lease, *, recorded: Collection[str]) -> list[Task]:
     """One task per item that has no outcome yet, carrying the deliveries used so far
     and the trace it belongs to."""
     used = deliveries(task, lease) - 1
-    return [Task(task.job, (key,), task.input, task.output, attempts=used, trace=task.trace)
+    return [Task(task.job, (key,), task.input, task.output, attempts=used, trace=task.trace,
+                 results=task.results)
             for key in task.keys if key not in recorded]
