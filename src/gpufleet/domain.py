@@ -145,6 +145,7 @@ class Job:
             "started_at": self.started_at,
             "deadline_s": self.deadline_s,
             "priority": self.priority,
+            "results": self.results,
             "usage": self.usage.to_json(),
         }
 

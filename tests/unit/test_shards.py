@@ -77,26 +77,49 @@ def test_a_shard_job_writes_one_jsonl_object_per_task_and_indexes_every_item(
 
 
 def test_the_api_says_where_a_shard_jobs_results_are(tmp_path: Path) -> None:
-    # Given a tenant's shard-mode job, run by a real pipeline, and the API
+    # Given a tenant's shard-mode job submitted through the API, run by a real pipeline
     home = api_home(tmp_path / "home")
     keys = write_files(tenant_input(home, "a") / "photos", 3)
-    job = create_job(home.settings, home.index(), JobRequest(
-        items=keys, input=(tenant_input(home, "a") / "photos").as_uri() + "/",
-        model=MODEL, tenant="a", results="shards"))
-    _run(home)
-    _, key = make_key(home, "a", "read")
+    _, key = make_key(home, "a", "submit,read")
     server = ApiServer(home.settings)
     try:
         with server.client(key) as http:
-            # When the item, its download and the job's export are asked for
-            item = http.get(f"/v1/items/{job.id}/{keys[0]}")
-            download = http.get(f"/v1/items/{job.id}/{keys[0]}/download")
-            export = http.get(f"/v1/jobs/{job.id}/export")
+            submitted = http.post("/v1/jobs", json={"items": keys, "input": "photos/",
+                                                    "model": MODEL, "results": "shards"})
+            assert submitted.status_code == 201, submitted.text
+            job = submitted.json()["job"]
+            _run(home)
+            # When its view, an item, its download and the job's export are asked for
+            view = http.get(f"/v1/jobs/{job}").json()
+            item = http.get(f"/v1/items/{job}/{keys[0]}")
+            download = http.get(f"/v1/items/{job}/{keys[0]}/download")
+            export = http.get(f"/v1/jobs/{job}/export")
     finally:
         server.stop()
         home.close()
-    # Then the item is served from the index, the download says where results are
+    # Then the view says shards, the item is served from the index, the download says
+    # where the results are, and the export lists every item
+    assert view["results"] == "shards"
     assert item.status_code == 200 and item.json()["status"] == "done"
     assert download.status_code == 409
     assert "JSONL shards" in download.json()["detail"]
     assert [json.loads(line)["key"] for line in export.text.splitlines()] == keys
+
+
+def test_the_cli_submits_a_shard_job_that_worker_processes_finish(home: Home,
+                                                                  tmp_path: Path) -> None:
+    # Given a folder of 40 files
+    keys = write_files(tmp_path / "photos", 40)
+    # When it is submitted with --results shards and waited for, with 2 worker processes
+    summary = home.json("submit", tmp_path / "photos", "--results", "shards", "--wait",
+                        "--workers", "2", "--model", MODEL, GPUFLEET_CHUNK_SIZE="8")
+    # Then the job succeeded with five shards of eight items, every key once
+    assert (summary["state"], summary["results"], summary["done"]) == ("succeeded",
+                                                                       "shards", 40)
+    shards = _shards(home.path / "buckets" / "results" / summary["job"])
+    assert sorted(len(rows) for rows in shards.values()) == [8] * 5
+    assert sorted(r["key"] for rows in shards.values() for r in rows) == keys
+    # And a bad mode is one clear line
+    bad = home.run("submit", tmp_path / "photos", "--results", "files", check=False)
+    assert bad.returncode == 1
+    assert " ".join(bad.stderr.split()) == "error: results must be objects or shards, not 'files'"

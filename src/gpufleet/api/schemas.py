@@ -32,6 +32,9 @@ class JobSubmission(BaseModel):
                                      description="Should be done this many seconds from now.")
     priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
                                  description="Higher first.")
+    results: Literal["objects", "shards"] | None = Field(
+        None, description="objects (the default): one result object per item; shards: one "
+        "JSONL object per task, under <output>/<job>/shards/.")
 
     @field_validator("manifest", "input", "output", "model")
     @classmethod
@@ -68,6 +71,9 @@ class JobView(BaseModel):
     created_at: float
     started_at: float | None = Field(
         None, description="When a worker first took one of its tasks (it is running).")
+    results: Literal["objects", "shards"] = Field(
+        "objects", description="How its results are written: an object per item, or JSONL "
+        "shards, one per task.")
     rate_per_s: float | None = Field(description="Items finished per second so far.")
     eta_s: float | None = Field(description="Seconds until every item is finished, "
                                 "at that rate; null when finished or not started.")

@@ -37,7 +37,7 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
                               read_file=_tenant_files(svc, tenant))
     request = JobRequest(manifest=manifest, input=body.input, output=body.output, model=model,
                          deadline_s=body.deadline_s, priority=body.priority, tenant=tenant,
-                         ).settled()
+                         results=body.results or "objects").settled()
     # Whatever the request or its manifest named, only the tenant's own locations.
     input_uri = svc.locations.resolve(tenant, body.input or manifest.input, what="input",
                                       use="input")

@@ -63,12 +63,9 @@ def submit(
     if (remote := connect(api)) and include:
         raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "
                                  "job sent through the API", param_hint="--include")
-    if remote and results != "objects":
-        raise typer.BadParameter("is not sent through the API yet: submit the job here",
-                                 param_hint="--results")
     if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
-                                deadline_s=deadline_s, priority=priority)
+                                deadline_s=deadline_s, priority=priority, results=results)
     else:
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
