@@ -126,6 +126,7 @@ class Job:
     usage: JobUsage = field(default_factory=JobUsage)
     started_at: float | None = None  # when a worker first took one of its tasks
     preprocess: str | None = None  # its preprocessing chain (preprocess/chain.py), if any
+    results: str = "objects"  # or "shards": one JSONL object per task, not one per item
 
     @property
     def state(self) -> JobState:
@@ -148,6 +149,7 @@ class Job:
             "started_at": self.started_at,
             "deadline_s": self.deadline_s,
             "priority": self.priority,
+            "results": self.results,
             "usage": self.usage.to_json(),
             **({"preprocess": self.preprocess} if self.preprocess else {}),
         }
@@ -169,6 +171,9 @@ class Task:
     trace: str | None = None
     # The job's preprocessing chain, canonical (preprocess/chain.py); absent when none.
     preprocess: str | None = None
+    # "shards": write one JSONL object for the task, not one object per item; None (and
+    # absent from the message) for the default, one object per item.
+    results: str | None = None
 
     def encode(self) -> str:
         body: dict[str, Any] = {"job": self.job, "keys": list(self.keys),
@@ -179,6 +184,8 @@ class Task:
             body["trace"] = self.trace
         if self.preprocess:
             body["preprocess"] = self.preprocess
+        if self.results:
+            body["results"] = self.results
         return json.dumps(body)
 
     @classmethod
@@ -193,9 +200,12 @@ class Task:
         preprocess = data.get("preprocess")
         if preprocess is not None and not isinstance(preprocess, str):
             raise ValueError(f"preprocess={preprocess!r} is not a chain spec")
+        results = data.get("results")
+        if results not in (None, "shards"):
+            raise ValueError(f"results={results!r} is not shards")
         return cls(job=data["job"], keys=tuple(data["keys"]), input=data["input"],
                    output=data["output"], attempts=attempts, trace=trace,
-                   preprocess=preprocess or None)
+                   preprocess=preprocess or None, results=results)
 
 
 @dataclass(frozen=True, slots=True)

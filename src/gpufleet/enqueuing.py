@@ -61,13 +61,15 @@ def enqueue_pending(settings: Settings, index: Index, job: Job, claim: Enqueuing
             attributes={"gpufleet.job.id": job.id, "gpufleet.model": job.model}) as span:
         traceparent = tracing.current_traceparent()  # each task's worker joins this trace
         tasks = 0
+        shards = job.results if job.results != "objects" else None  # sent only when set
         try:
             while current is not None:
                 keys = marks.pending_keys(current, limit=size * _TASKS_PER_STEP)
                 if not keys:
                     return marks.finish(current)
                 bodies = [Task(job.id, tuple(keys[i:i + size]), job.input, job.output,
-                               trace=traceparent, preprocess=job.preprocess).encode()
+                               trace=traceparent, preprocess=job.preprocess,
+                               results=shards).encode()
                           for i in range(0, len(keys), size)]
                 queue.enqueue(bodies)
                 tasks += len(bodies)

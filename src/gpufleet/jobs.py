@@ -26,6 +26,8 @@ from gpufleet.models.base import canonical_spec
 from gpufleet.preprocess.chain import canonical_chain
 from gpufleet.store import open_location
 
+RESULTS = ("objects", "shards")  # how a job's results are written: per item, per task
+
 
 def new_job_id() -> str:
     # Sorts by creation time; the random tail keeps ids unique across machines.
@@ -47,6 +49,7 @@ class JobRequest:
     tenant: str = "default"
     job_id: str | None = None  # an inbox derives it from the manifest's version
     default_input: str | None = None  # where keys live when neither request nor manifest says
+    results: str = "objects"  # or "shards": one JSONL object per task (worker/result_shards.py)
 
     def settled(self) -> JobRequest:
         """The one precedence rule: what the request says, else what its manifest says (its
@@ -87,7 +90,7 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
         created = enqueue_job(settings, index, job_id, job.keys(), input=job.input,
                               output=job.output or settings.output, model=model,
                               deadline_s=job.deadline_s, priority=job.priority or 0,
-                              tenant=job.tenant, preprocess=preprocess)
+                              tenant=job.tenant, preprocess=preprocess, results=job.results)
         span.set_attribute("gpufleet.items", created.counts.total)
         return created
 
@@ -95,7 +98,7 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
                 priority: int = 0, tenant: str = "default",
-                preprocess: str | None = None) -> Job:
+                preprocess: str | None = None, results: str = "objects") -> Job:
     """Record the job with its items, then enqueue its tasks.
 
     The job is marked as being enqueued until every task is on the queue: if this process
@@ -108,6 +111,8 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
                           f"(30 days), not {deadline_s:g}")
     if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
         raise ConfigError(f"priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}")
+    if results not in RESULTS:
+        raise ConfigError(f"results must be {' or '.join(RESULTS)}, not {results!r}")
     input_location = open_location(input, settings=settings)
     output_location = open_location(output, settings=settings)
     finish_interrupted(settings, index)  # this process looks: finish what others left
@@ -116,7 +121,7 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
                            output=output_location.uri, keys=keys, deadline_s=deadline_s,
                            priority=priority, tenant=tenant, enqueuer=enqueuer,
                            enqueuer_lease_s=ENQUEUE_LEASE_S,
-                           preprocess=canonical_chain(preprocess))
+                           preprocess=canonical_chain(preprocess), results=results)
     marks = EnqueueMarks(index)
     claim = marks.held(job_id, enqueuer)
     try:

@@ -30,7 +30,8 @@ from gpufleet.store import Location, open_location
 def submit_source(settings: Settings, index: Index, source: str | Path, *,
                   input: str | None = None, output: str | None = None, model: str | None = None,
                   deadline_s: float | None = None, priority: int | None = None,
-                  include: Sequence[str] = (), preprocess: str | None = None) -> Job:
+                  include: Sequence[str] = (), preprocess: str | None = None,
+                  results: str = "objects") -> Job:
     """Create a job from a manifest file or object, a local folder of images or an s3://
     prefix.
 
@@ -41,7 +42,7 @@ def submit_source(settings: Settings, index: Index, source: str | Path, *,
 
     def request(**source_fields: Any) -> JobRequest:
         return JobRequest(output=output, model=spec, deadline_s=deadline_s, priority=priority,
-                          preprocess=preprocess, **source_fields)
+                          preprocess=preprocess, results=results, **source_fields)
 
     if isinstance(source, str) and urlsplit(source).scheme == "s3":
         if names_a_manifest(urlsplit(source).path):

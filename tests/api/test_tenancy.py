@@ -21,6 +21,7 @@ def test_another_tenants_job_is_not_found_on_every_endpoint(world: World) -> Non
             "filtered items": http.get(f"/v1/jobs/{b_job}/items", params={"status": "done"}),
             "item": http.get(f"/v1/items/{b_job}/{key}"),
             "download": http.get(f"/v1/items/{b_job}/{key}/download"),
+            "export": http.get(f"/v1/jobs/{b_job}/export"),
         }
     for name, response in attempts.items():
         # Then each is a 404 that reads like a job that does not exist

@@ -25,6 +25,7 @@ from gpufleet import __version__
 from gpufleet.api import (
     dlq,
     downloads,
+    export,
     fleet,
     health,
     items,
@@ -132,7 +133,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                          "tenant. Send an API key as `Authorization: Bearer KEY`.")
     app.state.services = svc
     strict = [Depends(known_query)]
-    for module in (jobs, items, search, dlq, fleet, workers, whoami):
+    for module in (jobs, export, items, search, dlq, fleet, workers, whoami):
         # downloads and thumbnails first: their /v1/items/{job}/{key}/download (/thumbnail)
         # must win over items' {key:path}.
         if module is items:

@@ -42,6 +42,7 @@ def download(job_id: str, key: str, tenant: ReadView,
     row = tenant.item(job_id, key)
     if row is None or row.status is ItemStatus.PENDING:
         raise HTTPException(404, f"no result for item {key!r} in job {job_id!r}")
+    no_object_per_item(owner, job_id)
     location = svc.location(owner.output).child(job_id)
     if isinstance(location.store, Presigning):
         url = location.store.presign(location.key(f"{key}.json"),
@@ -51,6 +52,16 @@ def download(job_id: str, key: str, tenant: ReadView,
         url = (f"{base}/v1/signed/{quote(job_id, safe='')}/{quote(key, safe='/')}?"
                + urlencode(svc.signer.sign(tenant.tenant, tenant.key_id, job_id, key)))
     return RedirectResponse(url, status_code=307)
+
+
+def no_object_per_item(owner: Owner, job_id: str) -> None:
+    """A job whose results are JSONL shards has no object per item to download: 409, saying
+    where its results are (the item's own result is GET /v1/items/{job}/{key})."""
+    if owner.results == "shards":
+        raise HTTPException(409, f"job {job_id} writes its results as JSONL shards, one per "
+                            f"task (under {job_id}/shards/ in its output), not one object per "
+                            f"item: read the item at /v1/items/{job_id}/..., or every item "
+                            f"with GET /v1/jobs/{job_id}/export")
 
 
 def check_signed(svc: Services, request: Request, *, tenant: str, kid: str, job_id: str,
@@ -85,6 +96,7 @@ def signed_download(job_id: str, key: str, request: Request, svc: Svc,
                     signature: str = Query(max_length=64)) -> Response:
     owner = check_signed(svc, request, tenant=tenant, kid=kid, job_id=job_id, key=key,
                          expires=expires, signature=signature, purpose="download")
+    no_object_per_item(owner, job_id)
     try:
         data = svc.location(owner.output).child(job_id).get(f"{key}.json")
     except ObjectMissing:

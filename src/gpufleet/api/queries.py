@@ -32,6 +32,7 @@ class Owner:
     tenant: str
     output: str
     model: str
+    results: str = "objects"  # or "shards": no object per item (worker/result_shards.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +80,12 @@ class Reads:
         if found is not None:
             return found
         with self.index.transaction() as conn:
-            row = conn.execute(select(jobs.c.tenant, jobs.c.output, jobs.c.model)
-                               .where(jobs.c.id == job_id)).first()
+            row = conn.execute(select(jobs.c.tenant, jobs.c.output, jobs.c.model,
+                                      jobs.c.results).where(jobs.c.id == job_id)).first()
         if row is None:
             return None
-        found = Owner(tenant=row.tenant, output=row.output, model=row.model)
+        found = Owner(tenant=row.tenant, output=row.output, model=row.model,
+                      results=row.results or "objects")
         with self._lock:
             self._owners[job_id] = found
             while len(self._owners) > _OWNERS_KEPT:

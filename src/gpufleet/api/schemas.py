@@ -35,6 +35,9 @@ class JobSubmission(BaseModel):
     preprocess: str | None = Field(None, max_length=1000, description="Steps run on each "
                                    "image before the model, e.g. 'exif,min-size=64,grayscale'; "
                                    "user steps only as GPUFLEET_API_PREPROCESS_STEPS admits.")
+    results: Literal["objects", "shards"] | None = Field(
+        None, description="objects (the default): one result object per item; shards: one "
+        "JSONL object per task, under <output>/<job>/shards/.")
 
     @field_validator("manifest", "input", "output", "model", "preprocess")
     @classmethod
@@ -74,6 +77,9 @@ class JobView(BaseModel):
     created_at: float
     started_at: float | None = Field(
         None, description="When a worker first took one of its tasks (it is running).")
+    results: Literal["objects", "shards"] = Field(
+        "objects", description="How its results are written: an object per item, or JSONL "
+        "shards, one per task.")
     rate_per_s: float | None = Field(description="Items finished per second so far.")
     eta_s: float | None = Field(description="Seconds until every item is finished, "
                                 "at that rate; null when finished or not started.")

@@ -38,7 +38,8 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
                               read_file=_tenant_files(svc, tenant))
     request = JobRequest(manifest=manifest, input=body.input, output=body.output, model=model,
                          deadline_s=body.deadline_s, priority=body.priority, tenant=tenant,
-                         preprocess=body.preprocess).settled()
+                         preprocess=body.preprocess,
+                         results=body.results or "objects").settled()
     # The body's chain or the manifest's: user steps (code on the workers) only if admitted.
     policy = PreprocessPolicy(svc.settings.server.preprocess_steps)
     request = replace(request, preprocess=policy.check(request.preprocess))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from gpufleet.api.history import fleet_history
 from gpufleet.api.queries import Owner, Reads, Timing
 from gpufleet.domain import Item, Job
+from gpufleet.export.rows import Row, read_batches
 from gpufleet.index import Index
 from gpufleet.index.repo import WorkerInfo
 from gpufleet.index.schema import items, jobs, workers
@@ -104,6 +105,11 @@ class TenantView:
     def items(self, job_id: str, **filters: Any) -> list[Item]:
         self.owner(job_id)
         return self._reads.items(job_id, **filters)
+
+    def export(self, job_id: str, *, shown: Callable[[str], str]) -> Iterator[list[Row]]:
+        """The job's export rows in batches (export/rows.py); NotExportable if queued."""
+        self.owner(job_id)
+        return read_batches(self._index, job_id, shown=shown)
 
     def search(self, **query: Any) -> list[tuple[Item, float]]:
         return self._reads.search(self.tenant, **query)

@@ -55,6 +55,9 @@ def submit(
     preprocess: Annotated[str | None, typer.Option(
         metavar="SPEC", help="Steps run on each image before the model, e.g. "
         "'exif,min-size=64,max-size=8000,grayscale' (see README: Preprocessing).")] = None,
+    results: Annotated[str, typer.Option(
+        help="objects: one result JSON per item; shards: one JSONL object per task under "
+        "<output>/<job>/shards/ (the index records every item either way).")] = "objects",
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
@@ -66,12 +69,12 @@ def submit(
     if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority,
-                                preprocess=preprocess)
+                                preprocess=preprocess, results=results)
     else:
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
                             deadline_s=deadline_s, priority=priority, include=include or (),
-                            preprocess=preprocess)
+                            preprocess=preprocess, results=results)
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return

@@ -38,11 +38,12 @@ def connect(api: str | None) -> ApiClient | None:
 
 def send_job(client: ApiClient, source: str, *, input: str | None, output: str | None,
            model: str | None, deadline_s: float | None, priority: int | None,
-           preprocess: str | None = None) -> Job:
+           preprocess: str | None = None, results: str = "objects") -> Job:
     """A manifest location is read by the server; a local manifest file is sent as items."""
     body: dict[str, Any] = {"input": input, "output": output, "model": model,
                             "deadline_s": deadline_s, "priority": priority,
-                            "preprocess": preprocess}
+                            "preprocess": preprocess,
+                            "results": None if results == "objects" else results}
     path = Path(source)
     if urlsplit(source).scheme in ("s3", "file") and names_a_manifest(urlsplit(source).path):
         body["manifest"] = source

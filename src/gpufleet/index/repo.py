@@ -116,7 +116,7 @@ class Index:
                    keys: Iterable[str], tenant: str = "default",
                    deadline_s: float | None = None, priority: int = 0,
                    enqueuer: str | None = None, enqueuer_lease_s: float = 0.0,
-                   preprocess: str | None = None) -> Job:
+                   preprocess: str | None = None, results: str = "objects") -> Job:
         """Record a job and its items (duplicate keys collapse) in one transaction.
 
         keys is read once, as a stream: an exception it raises leaves no job. With an
@@ -130,6 +130,7 @@ class Index:
                 id=job_id, tenant=tenant, model=model, input=input, output=output,
                 total=0, created_at=now, cancelled=False, deadline_s=deadline_s,
                 priority=priority, enqueuer=enqueuer, preprocess=preprocess,
+                results=None if results == "objects" else results,
                 enqueuer_until=None if enqueuer is None else now + enqueuer_lease_s))
             stream = iter(keys)
             while chunk := list(itertools.islice(stream, _ROWS_PER_STATEMENT)):
@@ -354,6 +355,7 @@ def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job
                cancelled=bool(row["cancelled"]), deadline_s=row["deadline_s"],
                priority=row["priority"] or 0, usage=usage or JobUsage(),
                started_at=row["started_at"], preprocess=row["preprocess"],
+               results=row["results"] or "objects",
                counts=Counts(total=row["total"], done=counts.get("done", 0),
                              failed=counts.get("failed", 0),
                              cancelled=counts.get("cancelled", 0),

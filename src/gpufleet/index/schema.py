@@ -39,6 +39,9 @@ jobs = Table(
     Column("requeues", Integer, nullable=False, default=0, server_default="0"),  # by the sweeper
     Column("started_at", Float),  # when a worker first took one of its tasks: it is running
     Column("preprocess", Text),  # its preprocessing chain (issue 17), canonical; NULL: none
+    # How its results are written (issue 17): NULL, one object per item; "shards", one JSONL
+    # object per task.
+    Column("results", String(16)),
 )
 
 items = Table(

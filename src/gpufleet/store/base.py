@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -76,6 +77,14 @@ class Presigning(Protocol):
     """A store that can hand out a time-limited HTTPS URL for one object (S3)."""
 
     def presign(self, key: str, *, expires_s: int) -> str: ...
+
+
+@runtime_checkable
+class FileUploads(Protocol):
+    """A store that can write an object from a local file without holding it in memory."""
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream"
+                 ) -> None: ...
 
 
 @runtime_checkable

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +131,26 @@ class LocalStore:
             if reason:
                 raise ObjectRejected(f"cannot write {key}: {reason}") from exc
             raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from exc
+
+    def put_file(self, key: str, path: Path, *,
+                 content_type: str = "application/octet-stream") -> None:
+        """Like put, copied from a file a block at a time (bulk exports)."""
+        base, name = self._folder(key)
+        tmp = os.path.join(base, f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._seq)}")
+        try:
+            os.makedirs(base, exist_ok=True)
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, os.path.join(base, name))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            reason = _REJECTED.get(exc.errno or 0)
+            if reason:
+                raise ObjectRejected(f"cannot write {key}: {reason}") from exc
+            raise StoreUnavailable(f"cannot write {key}: {exc.strerror}") from exc
 
     def exists(self, key: str) -> bool:
         try:

@@ -384,7 +384,7 @@ class Pipeline:
 
     def _write(self, outcomes: list[Outcome]) -> None:
         began, t0 = time.time(), time.perf_counter()
-        self.writer.write(outcomes)
+        outcomes = self.writer.write(outcomes)  # (a shard task's wait for the rest of it)
         self.observer.stage(Stage.WRITE, distinct(o.run for o in outcomes), len(outcomes), began,
                             time.perf_counter() - t0)
         self.observer.written(outcomes)

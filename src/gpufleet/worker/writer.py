@@ -29,6 +29,7 @@ from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, TaskEnd
+from gpufleet.worker.result_shards import ShardBuffer, put_shard
 
 log = logging.getLogger(__name__)
 _PIECE = 32  # result objects written by one thread in a row
@@ -52,14 +53,22 @@ class ResultWriter:
         self.observer = observer or Observer()  # told of a task whose lease is found lost
         self.lease_s = lease_s
         self.on_index_down = on_index_down
+        self.shards = ShardBuffer()
 
     def write(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Write what may be written; returns every outcome, transient where it failed."""
+        """Write what may be written; returns the outcomes settled now, transient where
+        they failed. A shard-mode task's are held until all of them are here (shards.py)."""
         self._fence({o.run for o in outcomes})
-        live = [o for o in outcomes if o.result is not None and not o.run.released]
+        single, shards = self.shards.hold(outcomes)
+        outcomes = single + [o for shard in shards for o in shard]
+        live = [o for o in single if o.result is not None and not o.run.released]
         pieces = [live[i:i + _PIECE] for i in range(0, len(live), _PIECE)]
         for _ in self.pool.map(self._put_objects, pieces):
             pass
+        for _ in self.pool.map(lambda shard: put_shard(shard, self.model), shards):
+            pass
+        live += [o for shard in shards for o in shard
+                 if o.result is not None and not o.run.released]
         rows = [o.result for o in live if o.transient is None and o.result is not None]
         try:
             self.index.record(rows)
