@@ -23,6 +23,7 @@ from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, ManifestStream
 from gpufleet.models.base import canonical_spec
+from gpufleet.shards import expand_shards
 from gpufleet.store import open_location
 
 
@@ -106,8 +107,10 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
     output_location = open_location(output, settings=settings)
     finish_interrupted(settings, index)  # this process looks: finish what others left
     enqueuer = new_enqueuer_id()
+    # A tar shard's key becomes its members' (shards.py); member keys pass as they are.
+    members = expand_shards(input_location, keys, max_entries=settings.tasks.max_shard_entries)
     job = index.create_job(job_id, model=model, input=input_location.uri,
-                           output=output_location.uri, keys=keys, deadline_s=deadline_s,
+                           output=output_location.uri, keys=members, deadline_s=deadline_s,
                            priority=priority, tenant=tenant, enqueuer=enqueuer,
                            enqueuer_lease_s=ENQUEUE_LEASE_S)
     marks = EnqueueMarks(index)
