@@ -23,6 +23,7 @@ from gpufleet.shards import expand_shards
 from gpufleet.sources import submit_source
 from gpufleet.store import open_location
 from gpufleet.worker.observer import Observer
+from tests.api.conftest import ApiServer, api_home, make_key, tenant_input
 from tests.conftest import Home
 from tests.pipeline_jobs import MODEL, observed_pipeline
 
@@ -176,3 +177,35 @@ def test_a_shard_in_s3_is_expanded_and_its_members_read_by_ranged_gets(
     location = open_location(f"s3://{bucket}/shards/")
     for item in done:
         assert location.get(item.key) == photos[name_of(item.key)]
+
+
+def test_the_api_counts_a_shards_members_against_its_item_limit(
+        tmp_path: Path, sample_dir: Path) -> None:
+    # Given an API allowing 8 items per job, and a tenant's shard of 9 members
+    home = api_home(tmp_path, GPUFLEET_API_MAX_ITEMS="8")
+    _, key = make_key(home, "t", "submit,read")
+    (tenant_input(home, "t") / "shards").mkdir(parents=True)
+    data, photos = shard(sample_dir)
+    (tenant_input(home, "t") / "shards" / "000123.tar").write_bytes(data)
+    server = ApiServer(home.settings)
+    try:
+        with server.client(key) as http:
+            # When the one shard key is submitted / Then its 9 members are over the limit
+            big = http.post("/v1/jobs", json={"items": ["shards/000123.tar"],
+                                              "model": "synthetic"})
+            assert big.status_code == 422 and "over the limit of 8" in big.json()["detail"]
+            # And a shard within it is a job of its members
+            small, _ = shard(sample_dir, hostile=False)
+            (tenant_input(home, "t") / "shards" / "000124.tar").write_bytes(small)
+            job = http.post("/v1/jobs", json={"items": ["shards/000124.tar"],
+                                              "model": "synthetic"})
+            assert job.status_code == 201, job.text
+            items = http.get(f"/v1/jobs/{job.json()['job']}/items").json()["items"]
+            assert sorted(name_of(i["key"]) for i in items) == sorted(photos)
+            # And a broken shard is a one-line 422 naming it
+            (tenant_input(home, "t") / "shards" / "bad.tar").write_bytes(b"no tar")
+            bad = http.post("/v1/jobs", json={"items": ["shards/bad.tar"],
+                                              "model": "synthetic"})
+            assert bad.status_code == 422 and "bad.tar" in bad.json()["detail"]
+    finally:
+        server.stop()
