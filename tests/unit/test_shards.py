@@ -209,3 +209,21 @@ def test_the_api_counts_a_shards_members_against_its_item_limit(
             assert bad.status_code == 422 and "bad.tar" in bad.json()["detail"]
     finally:
         server.stop()
+
+
+def test_one_shard_is_a_source_itself_a_file_or_an_object(
+        aws_env: object, home: Home, sample_dir: Path) -> None:
+    # Given one shard as a local file and as an object
+    data, photos = shard(sample_dir, hostile=False)
+    (home.path / "000007.tar").write_bytes(data)
+    bucket = "shard-" + secrets.token_hex(4)
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    boto3.client("s3").put_object(Bucket=bucket, Key="s/000007.tar", Body=data)
+    index = home.index()
+    # When each is submitted / Then the job is its members
+    for source in (home.path / "000007.tar", f"s3://{bucket}/s/000007.tar"):
+        job = submit_source(home.settings, index, source, model=MODEL)
+        assert sorted(name_of(i.key) for i in index.results(job.id)) == sorted(photos)
+    # And --include, which narrows folders, is refused with one
+    with pytest.raises(ManifestError, match="a tar shard lists exactly what to process"):
+        submit_source(home.settings, index, home.path / "000007.tar", include=["*.jpg"])

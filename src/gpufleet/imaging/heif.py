@@ -10,6 +10,7 @@ declared size before any pixel is decoded, as for every other format.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from PIL import features
@@ -40,14 +41,22 @@ def iso_photo_format(data: bytes) -> str | None:
     return None
 
 
+@functools.cache
+def _avif_opener() -> bool:
+    """Whether Pillow decodes AVIF; its opener registered. Asked once per process."""
+    if not features.check("avif"):
+        return False
+    from PIL import AvifImagePlugin  # noqa: F401  (registers the opener)
+    return True
+
+
 def ensure_opener(fmt: str) -> None:
     """Make sure Pillow can open fmt; ImageError saying what to install if it cannot."""
     global _heif_registered
     if fmt == "AVIF":
-        if not features.check("avif"):
+        if not _avif_opener():
             raise ImageError("AVIF image: this Pillow was built without AVIF support "
                              "(install a Pillow wheel from PyPI, 11.3 or later)")
-        from PIL import AvifImagePlugin  # noqa: F401  (registers the opener)
     elif fmt == "HEIF" and not _heif_registered:
         with _lock:
             if _heif_registered:
