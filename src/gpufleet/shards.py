@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 
@@ -35,6 +36,10 @@ from gpufleet.store import Location
 __all__ = ["expand_shards", "is_shard", "shard_members"]
 
 _BLOCK_BYTES = 1024 * 1024  # read ahead per ranged read while walking the headers
+# A tar starts with its first member's name: every magic here is one no UTF-8 name starts
+# with, save bzip2's, whose first block header (the digits of pi) is checked too.
+_MAGIC = ((re.compile(rb"\x1f\x8b"), "gzip"), (re.compile(rb"BZh[1-9]1AY&SY"), "bzip2"),
+          (re.compile(rb"\xfd7zXZ\x00"), "xz"), (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"))
 _COMPRESSED = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 
 
@@ -64,6 +69,7 @@ def shard_members(location: Location, shard: str, *, max_entries: int) -> Iterat
     reader = _RangedReader(location, shard)
     entries = 0
     try:
+        _check_not_compressed(reader, where)
         with tarfile.open(fileobj=reader, mode="r:") as tar:
             for info in tar:
                 entries += 1
@@ -105,6 +111,16 @@ def _member(shard: str, info: tarfile.TarInfo) -> str | None:
             or key_problem(key)):
         return refused_key(shard, info.offset, "bad-name")
     return key
+
+
+def _check_not_compressed(reader: _RangedReader, where: str) -> None:
+    """A compressed stream named .tar: said as such, rather than as a bad header."""
+    head = reader.read(10)
+    reader.seek(0)
+    for magic, kind in _MAGIC:
+        if magic.match(head):
+            raise ManifestError(f"{where}: {kind}-compressed data, not a plain tar archive: "
+                                "a member cannot be fetched by a ranged read inside it")
 
 
 def _check_end(reader: _RangedReader, end: int, where: str) -> None:

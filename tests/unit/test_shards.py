@@ -4,6 +4,8 @@ a directory store and on S3 (moto in server mode)."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import secrets
 import tarfile
@@ -124,6 +126,8 @@ def test_a_member_key_resubmitted_is_read_as_it_is(home: Home, sample_dir: Path)
     ("empty.tar", lambda d: b"", "not a readable tar archive"),
     ("zeros.tar", lambda d: b"\0" * 10240, "an empty tar archive"),
     ("photos.tar.gz", lambda d: d, "compressed tar shards are not supported"),
+    ("gzipped.tar", lambda d: gzip.compress(d), "gzip-compressed data, not a plain tar"),
+    ("bzipped.tar", lambda d: bz2.compress(d), "bzip2-compressed data, not a plain tar"),
 ])
 def test_a_shard_that_cannot_be_read_refuses_the_submission_naming_it(
         home: Home, sample_dir: Path, name: str, content: object, message: str) -> None:
