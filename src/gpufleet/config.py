@@ -64,9 +64,11 @@ class TaskSettings:
     # at most max_requeues times; then its pending items fail.
     sweep_quiet_s: float = 60.0
     max_requeues: int = 3
+    # Entries a tar shard may hold (shards.py): a larger one is refused at submission.
+    max_shard_entries: int = 100_000
 
     def problems(self) -> list[str]:
-        found = _at_least_one(self, ("chunk_size", "max_receives"))
+        found = _at_least_one(self, ("chunk_size", "max_receives", "max_shard_entries"))
         if self.visibility_timeout_s <= 0:
             found.append(f"{PREFIX}VISIBILITY_TIMEOUT_S must be positive")
         return found

@@ -24,6 +24,7 @@ from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, ManifestStream
 from gpufleet.models.base import canonical_spec
 from gpufleet.preprocess.chain import canonical_chain
+from gpufleet.shards import expand_shards
 from gpufleet.store import open_location
 
 RESULTS = ("objects", "shards")  # how a job's results are written: per item, per task
@@ -117,8 +118,16 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
     output_location = open_location(output, settings=settings)
     finish_interrupted(settings, index)  # this process looks: finish what others left
     enqueuer = new_enqueuer_id()
+    # A tar shard's key becomes its members' (shards.py); member keys pass as they are.
+    members: Iterable[str] = expand_shards(input_location, keys,
+                                           max_entries=settings.tasks.max_shard_entries)
+    if isinstance(keys, list | tuple):
+        # Keys already in memory (a folder, a prefix, the API's items): their shards are
+        # read before the index's transaction opens, so a slow store never holds the
+        # index's write lock (SQLite's is the whole file). A manifest stays a stream.
+        members = list(members)
     job = index.create_job(job_id, model=model, input=input_location.uri,
-                           output=output_location.uri, keys=keys, deadline_s=deadline_s,
+                           output=output_location.uri, keys=members, deadline_s=deadline_s,
                            priority=priority, tenant=tenant, enqueuer=enqueuer,
                            enqueuer_lease_s=ENQUEUE_LEASE_S,
                            preprocess=canonical_chain(preprocess), results=results)

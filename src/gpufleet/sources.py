@@ -24,6 +24,7 @@ from gpufleet.jobs import JobRequest, create_job, new_job_id
 from gpufleet.keys import key_problem
 from gpufleet.manifest import ManifestStream, manifest_format, names_a_manifest, open_manifest
 from gpufleet.models.base import canonical_spec
+from gpufleet.shards import is_shard
 from gpufleet.store import Location, open_location
 
 
@@ -32,8 +33,8 @@ def submit_source(settings: Settings, index: Index, source: str | Path, *,
                   deadline_s: float | None = None, priority: int | None = None,
                   include: Sequence[str] = (), preprocess: str | None = None,
                   results: str = "objects") -> Job:
-    """Create a job from a manifest file or object, a local folder of images or an s3://
-    prefix.
+    """Create a job from a manifest file or object, a local folder of images, an s3://
+    prefix, or one tar shard (a local file or an object).
 
     deadline_s, priority and preprocess, when given, win over the manifest's own; include: shell
     patterns (``*.jpg``) a folder's or prefix's names must match, any case.
@@ -45,6 +46,10 @@ def submit_source(settings: Settings, index: Index, source: str | Path, *,
                           preprocess=preprocess, results=results, **source_fields)
 
     if isinstance(source, str) and urlsplit(source).scheme == "s3":
+        if is_shard(urlsplit(source).path):  # one tar shard: its members are the job
+            _no_include(include)
+            folder, _, name = source.rpartition("/")
+            return create_job(settings, index, request(items=[name], input=folder + "/"))
         if names_a_manifest(urlsplit(source).path):
             _no_include(include)
             with _object_manifest(settings, source) as manifest:
@@ -61,6 +66,12 @@ def submit_source(settings: Settings, index: Index, source: str | Path, *,
         keys = _included(_folder_keys(path), include, str(path))
         uploaded = _upload(settings, job_id, path, keys)
         return create_job(settings, index, request(items=keys, input=uploaded, job_id=job_id))
+    if path.is_file() and is_shard(path.name):  # one tar shard, uploaded like a folder's
+        _no_include(include)
+        job_id = new_job_id()
+        uploaded = _upload(settings, job_id, path.parent, [path.name])
+        return create_job(settings, index, request(items=[path.name], input=uploaded,
+                                                   job_id=job_id))
     if path.is_file():  # read as a stream: memory does not grow with the manifest
         _no_include(include)
         with open_manifest(path, read_file=files_beside(path.parent)) as manifest:
@@ -72,8 +83,8 @@ def submit_source(settings: Settings, index: Index, source: str | Path, *,
 
 def _no_include(patterns: Sequence[str]) -> None:
     if patterns:
-        raise ManifestError("--include narrows a folder or an s3:// prefix; a manifest lists "
-                            "exactly what to process")
+        raise ManifestError("--include narrows a folder or an s3:// prefix; a manifest or a "
+                            "tar shard lists exactly what to process")
 
 
 def _included(keys: list[str], patterns: Sequence[str], where: str) -> list[str]:

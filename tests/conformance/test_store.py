@@ -89,6 +89,29 @@ def test_a_missing_key_is_object_missing_and_does_not_exist(store: ObjectStore) 
     assert not store.exists("a")
 
 
+def test_a_byte_range_reads_just_those_bytes(store: ObjectStore) -> None:
+    # Given an object of 1000 bytes
+    data = bytes(range(250)) * 4
+    store.put("shards/000001.tar", data)
+    # When ranges are read / Then each is exactly those bytes, end excluded
+    assert store.get_range("shards/000001.tar", 0, 10) == data[:10]
+    assert store.get_range("shards/000001.tar", 512, 1000) == data[512:]
+    assert store.get_range("shards/000001.tar", 7, 8) == data[7:8]
+    # And a range past the end gives what there is: fewer bytes, or none
+    assert store.get_range("shards/000001.tar", 990, 2000) == data[990:]
+    assert store.get_range("shards/000001.tar", 1000, 1010) == b""
+    assert store.get_range("shards/000001.tar", 5000, 6000) == b""
+    assert store.get_range("shards/000001.tar", 3, 3) == b""
+
+
+def test_a_byte_range_of_a_missing_object_is_object_missing(store: ObjectStore) -> None:
+    for start, end in ((0, 10), (4, 4)):
+        with pytest.raises(ObjectMissing):
+            store.get_range("no/such.tar", start, end)
+    with pytest.raises(ValueError, match="0 <= start <= end"):
+        store.get_range("no/such.tar", 10, 5)
+
+
 def test_overwriting_replaces_the_object(store: ObjectStore) -> None:
     store.put("result.json", b'{"v": 1}')
     store.put("result.json", b'{"v": 2}')

@@ -21,6 +21,7 @@ from gpufleet.errors import ManifestError, ObjectMissing
 from gpufleet.inventory import MAX_FILE_BYTES, ReadFile
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.manifest import ManifestStream, manifest_format
+from gpufleet.shards import expand_shards
 
 
 def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
@@ -47,7 +48,10 @@ def create_from_body(svc: Services, tenant: str, body: JobSubmission) -> Job:
     input_uri = svc.locations.resolve(tenant, body.input or manifest.input, what="input",
                                       use="input")
     output_uri = svc.locations.resolve(tenant, body.output, what="output", use="output")
-    keys = list(_counted(manifest.keys(), svc))  # at most GPUFLEET_API_MAX_ITEMS
+    # Tar shards are expanded into their members first: the limit and the quota count those.
+    members = expand_shards(svc.location(input_uri), manifest.keys(),
+                            max_entries=svc.settings.tasks.max_shard_entries)
+    keys = list(_counted(members, svc))  # at most GPUFLEET_API_MAX_ITEMS
     with svc.quotas.claim(svc.view(tenant), model=model, items=len(keys)):
         return create_job(svc.settings, svc.index, replace(
             request, manifest=None, items=keys, input=input_uri, output=output_uri))

@@ -61,7 +61,7 @@ def submit(
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
-    """Create a job from a manifest or a folder of images; print its id."""
+    """Create a job from a manifest, a folder of images or a tar shard; print its id."""
     deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
     if (remote := connect(api)) and include:
         raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "

@@ -1,7 +1,8 @@
 """Safe decoding of untrusted bytes into an 8-bit RGB photo.
 
 Only real photo formats are accepted, recognised by their magic bytes, never
-by a file name: JPEG, PNG, WebP, TIFF and BMP. GIF is refused: it is not a
+by a file name: JPEG, PNG, WebP, TIFF, BMP, AVIF (Pillow's own plugin) and
+HEIC/HEIF (pillow-heif, the ``heif`` extra, registered on first use). GIF is refused: it is not a
 photo format (256 colours), and Pillow grows a GIF's canvas to a frame's
 extent while opening it, so its declared size alone cannot be checked first.
 
@@ -35,6 +36,7 @@ from PIL import (  # the plugins register the only openers we use, once, at impo
 
 from gpufleet.errors import ImageError, ItemError
 from gpufleet.imaging.budget import DecodeBudget
+from gpufleet.imaging.heif import ensure_opener, iso_photo_format
 
 __all__ = ["decode_photo", "jpeg_orientation", "sniff_format"]
 
@@ -66,7 +68,7 @@ def sniff_format(data: bytes) -> str | None:
         return "TIFF"
     if data.startswith(b"BM"):
         return "BMP"
-    return None
+    return iso_photo_format(data)  # AVIF, HEIF: an ISO media file's brands
 
 
 def jpeg_orientation(data: bytes) -> int:
@@ -114,6 +116,7 @@ def decode_photo(
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(f"not a supported image (starts with {data[:8]!r})")
+    ensure_opener(fmt)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
         width, height = im.size

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from gpufleet.registry import Registry
+from gpufleet.shardkeys import parse_member
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -22,6 +23,14 @@ class ObjectStore(Protocol):
 
         With max_bytes, an object over it is ObjectTooLarge, found from its size
         before its body is read: memory stays bounded by max_bytes, whatever is stored.
+        """
+        ...
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes start to end (end excluded) of the object, as an HTTP Range asks: fewer
+        where the object ends sooner, none from its end on. ObjectMissing if absent.
+
+        One request for one member of a tar shard (shards.py), whatever the shard's size.
         """
         ...
 
@@ -56,7 +65,14 @@ class Location:
         return self.prefix + relative
 
     def get(self, relative: str, *, max_bytes: int | None = None) -> bytes:
-        return self.store.get(self.key(relative), max_bytes=max_bytes)
+        """The object, or the tar member a shard member key names (shardkeys.py)."""
+        member = parse_member(relative)
+        if member is None:
+            return self.store.get(self.key(relative), max_bytes=max_bytes)
+        return member.read(self.get_range, max_bytes=max_bytes)
+
+    def get_range(self, relative: str, start: int, end: int) -> bytes:
+        return self.store.get_range(self.key(relative), start, end)
 
     def put(self, relative: str, data: bytes, *, content_type: str = "application/octet-stream"
             ) -> None:

@@ -77,16 +77,34 @@ class LocalStore:
         if not (path.startswith(self._root + os.sep) or (folder_ok and path == self._root)):
             raise ObjectMissing(f"key {key!r} is outside the store")
 
+    def _open(self, key: str, path: str) -> int:
+        try:
+            return os.open(path, _READ | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return os.open(self._followed(key, path), _READ)  # a link within the root
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        _check_range(start, end)
+        base, name = self._folder(key)
+        path = os.path.join(base, name)
+        try:
+            fd = self._open(key, path)
+            try:
+                return os.pread(fd, end - start, start) if end > start else b""
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                raise ObjectMissing(f"no such object: {key}") from None
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from exc
+
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         base, name = self._folder(key)
         path = os.path.join(base, name)
         try:
-            try:
-                fd = os.open(path, _READ | os.O_NOFOLLOW)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                fd = os.open(self._followed(key, path), _READ)  # a link within the root
+            fd = self._open(key, path)
             with open(fd, "rb") as f:
                 if max_bytes is None:
                     return f.read()
@@ -177,6 +195,11 @@ class LocalStore:
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
+
+
+def _check_range(start: int, end: int) -> None:
+    if not 0 <= start <= end:
+        raise ValueError(f"a byte range needs 0 <= start <= end, not {start}-{end}")
 
 
 def open_local_location(uri: str, settings: Settings | None) -> Location:

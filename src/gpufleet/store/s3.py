@@ -102,6 +102,32 @@ class S3Store:
                 body.close()
             return bytes(data)
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """One GET with a Range header; an object shorter than start gives no bytes."""
+        if not 0 <= start <= end:
+            raise ValueError(f"a byte range needs 0 <= start <= end, not {start}-{end}")
+        if end == start:
+            if not self.exists(key):
+                raise ObjectMissing(f"no such object: s3://{self.bucket}/{key}")
+            return b""
+        try:
+            with _translated(self, key):
+                response = self.client.get_object(Bucket=self.bucket, Key=key,
+                                                  Range=f"bytes={start}-{end - 1}")
+                body = response["Body"]
+                try:
+                    # At most end - start bytes, whatever the answer says (a server that
+                    # ignores Range answers 200 with the whole object).
+                    data = body.read(end - start)
+                finally:
+                    body.close()
+        except _RangeNotSatisfiable:
+            return b""
+        if response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200 and start:
+            raise StoreUnavailable(f"s3://{self.bucket}/{key}: the store ignored a Range "
+                                   "request (answered the whole object)")
+        return bytes(data)
+
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
             raise ObjectRejected(f"cannot write s3://{self.bucket}/{key}: key too long "
@@ -162,6 +188,10 @@ class S3Store:
             raise StoreUnavailable(f"s3://{self.bucket}/: no such bucket") from None
 
 
+class _RangeNotSatisfiable(Exception):
+    """A range that starts at or past the object's end (HTTP 416): no bytes, not an error."""
+
+
 @contextmanager
 def _translated(store: S3Store, key: str) -> Iterator[None]:
     """Translate botocore's exceptions into gpufleet's at the adapter boundary."""
@@ -173,6 +203,8 @@ def _translated(store: S3Store, key: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
+        if code == "InvalidRange":
+            raise _RangeNotSatisfiable(where) from None
         if code in _MISSING:
             raise ObjectMissing(f"no such object: {where}") from None
         if code == "NoSuchBucket":
