@@ -15,13 +15,24 @@ import typer
 from rich.markup import escape
 
 from gpufleet import logs, tracing
-from gpufleet.cli import api, control, demo, deploy, dlq, initialize, jobs, plan, worker
+from gpufleet.cli import (
+    api,
+    control,
+    demo,
+    deploy,
+    dlq,
+    initialize,
+    jobs,
+    plan,
+    stream,
+    worker,
+)
 from gpufleet.cli.common import err, out
 from gpufleet.errors import GpufleetError
 
 app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True,
                   pretty_exceptions_enable=False)
-for commands in (jobs.app, worker.app, demo.app, control.app, plan.app, api.app,
+for commands in (jobs.app, worker.app, demo.app, control.app, stream.app, plan.app, api.app,
                  initialize.app):
     app.add_typer(commands)
 app.add_typer(dlq.app, name="dlq")
