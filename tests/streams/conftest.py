@@ -56,7 +56,7 @@ def redis_feed(server: RedisServer, input: str) -> Feed:
 
     client = redis.Redis.from_url(server.url)
     stream = "keys-" + secrets.token_hex(4)
-    return Feed(f"{server.url}?stream={stream}&claim_idle_s=1",
+    return Feed(f"{server.url}?stream={stream}",
                 lambda key: client.xadd(stream, {"key": key}), input, redelivery_s=0.0)
 
 

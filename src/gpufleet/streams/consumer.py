@@ -181,6 +181,8 @@ class StreamConsumer:
         self.stats.rejected += len(self._rejections)
         self.source.ack(self._held)  # only now: every item above is in an enqueued job
         self._reset()
+        if made:
+            self._backlog_at = float("-inf")  # the backlog just grew: look again
         self.stats.jobs += len(made)
         self.stats.job_ids += made
         return made
