@@ -150,5 +150,5 @@ def test_the_stream_command(home: Home, feed: Feed) -> None:
     (job,) = home.json("status")
     assert job["job"] == result["job_ids"][0] and job["total"] == 3
     # And a source it cannot use is one line
-    bad = home.run("stream", "--source", "kafka://broker/topic", check=False)
+    bad = home.run("stream", "--source", "amqp://broker/queue", check=False)
     assert bad.returncode == 1 and "unsupported stream source" in bad.stderr

@@ -22,7 +22,8 @@ app = typer.Typer()
 def stream(
     source: Annotated[str, typer.Option(
         "--source", help="Where records come from: kinesis://STREAM, "
-        "redis://HOST:PORT/DB?stream=NAME, nats://HOST:PORT/STREAM or sqs://QUEUE.")],
+        "redis://HOST:PORT/DB?stream=NAME, nats://HOST:PORT/STREAM, sqs://QUEUE or "
+        "kafka://BROKER:PORT/TOPIC (untested).")],
     input: Annotated[str | None, typer.Option(
         help="Where bare keys live (S3 events and s3:// URIs say it themselves).")] = None,
     model: ModelOpt = None,

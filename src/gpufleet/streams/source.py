@@ -49,8 +49,9 @@ SOURCES = Registry("stream source", {
     "rediss": "gpufleet.streams.redis:RedisStreamSource.from_uri",
     "nats": "gpufleet.streams.nats:JetStreamSource.from_uri",
     "sqs": "gpufleet.streams.sqs:SqsEventSource.from_uri",
-}, expected="kinesis://STREAM, redis://HOST:PORT/DB?stream=NAME, nats://HOST:PORT/STREAM "
-             "or sqs://QUEUE")
+    "kafka": "gpufleet.streams.kafka:KafkaSource.from_uri",
+}, expected="kinesis://STREAM, redis://HOST:PORT/DB?stream=NAME, nats://HOST:PORT/STREAM, "
+             "sqs://QUEUE or kafka://BROKER:PORT/TOPIC")
 
 
 def open_source(uri: str, *, index: Index, consumer: str) -> StreamSource:
