@@ -22,7 +22,7 @@ from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.models.base import canonical_spec
 from gpufleet.streams.consumer import StreamConsumer, WindowRules
-from gpufleet.streams.source import StreamSource, open_source
+from gpufleet.streams.source import Record, StreamSource, open_source
 from tests.servers import MotoServer, NatsServer, RedisServer
 
 MODEL = canonical_spec("synthetic?item_ms=1")
@@ -133,3 +133,25 @@ def step_until(c: StreamConsumer, done: Callable[[], bool], *, timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} ({c.stats})")
         c.step()
+
+
+class _DiesBeforeAck:
+    """The source of a consumer killed after it enqueued a window, before it acknowledged."""
+
+    def __init__(self, source: StreamSource) -> None:
+        self.inner = source
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def ack(self, records: list[Record]) -> None:
+        raise KeyboardInterrupt("killed before acknowledging")
+
+
+def crash_before_ack(c: StreamConsumer) -> None:
+    """Run c until its first window is enqueued, and kill it there: nothing acknowledged."""
+    real = c.source
+    c.source = _DiesBeforeAck(real)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        step_until(c, lambda: False, what="the crash")
+    real.close()

@@ -15,7 +15,14 @@ from gpufleet.index import Index
 from gpufleet.index.stream_records import StreamRecords
 from tests.conftest import Home
 from tests.servers import RedisServer
-from tests.streams.conftest import MODEL, Feed, consumer, redis_feed, step_until
+from tests.streams.conftest import (
+    MODEL,
+    Feed,
+    consumer,
+    crash_before_ack,
+    redis_feed,
+    step_until,
+)
 
 
 @pytest.fixture
@@ -90,9 +97,10 @@ def test_hostile_records_are_rejected_with_reasons_and_acknowledged(
     client.xadd(stream, {"key": json.dumps(sns)})
     client.xadd(stream, {"a": "1", "b": "2"})  # two fields, none named key
     feed.put("s3://other-bucket/in/there.jpg")
+    feed.put("good/1.jpg")  # the same key in another record: one item
     c = consumer(settings, index, feed, max_items=100, max_s=0.3)
     # When the consumer reads them all
-    step_until(c, lambda: c.stats.records == len(hostile) + 6 and not c.holding,
+    step_until(c, lambda: c.stats.records == len(hostile) + 7 and not c.holding,
                what="every record")
     # Then the good ones are jobs (one per place the objects live), the rest rejected
     jobs = {index.job(j).input: index.job(j) for j in c.stats.job_ids}
@@ -102,6 +110,7 @@ def test_hostile_records_are_rejected_with_reasons_and_acknowledged(
     assert keys[feed.input] == ["good/1.jpg"]
     assert keys["s3://other-bucket/"] == ["in/there.jpg"]
     assert c.stats.duplicates == 0  # the repeated event collapsed within its window
+    assert c.stats.items == 4
     rejected = StreamRecords(index).rejected(c.source.uri)
     reasons = [r["reason"] for r in rejected]
     assert len(rejected) == len(hostile) + 1 == c.stats.rejected
@@ -147,8 +156,31 @@ def test_the_stream_command(home: Home, feed: Feed) -> None:
                        "--model", MODEL, "--window-s", "0.3", "--exit-idle", "1")
     # Then it made one job of the three
     assert result["items"] == 3 and result["jobs"] == 1 and result["rejected"] == 0
-    (job,) = home.json("status")
-    assert job["job"] == result["job_ids"][0] and job["total"] == 3
+    index = home.index()
+    (job,) = index.jobs()
+    index.close()
+    assert job.id == result["job_ids"][0] and job.counts.total == 3
     # And a source it cannot use is one line
     bad = home.run("stream", "--source", "amqp://broker/queue", check=False)
     assert bad.returncode == 1 and "unsupported stream source" in bad.stderr
+
+
+def test_on_postgresql_a_crash_before_ack_duplicates_nothing(
+        tmp_path: Path, feed: Feed, postgres_url: str) -> None:
+    # Given an index on PostgreSQL, migrated by `gpufleet init` (revision 0008 included)
+    from gpufleet.index.migrate import upgrade
+
+    upgrade(postgres_url)
+    settings = Settings.from_env({"GPUFLEET_HOME": str(tmp_path / "pg-home"),
+                                  "GPUFLEET_DB": postgres_url, "GPUFLEET_MODEL": MODEL})
+    index = Index(settings.db)
+    for i in range(5):
+        feed.put(f"pg/{i}.jpg")
+    crash_before_ack(consumer(settings, index, feed))
+    # When a new consumer reads the same records again
+    second = consumer(settings, index, feed)
+    step_until(second, lambda: second.stats.duplicates == 5, what="the records again")
+    # Then one job of five, and the stream acknowledged
+    (job,) = index.jobs()
+    assert job.counts.total == 5 and second.stats.jobs == 0 and _pending(feed) == 0
+    index.close()

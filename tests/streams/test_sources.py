@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.index.stream_records import StreamRecords
-from gpufleet.streams.source import Record
-from tests.streams.conftest import Feed, consumer, step_until
+from tests.streams.conftest import Feed, consumer, crash_before_ack, step_until
 
 
 def _items(index: Index, job_id: str) -> list[str]:
@@ -60,31 +57,13 @@ def test_a_window_closes_by_time_when_it_does_not_fill(settings: Settings, index
     c.source.close()
 
 
-class _DiesBeforeAck:
-    """The source of a consumer killed after it enqueued a window, before it acknowledged."""
-
-    def __init__(self, source: object) -> None:
-        self.inner = source
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def ack(self, records: list[Record]) -> None:
-        raise KeyboardInterrupt("killed before acknowledging")
-
-
 def test_a_crash_between_enqueue_and_ack_duplicates_nothing(settings: Settings, index: Index,
                                                            feed: Feed) -> None:
     # Given five keys, and a consumer that dies after enqueueing their window
     keys = [f"crash/{i}.jpg" for i in range(5)]
     for key in keys:
         feed.put(key)
-    first = consumer(settings, index, feed)
-    real = first.source
-    first.source = _DiesBeforeAck(real)  # type: ignore[assignment]
-    with pytest.raises(KeyboardInterrupt):
-        step_until(first, lambda: False, what="the crash")
-    real.close()
+    crash_before_ack(consumer(settings, index, feed))
     (made,) = [j.id for j in index.jobs()]
     assert _items(index, made) == keys
     # When a new consumer starts and the source offers the records again

@@ -89,7 +89,8 @@ class StreamRecords:
 
     @staticmethod
     def _keys(conn: Any, window_id: str) -> list[str]:
-        return list(conn.execute(select(stream_events.c.key)
+        # distinct: two records naming one key (two uploads, one window) are one item
+        return list(conn.execute(select(stream_events.c.key).distinct()
                                  .where(stream_events.c.window_id == window_id)
                                  .order_by(stream_events.c.key)).scalars())
 

@@ -70,6 +70,11 @@ class RedisStreamSource:
             yield
         except self._errors as exc:
             raise Unavailable(f"stream {self.uri}: {exc}") from exc
+        except self._response_error as exc:
+            if "NOGROUP" not in str(exc):  # WRONGTYPE: the key is no stream, say
+                raise ConfigError(f"stream {self.uri}: {exc}") from exc
+            self._prepared = False  # the stream was deleted: its group is made again
+            raise Unavailable(f"stream {self.uri}: {exc}") from exc
 
     def _prepare(self) -> None:
         with self._translate():
