@@ -184,3 +184,19 @@ def test_on_postgresql_a_crash_before_ack_duplicates_nothing(
     (job,) = index.jobs()
     assert job.counts.total == 5 and second.stats.jobs == 0 and _pending(feed) == 0
     index.close()
+
+
+def test_another_consumer_claims_what_a_dead_one_left_pending(
+        settings: Settings, index: Index, feed: Feed) -> None:
+    # Given consumer c1 of the group, killed after enqueueing its window, before XACK
+    for i in range(5):
+        feed.put(f"claimed/{i}.jpg")
+    crash_before_ack(consumer(settings, index, feed, name="c1"))
+    assert _pending(feed) == 5
+    # When c2, which claims entries idle half a second, reads the stream
+    claiming = Feed(feed.uri + "&claim_idle_s=0.5", feed.put, feed.input)
+    c2 = consumer(settings, index, claiming, name="c2", max_s=0.3)
+    step_until(c2, lambda: c2.stats.duplicates == 5, what="c1's entries claimed")
+    # Then c1's entries are recognised as enqueued, and acknowledged: one job in all
+    assert len(index.jobs()) == 1 and c2.stats.jobs == 0 and _pending(feed) == 0
+    c2.source.close()
