@@ -200,3 +200,24 @@ def test_another_consumer_claims_what_a_dead_one_left_pending(
     # Then c1's entries are recognised as enqueued, and acknowledged: one job in all
     assert len(index.jobs()) == 1 and c2.stats.jobs == 0 and _pending(feed) == 0
     c2.source.close()
+
+
+def test_old_events_are_forgotten_but_not_those_of_an_open_window(
+        settings: Settings, index: Index, feed: Feed) -> None:
+    # Given a window made into a job, one left open by a crash, and a rejected record
+    for i in range(5):
+        feed.put(f"old/{i}.jpg")
+    feed.put("../bad")
+    c = consumer(settings, index, feed, max_items=6)
+    step_until(c, lambda: c.stats.jobs == 1)
+    records = StreamRecords(index)
+    records.open_window(c.source.uri, "left-open", input=str(feed.input),
+                        events=[("e1", "open/1.jpg")])
+    # When events seen before now are forgotten
+    forgotten = records.forget(c.source.uri, before=index.clock() + 1)
+    # Then the job's and the rejection's go, the open window's stay for its recovery
+    assert forgotten == 6
+    assert records.known(c.source.uri, ["e1"]) == {"e1": "left-open"}
+    assert records.window_keys("left-open") == ["open/1.jpg"]
+    assert [w["state"] for w in records.windows(c.source.uri)] == ["enqueued", "open"]
+    c.source.close()

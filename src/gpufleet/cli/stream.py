@@ -35,6 +35,9 @@ def stream(
     max_backlog: Annotated[int, typer.Option(
         min=0, help="Stop reading while the model has this many items pending (0: never).")
     ] = 100_000,
+    keep_events_days: Annotated[float, typer.Option(
+        min=0.01, help="Days the index keeps each item's event, to drop a record read "
+        "again (after a crash before its ack, an S3 event notified twice).")] = 7.0,
     consumer: Annotated[str | None, typer.Option(
         help="This reader's name in a Redis consumer group (default: the host name).")
     ] = None,
@@ -50,7 +53,8 @@ def stream(
 
     settings, index = _setup(logging.INFO)
     spec = canonical_spec(model or settings.model)
-    rules = WindowRules(max_items=window_items, max_s=window_s, max_backlog=max_backlog)
+    rules = WindowRules(max_items=window_items, max_s=window_s, max_backlog=max_backlog,
+                        keep_events_s=keep_events_days * 86400)
     name = consumer or socket.gethostname()
 
     def make() -> StreamConsumer:

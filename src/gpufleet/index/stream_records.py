@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from gpufleet.index.repo import Index
 from gpufleet.index.schema import stream_checkpoints, stream_events, stream_windows
@@ -121,6 +121,18 @@ class StreamRecords:
                  .order_by(stream_events.c.seen_at))
         with self.index.transaction() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def forget(self, stream: str, *, before: float) -> int:
+        """Drop the events seen before then, except those of an open window: they are kept
+        only while the source could offer their records again. Returns how many."""
+        still_open = select(stream_windows.c.id).where(stream_windows.c.stream == stream,
+                                                       stream_windows.c.state == "open")
+        with self.index.transaction() as conn:
+            gone = conn.execute(delete(stream_events).where(
+                stream_events.c.stream == stream, stream_events.c.seen_at < before,
+                or_(stream_events.c.window_id.is_(None),
+                    stream_events.c.window_id.not_in(still_open))))
+            return int(gone.rowcount or 0)
 
     # Checkpoints: a source's position per shard ------------------------------------------
 

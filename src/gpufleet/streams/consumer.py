@@ -39,6 +39,7 @@ from gpufleet.streams.source import Record, StreamSource
 
 log = logging.getLogger(__name__)
 _BACKLOG_LOOK_S = 1.0  # the backlog is read at most this often (one query on the index)
+_FORGET_EVERY_S = 3600.0  # old events are dropped this often
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +48,9 @@ class WindowRules:
     max_s: float = 10.0  # ...or this long after its first record, whichever comes first
     max_backlog: int = 100_000  # items pending for the model; reading stops at this; 0: off
     poll_s: float = 1.0  # the longest one read waits for records
+    # Events are kept this long (a week), to drop a record offered again: after a crash
+    # before its ack (seconds or minutes) or an S3 event notified twice (minutes).
+    keep_events_s: float = 7 * 86400.0
 
 
 @dataclass
@@ -70,6 +74,7 @@ class StreamConsumer:
         self.stats = Stats()
         self._reset()
         self._backlog, self._backlog_at = 0, float("-inf")
+        self._forgot_at = float("-inf")
         if rules.max_s >= source.hold_s:
             log.warning("stream %s: a window may stay open %g s, but the source offers an "
                         "unacknowledged record again after %g s: it will be read twice and "
@@ -96,6 +101,10 @@ class StreamConsumer:
 
     def step(self) -> list[str]:
         """Read once (unless backlogged) and close the window if it is due; the jobs made."""
+        if self.clock() - self._forgot_at >= _FORGET_EVERY_S:
+            self._forgot_at = self.clock()
+            self.records.forget(self.source.uri,
+                                before=self.index.clock() - self.rules.keep_events_s)
         made = self._close() if self._due() else []
         if self._backlogged():
             self.stats.paused += 1
