@@ -11,6 +11,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v ip >/dev/null || missing+=(iproute2)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v kubectl >/dev/null || missing+=(kubectl)  # renders deploy/kubernetes (kustomize)
+command -v nats-server >/dev/null || missing+=(nats-server)  # JetStream, for tests/streams
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing test servers: ${missing[*]}"

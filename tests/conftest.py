@@ -21,6 +21,7 @@ from tests.kube_api import kube  # noqa: F401  a Kubernetes API server, for the 
 from tests.servers import (  # noqa: F401  real servers on free ports, for every test
     aws_env,
     moto_server,
+    nats_server,
     postgres_server,
     postgres_url,
     redis_server,

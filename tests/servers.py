@@ -1,8 +1,9 @@
-"""Real servers for tests, each started on a free port: redis-server, PostgreSQL, moto (S3, SQS).
+"""Real servers for tests, each started on a free port: redis-server, PostgreSQL, moto (S3, SQS,
+Kinesis), nats-server (JetStream).
 
 The session fixtures at the bottom are imported by tests/conftest.py, so every
 test can ask for ``redis_server``, ``moto_server`` (plus ``aws_env`` to point
-boto3 at it), ``postgres_server`` or ``postgres_url`` (a fresh database).
+boto3 at it), ``postgres_server`` or ``postgres_url`` (a fresh database), ``nats_server``.
 A missing server binary is a test FAILURE naming the package to install,
 never a skip.
 """
@@ -139,6 +140,35 @@ class MotoServer:
         self.proc = None
 
 
+# -- nats-server with JetStream ---------------------------------------------------------
+
+
+class NatsServer:
+    """A throwaway ``nats-server -js``, its JetStream store in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            pytest.fail("nats-server not found: install it (apt-get install nats-server)",
+                        pytrace=False)
+        self.binary, self.dir = binary, directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.dir / "nats.log"
+        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                "-sd", str(self.dir / "store"), "-l", str(log)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.proc, "nats-server", log)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
 # -- PostgreSQL: a throwaway cluster made with initdb ---------------------------------
 
 
@@ -233,6 +263,14 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
     server.start()
     yield server
     server.stop()

@@ -25,6 +25,7 @@ from gpufleet.cli import (
     initialize,
     jobs,
     plan,
+    stream,
     worker,
 )
 from gpufleet.cli.common import err, out
@@ -32,7 +33,8 @@ from gpufleet.errors import GpufleetError
 
 app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True,
                   pretty_exceptions_enable=False)
-for commands in (jobs.app, export.app, worker.app, demo.app, control.app, plan.app, api.app,
+for commands in (jobs.app, export.app, worker.app, demo.app, control.app, stream.app, plan.app,
+                 api.app,
                  initialize.app):
     app.add_typer(commands)
 app.add_typer(dlq.app, name="dlq")

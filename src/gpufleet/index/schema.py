@@ -133,3 +133,42 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )
+
+# Streaming sources (issue 17): `gpufleet stream` turns a stream's records into jobs, one per
+# window. A window's events are recorded before its job is created and its records
+# acknowledged, so a consumer that dies in between re-reads them and finds their job
+# instead of making a second one; a source's checkpoint (a Kinesis shard's sequence number)
+# is kept here too.
+stream_windows = Table(
+    "stream_windows", metadata,
+    Column("id", String(64), primary_key=True),  # the job id it makes
+    Column("stream", String(512), nullable=False),  # the source's URI, without secrets
+    Column("state", String(16), nullable=False),  # open (job not yet made), enqueued
+    Column("input", Text, nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("closed_at", Float),
+    Index("ix_stream_windows_stream_state", "stream", "state"),
+)
+
+stream_events = Table(
+    "stream_events", metadata,
+    Column("stream", String(512), primary_key=True),
+    # sha256 of what names the event: an S3 event's bucket, key and version; else the
+    # record's position in the stream
+    Column("event_id", String(64), primary_key=True),
+    Column("window_id", String(64)),  # NULL: rejected
+    Column("key", String(1024)),
+    Column("state", String(16), nullable=False),  # accepted, rejected
+    Column("reason", Text),
+    Column("seen_at", Float, nullable=False),
+    Index("ix_stream_events_window", "window_id"),
+)
+
+stream_checkpoints = Table(
+    "stream_checkpoints", metadata,
+    Column("stream", String(512), primary_key=True),
+    Column("shard", String(256), primary_key=True),
+    Column("position", String(256), nullable=False),  # e.g. the last sequence number taken
+    Column("updated_at", Float, nullable=False),
+)
