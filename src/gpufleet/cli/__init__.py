@@ -15,7 +15,18 @@ import typer
 from rich.markup import escape
 
 from gpufleet import logs, tracing
-from gpufleet.cli import api, control, demo, deploy, dlq, initialize, jobs, plan, worker
+from gpufleet.cli import (
+    api,
+    control,
+    demo,
+    deploy,
+    dlq,
+    initialize,
+    jobs,
+    notify,
+    plan,
+    worker,
+)
 from gpufleet.cli.common import err, out
 from gpufleet.errors import GpufleetError
 
@@ -27,6 +38,7 @@ for commands in (jobs.app, worker.app, demo.app, control.app, plan.app, api.app,
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(api.keys_app, name="keys")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(notify.app, name="notify")
 
 
 def _version(show: bool) -> None:

@@ -15,16 +15,20 @@ from gpufleet.api.client import ApiClient
 from gpufleet.cli import remote as cli_remote
 from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli.common import setup as _setup
+from gpufleet.cli.notify import show_secret
 from gpufleet.cli.remote import ApiOpt, connect
 from gpufleet.domain import Job, JobState
 from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_PRIORITY
+from gpufleet.notify.dispatcher import Dispatcher
+from gpufleet.notify.targets import TargetStore
 from gpufleet.sources import submit_source
 from gpufleet.waiting import WaitInterrupted, wait_for_job
 
 app = typer.Typer()
+_NOTIFY_BUDGET_S = 30.0  # what --wait spends delivering notifications at the end
 
 @app.command()
 def submit(
@@ -52,12 +56,19 @@ def submit(
         "--include", metavar="PATTERN",
         help="Only names matching this shell pattern, any case (e.g. '*.jpg'); repeat for "
         "more. For a folder or s3:// prefix: other files are left out, not failed.")] = None,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL_OR_ARN",
+        help="Tell this https:// webhook or SNS topic when the job is created and finished; "
+        "repeat for more (see gpufleet notify).")] = None,
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
     """Create a job from a manifest or a folder of images; print its id."""
     deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
-    if (remote := connect(api)) and include:
+    if (remote := connect(api)) and notify:
+        raise typer.BadParameter("registers a target in the local index; through the API, "
+                                 "POST /v1/notify/targets with the job", param_hint="--notify")
+    if remote and include:
         raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "
                                  "job sent through the API", param_hint="--include")
     if remote:  # through the API: the same job, the same output
@@ -67,6 +78,9 @@ def submit(
         settings, index = _setup()
         job = submit_source(settings, index, source, input=input, output=output, model=model,
                             deadline_s=deadline_s, priority=priority, include=include or ())
+        for address in notify or ():
+            show_secret(TargetStore(index, settings.notify).add(
+                address, tenant=job.tenant, job_id=job.id))
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return
@@ -76,6 +90,10 @@ def submit(
                wait_for_job(settings, index, job.id, workers=workers))
     except WaitInterrupted as stopped:
         stopped_waiting(remote or index, stopped)
+    if not remote:  # the job's events, now rather than at the controller's next tick
+        sent = Dispatcher(settings, index).drain(budget_s=_NOTIFY_BUDGET_S)
+        if sent.delivered or sent.retried or sent.failed:
+            err.print(f"notifications: {sent.describe()}")
     if as_json:
         out.print(json.dumps(job.summary()))
     else:

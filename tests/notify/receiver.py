@@ -1,0 +1,64 @@
+"""A real webhook receiver for tests: http.server in a thread, on a free port, that answers
+each POST with the next status of a script (then 200) and keeps what it received."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: str
+    status: int  # what the receiver answered
+
+
+@dataclass
+class Receiver:
+    url: str
+    script: list[int] = field(default_factory=list)  # statuses to answer first, in order
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted(self) -> list[Received]:
+        return [r for r in self.received if r.status < 300]
+
+
+@contextmanager
+def receiver(*, script: list[int] | None = None, redirect_to: str | None = None
+             ) -> Iterator[Receiver]:
+    """redirect_to: answer every POST with a 302 there (a receiver that redirects)."""
+    state = Receiver(url="", script=list(script or []))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            with state.lock:
+                status = 302 if redirect_to else (state.script.pop(0) if state.script
+                                                  else 200)
+                state.received.append(Received(self.path, dict(self.headers), body, status))
+            self.send_response(status)
+            if redirect_to:
+                self.send_header("Location", redirect_to)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
