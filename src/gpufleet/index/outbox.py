@@ -79,9 +79,11 @@ class Outbox:
     def emit(self, events: Iterable[Event]) -> int:
         """Write the events not written before; how many were new."""
         now = self.index.clock()
+        # A microsecond apart, so the rows of one look go out in the order they were noticed
+        # (created before finished); retries may still reorder them.
         rows = [{"id": e.id, "target_id": e.target_id, "job_id": e.job_id, "event": e.event,
                  "body": e.body, "state": e.state, "attempts": 0, "next_at": now,
-                 "created_at": now} for e in events]
+                 "created_at": now + n * 1e-6} for n, e in enumerate(events)]
         if not rows:
             return 0
         dialect = postgresql if self.index.engine.dialect.name == "postgresql" else sqlite
@@ -115,7 +117,7 @@ class Outbox:
         """Pending rows whose time has come, oldest first."""
         query = (select(notify_outbox).where(notify_outbox.c.state == PENDING,
                                              notify_outbox.c.next_at <= self.index.clock())
-                 .order_by(notify_outbox.c.next_at, notify_outbox.c.id).limit(limit))
+                 .order_by(notify_outbox.c.next_at, notify_outbox.c.created_at).limit(limit))
         with self.index.transaction() as conn:
             return [OutboxRow(**r) for r in conn.execute(query).mappings()]
 
