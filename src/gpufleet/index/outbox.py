@@ -87,10 +87,11 @@ class Outbox:
         if not rows:
             return 0
         dialect = postgresql if self.index.engine.dialect.name == "postgresql" else sqlite
+        # RETURNING counts what was new: psycopg's rowcount here is -1, not 0 or 1.
         statement = dialect.insert(notify_outbox).on_conflict_do_nothing(
-            index_elements=[notify_outbox.c.id])
+            index_elements=[notify_outbox.c.id]).returning(notify_outbox.c.id)
         with self.index.transaction() as conn:
-            return sum(int(conn.execute(statement, row).rowcount) for row in rows)
+            return sum(len(conn.execute(statement, row).all()) for row in rows)
 
     def seen(self, target_id: str, job_ids: Sequence[str]) -> dict[str, set[str]]:
         """The events already written for the target, per job (job.created, ...)."""
