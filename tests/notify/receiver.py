@@ -3,11 +3,23 @@ each POST with the next status of a script (then 200) and keeps what it received
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, made by openssl."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
 
 
 @dataclass(frozen=True)
@@ -30,9 +42,10 @@ class Receiver:
 
 
 @contextmanager
-def receiver(*, script: list[int] | None = None, redirect_to: str | None = None
-             ) -> Iterator[Receiver]:
-    """redirect_to: answer every POST with a 302 there (a receiver that redirects)."""
+def receiver(*, script: list[int] | None = None, redirect_to: str | None = None,
+             tls: tuple[Path, Path] | None = None) -> Iterator[Receiver]:
+    """redirect_to: answer every POST with a 302 there (a receiver that redirects);
+    tls: (certificate, key) to serve HTTPS as https://localhost:PORT/hook."""
     state = Receiver(url="", script=list(script or []))
 
     class Handler(BaseHTTPRequestHandler):
@@ -54,6 +67,11 @@ def receiver(*, script: list[int] | None = None, redirect_to: str | None = None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        state.url = f"https://localhost:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

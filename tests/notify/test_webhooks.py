@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
+from pathlib import Path
+
+import httpx
 
 from gpufleet.domain import ItemStatus
 from gpufleet.index.outbox import Outbox
+from gpufleet.notify.dispatcher import Dispatcher
 from gpufleet.notify.events import notice
 from gpufleet.notify.webhook import SIGNATURE_HEADER, verify
 from tests.notify.conftest import Notifying
-from tests.notify.receiver import receiver
+from tests.notify.receiver import receiver, self_signed
 
 
 def test_a_tenants_webhook_hears_of_its_jobs_created_and_finished_once_signed(
@@ -139,3 +144,20 @@ def test_a_removed_target_gets_nothing_more(notifying: Notifying) -> None:
     rows = {r.event: r for r in Outbox(notifying.index).rows(job_id=job)}
     assert rows["job.finished"].state == "failed"
     assert rows["job.finished"].last_error == "target removed"
+
+
+def test_https_goes_to_the_checked_address_with_the_hosts_certificate(
+        notifying: Notifying, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    with receiver(tls=(cert, key)) as hook:
+        # Given an HTTPS receiver for the name localhost, its certificate trusted
+        job = notifying.job("job-s", items=1)
+        notifying.targets.add(hook.url, tenant="a", job_id=job, events="created")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=trusted, timeout=10) as http:
+            dispatcher = Dispatcher(notifying.settings, notifying.index, http=http)
+            # When the event is sent (to the address checked, not the name)
+            done = dispatcher.run_once()
+    # Then TLS checked the certificate against the name, and the receiver saw the name
+    assert done.delivered == 1, Outbox(notifying.index).log(job_id=job)
+    assert hook.received[0].headers["Host"] == hook.url.split("/")[2]

@@ -32,7 +32,11 @@ class Resolved:
     scheme: str
     host: str
     port: int
-    address: str  # the IP address checked (an IPv6 one without brackets)
+    addresses: tuple[str, ...]  # the IP addresses checked, in the resolver's order
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
 
 def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -79,4 +83,5 @@ def check_url(url: str, *, allow_http: bool = False, allow_private: bool = False
                 raise TargetRefused(
                     f"webhook host {host!r} resolves to {address}, a {why} address: refused "
                     "(GPUFLEET_NOTIFY_ALLOW_PRIVATE=1 allows it for local testing)")
-    return Resolved(url=url, scheme=parts.scheme, host=host, port=port, address=addresses[0])
+    return Resolved(url=url, scheme=parts.scheme, host=host, port=port,
+                    addresses=tuple(addresses))

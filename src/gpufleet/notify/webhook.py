@@ -49,14 +49,13 @@ def verify(secret: str, header: str, body: str, *, now: float, tolerance_s: floa
     return hmac.compare_digest(expected, header) and abs(now - timestamp) <= tolerance_s
 
 
-def _pinned(resolved: Resolved) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """The URL with the checked address in place of the name, the Host header, and the
-    TLS server name: the connection goes where the guard looked, not to a new lookup."""
+def _pinned(resolved: Resolved, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL with a checked address in place of the name, the Host header, and the TLS
+    server name: the connection goes where the guard looked, not to a new lookup."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(resolved.url)
-    address = f"[{resolved.address}]" if ":" in resolved.address else resolved.address
-    netloc = f"{address}:{resolved.port}"
+    netloc = f"[{address}]:{resolved.port}" if ":" in address else f"{address}:{resolved.port}"
     host = resolved.host if parts.port is None else f"{resolved.host}:{parts.port}"
     extensions = {"sni_hostname": resolved.host} if resolved.scheme == "https" else {}
     return urlunsplit(parts._replace(netloc=netloc)), {"Host": host}, extensions
@@ -75,17 +74,23 @@ def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, time
         resolved = check_url(url, allow_http=allow_http, allow_private=allow_private)
     except TargetRefused as exc:
         return Outcome(ok=False, retry=False, error=str(exc))
-    pinned, headers, extensions = _pinned(resolved)
-    headers.update({"Content-Type": "application/json", "User-Agent": "gpufleet-notify",
-                    SIGNATURE_HEADER: sign(secret, int(time.time()), body),
-                    "X-Gpufleet-Event": event, "X-Gpufleet-Delivery": delivery_id})
     own = client is None
     http = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
     try:
-        answer = http.post(pinned, content=body.encode(), headers=headers,
-                           extensions=extensions)
-    except httpx.HTTPError as exc:
-        return Outcome(ok=False, retry=True, error=f"{type(exc).__name__}: {exc}"[:500])
+        for n, address in enumerate(resolved.addresses):  # the next if one cannot connect
+            pinned, headers, extensions = _pinned(resolved, address)
+            headers.update({"Content-Type": "application/json", "User-Agent": "gpufleet-notify",
+                            SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+                            "X-Gpufleet-Event": event, "X-Gpufleet-Delivery": delivery_id})
+            try:
+                answer = http.post(pinned, content=body.encode(), headers=headers,
+                                   extensions=extensions, follow_redirects=False)
+                break
+            except httpx.ConnectError as exc:
+                if n + 1 == len(resolved.addresses):
+                    return Outcome(ok=False, retry=True, error=f"ConnectError: {exc}"[:500])
+            except httpx.HTTPError as exc:
+                return Outcome(ok=False, retry=True, error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
         if own:
             http.close()
