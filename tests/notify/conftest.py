@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -35,10 +35,13 @@ class Notifying:
     index: Index
     clock: Clock
     targets: TargetStore
+    made: list[Dispatcher] = field(default_factory=list)
 
     def dispatcher(self) -> Dispatcher:
         # The longest wait full jitter can draw: the test knows when a retry is due.
-        return Dispatcher(self.settings, self.index, uniform=lambda _low, high: high)
+        made = Dispatcher(self.settings, self.index, uniform=lambda _low, high: high)
+        self.made.append(made)
+        return made
 
     def job(self, job_id: str, *, items: int = 2, tenant: str = "a") -> str:
         self.clock.advance(1)
@@ -63,5 +66,8 @@ def notifying(home: Home) -> Iterator[Notifying]:
     settings = home.settings
     clock = Clock()
     index = Index(settings.db, clock=clock)
-    yield Notifying(settings, index, clock, TargetStore(index, settings.notify))
+    notifying = Notifying(settings, index, clock, TargetStore(index, settings.notify))
+    yield notifying
+    for dispatcher in notifying.made:
+        dispatcher.close()
     index.close()

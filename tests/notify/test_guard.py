@@ -71,7 +71,8 @@ def test_delivery_checks_the_address_again(notifying: Notifying) -> None:
         notifying.targets.add(hook.url, tenant="a", job_id=job)
         # When a dispatcher that allows no private address delivers its event
         strict = replace(notifying.settings, notify=NotifySettings(allow_http=1))
-        done = Dispatcher(strict, notifying.index).run_once()
+        with Dispatcher(strict, notifying.index) as dispatcher:
+            done = dispatcher.run_once()
     # Then nothing reached the receiver and the event failed, saying why
     assert done.failed == 1 and not hook.received
     (row,) = Outbox(notifying.index).rows(job_id=job)

@@ -220,6 +220,7 @@ class Controller:
             log.warning("cannot record the decision: %s", exc)
 
     def close(self) -> None:
+        self.notifications.close()
         self.queue.close()
         if self.ingest is not None:
             self.ingest.inbox.close()

@@ -91,7 +91,8 @@ def submit(
     except WaitInterrupted as stopped:
         stopped_waiting(remote or index, stopped)
     if not remote:  # the job's events, now rather than at the controller's next tick
-        sent = Dispatcher(settings, index).drain(budget_s=_NOTIFY_BUDGET_S)
+        with Dispatcher(settings, index) as dispatcher:
+            sent = dispatcher.drain(budget_s=_NOTIFY_BUDGET_S)
         if sent.delivered or sent.retried or sent.failed:
             err.print(f"notifications: {sent.describe()}")
     if as_json:

@@ -111,5 +111,6 @@ def run(budget: Annotated[str, typer.Option(
         help="Stop after this long even if events are still due.")] = "60s") -> None:
     """Notice events and deliver what is due now (the controller does this on its own)."""
     settings, index = _setup()
-    done = Dispatcher(settings, index).drain(budget_s=parse_duration(budget, what="--budget"))
+    with Dispatcher(settings, index) as dispatcher:
+        done = dispatcher.drain(budget_s=parse_duration(budget, what="--budget"))
     out.print(done.describe() + f"; {Outbox(index).pending()} pending")

@@ -58,7 +58,24 @@ class Dispatcher:
         self.outbox = Outbox(index)
         self.targets = TargetStore(index, settings.notify)
         self.uniform, self.http = uniform, http
+        self._own_http = http is None  # made on first use, kept: connections are reused
         self._sns: dict[str, Any] = {}
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_http and self.http is not None:
+            self.http.close()
+            self.http = None
+
+    def _http(self) -> Any:
+        if self.http is None:
+            self.http = webhook.new_client(self.config.timeout_s)
+        return self.http
 
     def run_once(self) -> Pass:
         """Notice what happened, then send what is due now (one batch)."""
@@ -92,7 +109,7 @@ class Dispatcher:
                 target.address, secret=target.secret or "", body=row.body, event=row.event,
                 delivery_id=row.id, timeout_s=self.config.timeout_s,
                 allow_http=bool(self.config.allow_http),
-                allow_private=bool(self.config.allow_private), client=self.http)
+                allow_private=bool(self.config.allow_private), client=self._http())
         ms = (time.monotonic() - started) * 1000
         retry_at = None
         if not outcome.ok and outcome.retry and row.attempts + 1 < self.config.max_attempts:
@@ -125,6 +142,12 @@ class Background:
     def join(self, timeout_s: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+    def close(self, *, timeout_s: float = 5.0) -> None:
+        """Wait a little for a pass under way (what it has not sent stays due), then close."""
+        self.join(timeout_s)
+        if self._thread is None or not self._thread.is_alive():
+            self.dispatcher.close()
 
     def _run(self) -> None:
         try:

@@ -61,21 +61,28 @@ def _pinned(resolved: Resolved, address: str) -> tuple[str, dict[str, str], dict
     return urlunsplit(parts._replace(netloc=netloc)), {"Host": host}, extensions
 
 
+def new_client(timeout_s: float) -> Any:
+    """An httpx client for deliveries: redirects are never followed."""
+    try:
+        import httpx
+    except ImportError:
+        raise ConfigError("webhooks need httpx: pip install 'gpufleet[notify]'") from None
+    return httpx.Client(timeout=timeout_s, follow_redirects=False)
+
+
 def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, timeout_s: float,
          allow_http: bool, allow_private: bool, client: Any = None) -> Outcome:
     """One attempt. The URL is checked again first (DNS may have changed): a refusal is
     final. Redirects are not followed; a 2xx is delivered, 408/425/429/5xx and network
     trouble are retried, any other answer fails the event."""
     try:
-        import httpx
-    except ImportError:
-        raise ConfigError("webhooks need httpx: pip install 'gpufleet[notify]'") from None
-    try:
         resolved = check_url(url, allow_http=allow_http, allow_private=allow_private)
     except TargetRefused as exc:
         return Outcome(ok=False, retry=False, error=str(exc))
     own = client is None
-    http = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
+    http = client or new_client(timeout_s)
+    import httpx  # present: new_client made one, or the caller did
+
     try:
         for n, address in enumerate(resolved.addresses):  # the next if one cannot connect
             pinned, headers, extensions = _pinned(resolved, address)
