@@ -176,9 +176,10 @@ class NotifySettings:
     backoff_base_s: float = 5.0  # retry n waits a random time up to base * 2**n (full jitter)
     backoff_max_s: float = 3600.0
     batch: int = 100  # outbox rows a dispatcher pass takes at a time
+    concurrency: int = 8  # deliveries at once (a slow receiver holds up only its own)
 
     def problems(self) -> list[str]:
-        found = _at_least_one(self, ("max_attempts", "batch"), "NOTIFY_")
+        found = _at_least_one(self, ("max_attempts", "batch", "concurrency"), "NOTIFY_")
         found += [f"{PREFIX}NOTIFY_{name.upper()} must be 0 or 1"
                   for name in ("allow_http", "allow_private") if getattr(self, name) not in (0, 1)]
         if self.timeout_s <= 0:

@@ -3,7 +3,9 @@
 It runs wherever something looks after jobs: in a thread beside the
 controller's tick (``Background``: a slow receiver never delays scaling), at
 the end of ``gpufleet submit --wait``, and by hand (``gpufleet notify run``).
-Several may run at once: each row is claimed before it is sent. A failed
+Several may run at once: each row is claimed before it is sent. A pass sends to
+``GPUFLEET_NOTIFY_CONCURRENCY`` targets at once, each target's events in the order
+noticed, so one slow receiver holds up only its own. A failed
 attempt is retried after a random wait up to ``base * 2**attempt`` (full jitter,
 so receivers that failed together are not hit together again), until
 ``GPUFLEET_NOTIFY_MAX_ATTEMPTS``; a refused target or a 4xx answer fails it at once.
@@ -16,6 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +62,8 @@ class Dispatcher:
         self.targets = TargetStore(index, settings.notify)
         self.uniform, self.http = uniform, http
         self._own_http = http is None  # made on first use, kept: connections are reused
-        self._sns: dict[str, Any] = {}
+        self._sns: dict[str, Any] = {}  # one SNS client per region, made under the lock
+        self._sns_lock = threading.Lock()
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -82,9 +86,27 @@ class Dispatcher:
         targets = self.targets.signing()
         noticed = notice(self.index, self.outbox, list(targets.values())) if targets else 0
         done = Pass(noticed=noticed)
-        for row in self.outbox.due(limit=self.config.batch):
-            if self.outbox.claim(row, lease_s=self.config.timeout_s + 30):
-                done += self._deliver(row, targets.get(row.target_id))
+        claimed = [row for row in self.outbox.due(limit=self.config.batch)
+                   if self.outbox.claim(row, lease_s=self.config.timeout_s + 30)]
+        if not claimed:
+            return done
+        by_target: dict[str, list[OutboxRow]] = {}
+        for row in claimed:
+            by_target.setdefault(row.target_id, []).append(row)
+        if any(t.kind == "webhook" for t in targets.values()):
+            self._http()  # made once, before the threads share it
+
+        def send(rows: list[OutboxRow]) -> Pass:  # one target's, in the order noticed
+            sent = Pass()
+            for row in rows:
+                sent += self._deliver(row, targets.get(row.target_id))
+            return sent
+
+        # Targets at once, so a slow receiver holds up only its own events.
+        with ThreadPoolExecutor(max_workers=self.config.concurrency,
+                                thread_name_prefix="gpufleet-notify") as pool:
+            for outcome in pool.map(send, by_target.values()):
+                done += outcome
         return done
 
     def drain(self, *, budget_s: float = 30.0) -> Pass:
@@ -103,6 +125,8 @@ class Dispatcher:
         if target is None:
             outcome = webhook.Outcome(ok=False, retry=False, error="target removed")
         elif target.kind == "sns":
+            with self._sns_lock:  # the region's client made once
+                sns.publish_client(target.address, self._sns)
             outcome = sns.publish(target.address, body=row.body, clients=self._sns)
         else:
             outcome = webhook.post(

@@ -19,15 +19,21 @@ def region_of(arn: str) -> str:
     return arn.split(":")[3]
 
 
+def publish_client(arn: str, clients: dict[str, Any]) -> str:
+    """Make the client for the topic's region unless clients has it; the region."""
+    region = region_of(arn)
+    if region not in clients:
+        # boto3 retries throttling and 5xx itself, briefly: the outbox retries for longer.
+        clients[region] = aws.client("sns", region=region, attempts=2)
+    return region
+
+
 def publish(arn: str, *, body: str, clients: dict[str, Any]) -> Outcome:
     """One attempt to publish body to the topic; clients: one boto3 SNS client per region,
     kept by the caller between attempts."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    region = region_of(arn)
-    if region not in clients:
-        # boto3 retries throttling and 5xx itself, briefly: the outbox retries for longer.
-        clients[region] = aws.client("sns", region=region, attempts=2)
+    region = publish_client(arn, clients)
     doc = json.loads(body)
     try:
         clients[region].publish(
