@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import World
+from tests.api.conftest import MODEL, World, tenant_input
 
 HOOK = "https://93.184.215.14/hook"  # a public address: registration resolves nothing more
 TOPIC = "arn:aws:sns:us-east-1:123456789012:jobs"
@@ -52,3 +52,22 @@ def test_refused_targets_and_scopes(world: World) -> None:
             assert answer.status_code == 422 and message in answer.json()["detail"], address
         assert reader.post("/v1/notify/targets", json={"address": TOPIC}).status_code == 403
         assert reader.get("/v1/notify/targets").status_code == 200
+
+
+def test_submit_notify_through_the_api_registers_the_jobs_target(world: World) -> None:
+    # Given a manifest of tenant b's objects
+    manifest = world.home.path / "notify.txt"
+    manifest.write_text("item-00001.bin\n")
+    photos = tenant_input(world.home, "b") / "photos"
+    # When it is submitted through the API with a webhook to tell
+    result = world.home.run("submit", manifest, "--input", photos.as_uri() + "/", "--model",
+                            MODEL, "--notify", HOOK, "--api", world.server.url,
+                            GPUFLEET_API_KEY=world.keys["b"])
+    job = result.stdout.strip()
+    # Then b has a target for that job, and its secret was printed once
+    assert "whsec_" in result.stderr
+    with world.client("b") as b:
+        targets = b.get("/v1/notify/targets").json()["targets"]
+        (mine,) = [t for t in targets if t["job"] == job]
+        assert mine["address"] == HOOK
+        b.delete(f"/v1/notify/targets/{mine['id']}")

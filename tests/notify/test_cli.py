@@ -71,3 +71,14 @@ def test_notify_add_list_run_remove(home: Home, tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert "a link-local address: refused" in " ".join(refused.stderr.split())
         assert "Traceback" not in refused.stderr
+
+
+def test_a_refused_notify_target_makes_no_job(home: Home, tmp_path: Path) -> None:
+    write_files(tmp_path / "photos", 1)
+    # When a job is submitted with a webhook on the metadata service's address
+    result = home.run("submit", tmp_path / "photos", "--model", "synthetic?item_ms=1",
+                      "--notify", "https://169.254.169.254/latest", check=False)
+    # Then it is refused in one line, and no job was made
+    assert result.returncode == 1 and "link-local" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert home.json("status") == []

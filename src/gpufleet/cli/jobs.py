@@ -15,7 +15,7 @@ from gpufleet.api.client import ApiClient
 from gpufleet.cli import remote as cli_remote
 from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli.common import setup as _setup
-from gpufleet.cli.notify import show_secret
+from gpufleet.cli.notify import notify_job
 from gpufleet.cli.remote import ApiOpt, connect
 from gpufleet.domain import Job, JobState
 from gpufleet.durations import parse_duration
@@ -23,7 +23,7 @@ from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_PRIORITY
 from gpufleet.notify.dispatcher import Dispatcher
-from gpufleet.notify.targets import TargetStore
+from gpufleet.notify.targets import TargetStore, kind_of
 from gpufleet.sources import submit_source
 from gpufleet.waiting import WaitInterrupted, wait_for_job
 
@@ -65,22 +65,20 @@ def submit(
 ) -> None:
     """Create a job from a manifest or a folder of images; print its id."""
     deadline_s = parse_duration(deadline, what="--deadline") if deadline else None
-    if (remote := connect(api)) and notify:
-        raise typer.BadParameter("registers a target in the local index; through the API, "
-                                 "POST /v1/notify/targets with the job", param_hint="--notify")
-    if remote and include:
+    if (remote := connect(api)) and include:
         raise typer.BadParameter("narrows a folder or an s3:// prefix submitted here, not a "
                                  "job sent through the API", param_hint="--include")
     if remote:  # through the API: the same job, the same output
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority)
+        notify_job(job, notify or (), remote=remote)
     else:
         settings, index = _setup()
+        for address in notify or ():  # refused before a job is made
+            kind_of(address, settings.notify)
         job = submit_source(settings, index, source, input=input, output=output, model=model,
                             deadline_s=deadline_s, priority=priority, include=include or ())
-        for address in notify or ():
-            show_secret(TargetStore(index, settings.notify).add(
-                address, tenant=job.tenant, job_id=job.id))
+        notify_job(job, notify or (), store=TargetStore(index, settings.notify))
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return

@@ -5,18 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from gpufleet.api.client import ApiClient
 from gpufleet.cli.common import JsonOpt, err, out
 from gpufleet.cli.common import setup as _setup
+from gpufleet.domain import Job
 from gpufleet.durations import parse_duration
+from gpufleet.errors import GpufleetError
 from gpufleet.index.outbox import Outbox
 from gpufleet.notify.dispatcher import Dispatcher
-from gpufleet.notify.targets import Target, TargetStore
+from gpufleet.notify.targets import TargetStore
 
 app = typer.Typer(help="Completion notifications: webhooks and SNS topics told of jobs.",
                   no_args_is_help=True)
@@ -27,11 +31,29 @@ ProgressOpt = Annotated[str | None, typer.Option(
     "--progress-every", help="Send progress at most this often, e.g. 30s (adds progress).")]
 
 
-def show_secret(target: Target) -> None:
+def show_secret(target_id: str, secret: str | None) -> None:
     """A webhook's secret, printed once: it is never shown again."""
-    if target.secret:
-        err.print(f"signing secret for target {target.id} (shown once, keep it): "
-                  f"[bold]{target.secret}[/]")
+    if secret:
+        err.print(f"signing secret for target {target_id} (shown once, keep it): "
+                  f"[bold]{secret}[/]")
+
+
+def notify_job(job: Job, addresses: Sequence[str], *, remote: ApiClient | None = None,
+               store: TargetStore | None = None) -> None:
+    """Register `submit --notify`'s targets for the job it made: through the API, or in
+    the index."""
+    for address in addresses:
+        try:
+            if remote is not None:
+                made = remote.request("POST", "/v1/notify/targets",
+                                      json={"address": address, "job": job.id})
+                show_secret(made["id"], made.get("secret"))
+            elif store is not None:
+                target = store.add(address, tenant=job.tenant, job_id=job.id)
+                show_secret(target.id, target.secret)
+        except GpufleetError as exc:
+            raise GpufleetError(f"job {job.id} was created, but no notifications go to "
+                                f"{address}: {exc}") from exc
 
 
 @app.command("add")
@@ -57,7 +79,7 @@ def add(
         out.print(json.dumps({**target.to_json(), "secret": target.secret}))
         return
     out.print(target.id)
-    show_secret(target)
+    show_secret(target.id, target.secret)
 
 
 @app.command("list")
