@@ -178,3 +178,5 @@ class Background:
             self.dispatcher.drain(budget_s=self.budget_s)
         except GpufleetError as exc:  # the index is away: the next tick tries again
             log.warning("notifications: %s", exc)
+        except Exception:  # a bug here must not end notifications (nor the controller)
+            log.exception("notifications: the pass failed; the next tick tries again")

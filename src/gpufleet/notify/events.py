@@ -52,15 +52,19 @@ def notice(index: Index, outbox: Outbox, targets: list[Target]) -> int:
     """Write what happened to each target's open jobs; how many events were new."""
     new = 0
     now = index.clock()
+    read: dict[str, Job | None] = {}  # each job read once a pass, however many targets
     for target in targets:
         job_ids = open_jobs(index, target)
         seen = outbox.seen(target.id, job_ids)
         for job_id in job_ids:
-            try:
-                job = index.job(job_id)
-            except JobNotFound:  # deleted meanwhile
-                continue
-            new += outbox.emit(_events(outbox, target, job, seen[job_id], now))
+            if job_id not in read:
+                try:
+                    read[job_id] = index.job(job_id)
+                except JobNotFound:  # deleted meanwhile
+                    read[job_id] = None
+            job = read[job_id]
+            if job is not None:
+                new += outbox.emit(_events(outbox, target, job, seen[job_id], now))
     return new
 
 
