@@ -7,6 +7,7 @@ import json
 from gpufleet.autoscale.controller import Controller, Estimates
 from gpufleet.autoscale.policy import PolicyConfig
 from gpufleet.autoscale.providers.local import LocalProvider
+from gpufleet.index.outbox import Outbox
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.models.base import canonical_spec
 from gpufleet.notify.targets import TargetStore
@@ -40,3 +41,20 @@ def test_a_tick_sends_a_cancelled_jobs_events(home: Home) -> None:
     assert [(e["event"], e["state"]) for e in events] == [("job.created", "cancelled"),
                                                           ("job.finished", "cancelled")]
     assert events[1]["job"]["cancelled"] == 2
+
+
+def test_a_jobs_created_event_is_written_when_the_job_is_made(home: Home) -> None:
+    settings, index = home.settings, home.index()
+    try:
+        # Given a tenant-wide SNS target (only written here, never sent)
+        TargetStore(index, settings.notify).add(
+            "arn:aws:sns:us-east-1:123456789012:jobs", tenant="default")
+        # When a job is made
+        job = create_job(settings, index, JobRequest(items=["k0"], model=MODEL,
+                                                     input=settings.input))
+        # Then its created event is in the outbox already, saying it is queued
+        (row,) = Outbox(index).rows(job_id=job.id)
+        assert row.event == "job.created" and row.state == "pending"
+        assert json.loads(row.body)["state"] == "queued"
+    finally:
+        index.close()

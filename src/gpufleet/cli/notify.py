@@ -20,6 +20,7 @@ from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.index.outbox import Outbox
 from gpufleet.notify.dispatcher import Dispatcher
+from gpufleet.notify.events import notice
 from gpufleet.notify.targets import TargetStore
 
 app = typer.Typer(help="Completion notifications: webhooks and SNS topics told of jobs.",
@@ -51,6 +52,7 @@ def notify_job(job: Job, addresses: Sequence[str], *, remote: ApiClient | None =
             elif store is not None:
                 target = store.add(address, tenant=job.tenant, job_id=job.id)
                 show_secret(target.id, target.secret)
+                notice(store.index, Outbox(store.index), [target])  # created, now
         except GpufleetError as exc:
             raise GpufleetError(f"job {job.id} was created, but no notifications go to "
                                 f"{address}: {exc}") from exc

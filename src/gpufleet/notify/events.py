@@ -20,7 +20,7 @@ from gpufleet.errors import JobNotFound
 from gpufleet.index import Index
 from gpufleet.index.outbox import PENDING, Event, Outbox
 from gpufleet.index.schema import jobs, notify_outbox
-from gpufleet.notify.targets import Target
+from gpufleet.notify.targets import Target, TargetStore
 
 SKIPPED = "skipped"
 
@@ -66,6 +66,16 @@ def notice(index: Index, outbox: Outbox, targets: list[Target]) -> int:
             if job is not None:
                 new += outbox.emit(_events(outbox, target, job, seen[job_id], now))
     return new
+
+
+def job_created(index: Index, targets: TargetStore, job: Job) -> int:
+    """Write the events of a job just made for its tenant's targets: at once, so the created
+    event says what the job was when made (the next pass would notice it, later)."""
+    mine = [t for t in targets.listed(tenant=job.tenant)
+            if t.job_id is None and t.created_at <= job.created_at]
+    outbox = Outbox(index)
+    now = index.clock()
+    return outbox.emit([event for t in mine for event in _events(outbox, t, job, set(), now)])
 
 
 def _events(outbox: Outbox, target: Target, job: Job, seen: set[str], now: float
