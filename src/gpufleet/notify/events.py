@@ -1,7 +1,8 @@
 """Noticing events: which jobs each target hears of, and what happened to them since.
 
-A job's state follows from its items' counts (``domain.Counts.state``); no one
-write marks it finished. So events are noticed by looking, wherever a dispatcher
+A job's created event is written as the job is made (``job_created``). Its state
+then follows from its items' counts (``domain.Counts.state``); no one write
+marks it finished. So later events are noticed by looking, wherever a dispatcher
 runs (the controller's tick, the end of ``submit --wait``, ``notify run``), and
 written to the outbox keyed by (target, job, event): noticed twice, written once.
 A job's events stop being looked for once its finished event is written; a
