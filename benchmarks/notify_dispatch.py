@@ -17,6 +17,8 @@ import dataclasses
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,10 @@ class _FreshClient:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
 
-    def post(self, *args: Any, **kwargs: Any) -> Any:
-        with webhook.new_client(self.timeout_s) as http:
-            return http.post(*args, **kwargs)
+    @contextmanager
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with webhook.new_client(self.timeout_s) as http, http.stream(*args, **kwargs) as answer:
+            yield answer
 
     def close(self) -> None:
         pass

@@ -3,6 +3,7 @@ each POST with the next status of a script (then 200) and keeps what it received
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import subprocess
 import threading
@@ -43,7 +44,8 @@ class Receiver:
 
 @contextmanager
 def receiver(*, script: list[int] | None = None, redirect_to: str | None = None,
-             tls: tuple[Path, Path] | None = None) -> Iterator[Receiver]:
+             tls: tuple[Path, Path] | None = None, answer: bytes = b"ok"
+             ) -> Iterator[Receiver]:
     """redirect_to: answer every POST with a 302 there (a receiver that redirects);
     tls: (certificate, key) to serve HTTPS as https://localhost:PORT/hook."""
     state = Receiver(url="", script=list(script or []))
@@ -58,9 +60,10 @@ def receiver(*, script: list[int] | None = None, redirect_to: str | None = None,
             self.send_response(status)
             if redirect_to:
                 self.send_header("Location", redirect_to)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(answer)  # the client may stop reading early
 
         def log_message(self, *args: object) -> None:  # quiet
             pass

@@ -161,3 +161,15 @@ def test_https_goes_to_the_checked_address_with_the_hosts_certificate(
     # Then TLS checked the certificate against the name, and the receiver saw the name
     assert done.delivered == 1, Outbox(notifying.index).log(job_id=job)
     assert hook.received[0].headers["Host"] == hook.url.split("/")[2]
+
+
+def test_only_the_start_of_a_failed_answer_is_read(notifying: Notifying) -> None:
+    with receiver(script=[500], answer=b"x" * 5_000_000) as hook:
+        # Given a receiver that fails with a 5 MB answer
+        job = notifying.job("job-big", items=1)
+        notifying.targets.add(hook.url, tenant="a", job_id=job, events="created")
+        # When the event is sent
+        notifying.dispatcher().run_once()
+    # Then the log keeps the status and the answer's first 200 bytes
+    (attempt,) = Outbox(notifying.index).log(job_id=job)
+    assert attempt.status == 500 and attempt.error == "HTTP 500: " + "x" * 200

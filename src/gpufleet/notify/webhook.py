@@ -21,6 +21,7 @@ from gpufleet.notify.guard import Resolved, TargetRefused, check_url
 SIGNATURE_HEADER = "X-Gpufleet-Signature"
 # Answers worth retrying: a timeout, throttling, the receiver's own trouble.
 _RETRY_STATUS = frozenset({408, 425, 429})
+_ANSWER_BYTES = 200  # of a failed answer's body, kept in the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,11 @@ def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, time
                             SIGNATURE_HEADER: sign(secret, int(time.time()), body),
                             "X-Gpufleet-Event": event, "X-Gpufleet-Delivery": delivery_id})
             try:
-                answer = http.post(pinned, content=body.encode(), headers=headers,
-                                   extensions=extensions, follow_redirects=False)
+                # Streamed: only the first bytes of the answer are read (for the log), so a
+                # receiver cannot make the dispatcher hold a large body.
+                with http.stream("POST", pinned, content=body.encode(), headers=headers,
+                                 extensions=extensions, follow_redirects=False) as answer:
+                    said = _first_bytes(answer, _ANSWER_BYTES)
                 break
             except httpx.ConnectError as exc:
                 if n + 1 == len(resolved.addresses):
@@ -105,4 +109,13 @@ def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, time
         return Outcome(ok=True, retry=False, status=answer.status_code)
     retry = answer.status_code >= 500 or answer.status_code in _RETRY_STATUS
     return Outcome(ok=False, retry=retry, status=answer.status_code,
-                   error=f"HTTP {answer.status_code}: {answer.text[:200]}")
+                   error=f"HTTP {answer.status_code}: {said}")
+
+
+def _first_bytes(answer: Any, limit: int) -> str:
+    kept = b""
+    for chunk in answer.iter_bytes():
+        kept += chunk
+        if len(kept) >= limit:
+            break
+    return kept[:limit].decode("utf-8", "replace")
