@@ -60,6 +60,8 @@ def receiver(*, script: list[int] | None = None, redirect_to: str | None = None,
             self.send_response(status)
             if redirect_to:
                 self.send_header("Location", redirect_to)
+            if status in (429, 503):
+                self.send_header("Retry-After", "120")
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -48,7 +48,7 @@ def test_a_tenants_webhook_hears_of_its_jobs_created_and_finished_once_signed(
 
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
         notifying: Notifying) -> None:
-    with receiver(script=[500, 503]) as hook:
+    with receiver(script=[500, 502]) as hook:
         # Given a job's webhook whose receiver fails twice
         job = notifying.job("job-r", items=1)
         notifying.targets.add(hook.url, tenant="a", job_id=job, events="created")
@@ -63,11 +63,11 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
         notifying.clock.advance(1)
         runs.append(dispatcher.run_once())
     # Then it was tried three times, the same delivery each time, and delivered at last
-    assert [r.status for r in hook.received] == [500, 503, 200]
+    assert [r.status for r in hook.received] == [500, 502, 200]
     assert [(r.retried, r.delivered) for r in runs] == [(1, 0), (0, 0), (1, 0), (0, 0), (0, 1)]
     assert len({r.headers["X-Gpufleet-Delivery"] for r in hook.received}) == 1
     log = Outbox(notifying.index).log(job_id=job)
-    assert [(a.attempt, a.ok, a.status) for a in log] == [(1, False, 500), (2, False, 503),
+    assert [(a.attempt, a.ok, a.status) for a in log] == [(1, False, 500), (2, False, 502),
                                                            (3, True, 200)]
     assert [row.state for row in Outbox(notifying.index).rows(job_id=job)] == ["delivered"]
 
@@ -173,3 +173,20 @@ def test_only_the_start_of_a_failed_answer_is_read(notifying: Notifying) -> None
     # Then the log keeps the status and the answer's first 200 bytes
     (attempt,) = Outbox(notifying.index).log(job_id=job)
     assert attempt.status == 500 and attempt.error == "HTTP 500: " + "x" * 200
+
+
+def test_a_receivers_retry_after_is_waited_for(notifying: Notifying) -> None:
+    with receiver(script=[429]) as hook:
+        # Given a receiver that answers 429 with Retry-After: 120 (more than the backoff)
+        job = notifying.job("job-429", items=1)
+        notifying.targets.add(hook.url, tenant="a", job_id=job, events="created")
+        dispatcher = notifying.dispatcher()
+        dispatcher.run_once()
+        # When the dispatcher runs after the backoff (5 s), then after 120 s
+        notifying.clock.advance(60)
+        early = dispatcher.run_once()
+        notifying.clock.advance(60)
+        late = dispatcher.run_once()
+    # Then it waited for the receiver's 120 s
+    assert (early.delivered, late.delivered) == (0, 1)
+    assert [r.status for r in hook.received] == [429, 200]

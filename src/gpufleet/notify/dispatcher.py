@@ -139,7 +139,10 @@ class Dispatcher:
         if not outcome.ok and outcome.retry and row.attempts + 1 < self.config.max_attempts:
             ceiling = min(self.config.backoff_max_s,
                           self.config.backoff_base_s * 2 ** row.attempts)
-            retry_at = self.index.clock() + self.uniform(0.0, ceiling)
+            wait_s = self.uniform(0.0, ceiling)
+            if outcome.retry_after_s:  # the receiver said when (seconds; dates are ignored)
+                wait_s = min(max(wait_s, outcome.retry_after_s), self.config.backoff_max_s)
+            retry_at = self.index.clock() + wait_s
         self.outbox.settle(row, ok=outcome.ok, status=outcome.status, error=outcome.error,
                            ms=ms, retry_at=retry_at)
         if outcome.ok:

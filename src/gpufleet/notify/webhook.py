@@ -30,6 +30,7 @@ class Outcome:
     retry: bool  # worth another attempt later
     status: int | None = None
     error: str | None = None
+    retry_after_s: float | None = None  # the receiver's Retry-After, in seconds
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
@@ -96,6 +97,7 @@ def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, time
                 with http.stream("POST", pinned, content=body.encode(), headers=headers,
                                  extensions=extensions, follow_redirects=False) as answer:
                     said = _first_bytes(answer, _ANSWER_BYTES)
+                    wait = answer.headers.get("Retry-After", "")
                 break
             except httpx.ConnectError as exc:
                 if n + 1 == len(resolved.addresses):
@@ -109,7 +111,8 @@ def post(url: str, *, secret: str, body: str, event: str, delivery_id: str, time
         return Outcome(ok=True, retry=False, status=answer.status_code)
     retry = answer.status_code >= 500 or answer.status_code in _RETRY_STATUS
     return Outcome(ok=False, retry=retry, status=answer.status_code,
-                   error=f"HTTP {answer.status_code}: {said}")
+                   error=f"HTTP {answer.status_code}: {said}",
+                   retry_after_s=float(wait) if wait.isdigit() else None)
 
 
 def _first_bytes(answer: Any, limit: int) -> str:
