@@ -55,7 +55,12 @@ def test_notify_add_list_run_remove(home: Home, tmp_path: Path) -> None:
             (target, hook.url, ["created"])]
         assert "whsec_" not in json.dumps(listed)
         write_files(tmp_path / "photos", 2)
-        home.run("submit", tmp_path / "photos", "--model", "synthetic?item_ms=1")
+        job = home.run("submit", tmp_path / "photos", "--model", "synthetic?item_ms=1"
+                       ).stdout.strip()
+        # (and a topic for that job alone, which only waits in the outbox here)
+        home.run("notify", "add", "arn:aws:sns:us-east-1:123456789012:jobs", "--job", job,
+                 "--events", "finished")
+        assert [t["job"] for t in home.json("notify", "list")] == [None, job]
         # When `notify run` meets a receiver that fails once, then runs after the retry is due
         first = home.run("notify", "run", "--budget", "0")  # one pass
         time.sleep(0.05)  # the retry's wait (at most 10 ms) has passed
@@ -65,7 +70,7 @@ def test_notify_add_list_run_remove(home: Home, tmp_path: Path) -> None:
         assert [r.status for r in hook.received] == [500, 200]
         # And a removed target is not listed; a bad one is refused in one line
         home.run("notify", "remove", target)
-        assert home.json("notify", "list") == []
+        assert [t["job"] for t in home.json("notify", "list")] == [job]
         refused = home.run("notify", "add", "https://169.254.169.254/", check=False,
                            GPUFLEET_NOTIFY_ALLOW_PRIVATE="0")
         assert refused.returncode == 1

@@ -22,6 +22,7 @@ from gpufleet.index.repo import Index
 from gpufleet.index.schema import notify_log, notify_outbox
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+_IDS_PER_STATEMENT = 5000  # below SQLite's limit of bound parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +97,13 @@ class Outbox:
     def seen(self, target_id: str, job_ids: Sequence[str]) -> dict[str, set[str]]:
         """The events already written for the target, per job (job.created, ...)."""
         found: dict[str, set[str]] = {j: set() for j in job_ids}
-        if not job_ids:
-            return found
-        query = select(notify_outbox.c.job_id, notify_outbox.c.event).where(
-            notify_outbox.c.target_id == target_id, notify_outbox.c.job_id.in_(list(job_ids)))
         with self.index.transaction() as conn:
-            for job_id, event in conn.execute(query):
-                found[job_id].add(event)
+            for start in range(0, len(job_ids), _IDS_PER_STATEMENT):
+                chunk = list(job_ids[start:start + _IDS_PER_STATEMENT])
+                query = select(notify_outbox.c.job_id, notify_outbox.c.event).where(
+                    notify_outbox.c.target_id == target_id, notify_outbox.c.job_id.in_(chunk))
+                for job_id, event in conn.execute(query):
+                    found[job_id].add(event)
         return found
 
     def progress_state(self, target_id: str, job_id: str) -> tuple[int, float | None]:
