@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -190,3 +191,22 @@ def test_a_receivers_retry_after_is_waited_for(notifying: Notifying) -> None:
     # Then it waited for the receiver's 120 s
     assert (early.delivered, late.delivered) == (0, 1)
     assert [r.status for r in hook.received] == [429, 200]
+
+
+def test_two_dispatchers_at_once_send_each_event_once(notifying: Notifying) -> None:
+    with receiver() as hook:
+        # Given a tenant's webhook and 20 jobs of the tenant
+        notifying.targets.add(hook.url, tenant="a", events="created")
+        jobs = [notifying.job(f"job-{n:02d}", items=1) for n in range(20)]
+        first, second = notifying.dispatcher(), notifying.dispatcher()
+        # When two dispatchers notice and send at the same time
+        threads = [threading.Thread(target=d.run_once) for d in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        first.run_once()  # whatever the other had not claimed yet
+    # Then each job's created event arrived once
+    delivered = [json.loads(r.body)["job"]["job"] for r in hook.received]
+    assert sorted(delivered) == jobs
+    assert len({r.headers["X-Gpufleet-Delivery"] for r in hook.received}) == 20

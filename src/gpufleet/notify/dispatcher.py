@@ -86,12 +86,11 @@ class Dispatcher:
         targets = self.targets.signing()
         noticed = notice(self.index, self.outbox, list(targets.values())) if targets else 0
         done = Pass(noticed=noticed)
-        claimed = [row for row in self.outbox.due(limit=self.config.batch)
-                   if self.outbox.claim(row, lease_s=self.config.timeout_s + 30)]
-        if not claimed:
+        due = self.outbox.due(limit=self.config.batch)
+        if not due:
             return done
         by_target: dict[str, list[OutboxRow]] = {}
-        for row in claimed:
+        for row in due:
             by_target.setdefault(row.target_id, []).append(row)
         if any(t.kind == "webhook" for t in targets.values()):
             self._http()  # made once, before the threads share it
@@ -99,7 +98,9 @@ class Dispatcher:
         def send(rows: list[OutboxRow]) -> Pass:  # one target's, in the order noticed
             sent = Pass()
             for row in rows:
-                sent += self._deliver(row, targets.get(row.target_id))
+                # Claimed just before it is sent, so its lease covers this attempt only.
+                if self.outbox.claim(row, lease_s=self.config.timeout_s + 30):
+                    sent += self._deliver(row, targets.get(row.target_id))
             return sent
 
         # Targets at once, so a slow receiver holds up only its own events.
