@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpufleet.config import Settings
-from gpufleet.errors import GpufleetError
+from gpufleet.errors import ConfigError, GpufleetError
 from gpufleet.index import Index
 from gpufleet.index.outbox import Outbox, OutboxRow
 from gpufleet.notify import sns, webhook
@@ -62,8 +62,8 @@ class Dispatcher:
         self.targets = TargetStore(index, settings.notify)
         self.uniform, self.http = uniform, http
         self._own_http = http is None  # made on first use, kept: connections are reused
-        self._sns: dict[str, Any] = {}  # one SNS client per region, made under the lock
-        self._sns_lock = threading.Lock()
+        self._sns: dict[str, Any] = {}  # one SNS client per region
+        self._lock = threading.Lock()  # clients are made once, by one of the pass's threads
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -77,9 +77,10 @@ class Dispatcher:
             self.http = None
 
     def _http(self) -> Any:
-        if self.http is None:
-            self.http = webhook.new_client(self.config.timeout_s)
-        return self.http
+        with self._lock:
+            if self.http is None:
+                self.http = webhook.new_client(self.config.timeout_s)
+            return self.http
 
     def run_once(self) -> Pass:
         """Notice what happened, then send what is due now (one batch)."""
@@ -92,8 +93,6 @@ class Dispatcher:
         by_target: dict[str, list[OutboxRow]] = {}
         for row in due:
             by_target.setdefault(row.target_id, []).append(row)
-        if any(t.kind == "webhook" for t in targets.values()):
-            self._http()  # made once, before the threads share it
 
         def send(rows: list[OutboxRow]) -> Pass:  # one target's, in the order noticed
             sent = Pass()
@@ -123,18 +122,10 @@ class Dispatcher:
 
     def _deliver(self, row: OutboxRow, target: Target | None) -> Pass:
         started = time.monotonic()
-        if target is None:
-            outcome = webhook.Outcome(ok=False, retry=False, error="target removed")
-        elif target.kind == "sns":
-            with self._sns_lock:  # the region's client made once
-                sns.publish_client(target.address, self._sns)
-            outcome = sns.publish(target.address, body=row.body, clients=self._sns)
-        else:
-            outcome = webhook.post(
-                target.address, secret=target.secret or "", body=row.body, event=row.event,
-                delivery_id=row.id, timeout_s=self.config.timeout_s,
-                allow_http=bool(self.config.allow_http),
-                allow_private=bool(self.config.allow_private), client=self._http())
+        try:
+            outcome = self._send(row, target)
+        except ConfigError as exc:  # httpx or boto3 missing, no AWS region: an operator's fix
+            outcome = webhook.Outcome(ok=False, retry=True, error=str(exc))
         ms = (time.monotonic() - started) * 1000
         retry_at = None
         if not outcome.ok and outcome.retry and row.attempts + 1 < self.config.max_attempts:
@@ -151,6 +142,20 @@ class Dispatcher:
         log.warning("notification %s for job %s to target %s: %s%s", row.event, row.job_id,
                     row.target_id, outcome.error, " (will retry)" if retry_at else "")
         return Pass(retried=1) if retry_at is not None else Pass(failed=1)
+
+
+    def _send(self, row: OutboxRow, target: Target | None) -> webhook.Outcome:
+        if target is None:
+            return webhook.Outcome(ok=False, retry=False, error="target removed")
+        if target.kind == "sns":
+            with self._lock:
+                sns.publish_client(target.address, self._sns)
+            return sns.publish(target.address, body=row.body, clients=self._sns)
+        return webhook.post(
+            target.address, secret=target.secret or "", body=row.body, event=row.event,
+            delivery_id=row.id, timeout_s=self.config.timeout_s,
+            allow_http=bool(self.config.allow_http),
+            allow_private=bool(self.config.allow_private), client=self._http())
 
 
 class Background:
