@@ -13,7 +13,8 @@ sections hold the knobs of one part each, and each checks its own values:
   the Auto Scaling group, prices, the default deadline);
 - ``storage``: encryption of what gpufleet writes to S3;
 - ``server``: the HTTP API server (``GPUFLEET_API_*``: limits, quotas, signing,
-  networks).
+  networks);
+- ``notify``: completion notifications (``GPUFLEET_NOTIFY_*``: retries, the SSRF guard).
 
 An unknown ``GPUFLEET_*`` name is refused (with the nearest known one), so a
 typo never silently falls back to a default; every problem is reported at
@@ -167,6 +168,28 @@ class ServerSettings:
         return found
 
 
+@dataclass(frozen=True, kw_only=True)
+class NotifySettings:
+    """Completion notifications (issue 17), read from ``GPUFLEET_NOTIFY_<NAME>``."""
+
+    allow_http: int = 0  # 1: webhooks over plain http (local testing)
+    allow_private: int = 0  # 1: webhooks to loopback, private, link-local addresses (testing)
+    timeout_s: float = 10.0  # one delivery attempt, connecting and answering
+    max_attempts: int = 10  # then the event is failed, with its last error in the log
+    backoff_base_s: float = 5.0  # retry n waits a random time up to base * 2**n (full jitter)
+    backoff_max_s: float = 3600.0
+    batch: int = 100  # outbox rows a dispatcher pass takes at a time
+    concurrency: int = 8  # deliveries at once (a slow receiver holds up only its own)
+
+    def problems(self) -> list[str]:
+        found = _at_least_one(self, ("max_attempts", "batch", "concurrency"), "NOTIFY_")
+        found += [f"{PREFIX}NOTIFY_{name.upper()} must be 0 or 1"
+                  for name in ("allow_http", "allow_private") if getattr(self, name) not in (0, 1)]
+        if self.timeout_s <= 0:
+            found.append(f"{PREFIX}NOTIFY_TIMEOUT_S must be positive")
+        return found
+
+
 # Each section, and the prefix its names take after GPUFLEET_.
 SECTIONS: dict[str, tuple[type[Any], str]] = {
     "tasks": (TaskSettings, ""),
@@ -174,6 +197,7 @@ SECTIONS: dict[str, tuple[type[Any], str]] = {
     "fleet": (FleetSettings, ""),
     "storage": (StorageSettings, ""),
     "server": (ServerSettings, "API_"),
+    "notify": (NotifySettings, "NOTIFY_"),
 }
 
 
@@ -201,6 +225,7 @@ class Settings:
     fleet: FleetSettings = field(default_factory=FleetSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def __post_init__(self) -> None:
         home = self.home.expanduser().resolve()

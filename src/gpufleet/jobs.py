@@ -9,6 +9,7 @@ is one queue however its spec is spelled.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -23,11 +24,14 @@ from gpufleet.index import Index
 from gpufleet.index.enqueue_marks import EnqueueMarks
 from gpufleet.manifest import MAX_DEADLINE_S, MAX_PRIORITY, ManifestStream
 from gpufleet.models.base import canonical_spec
+from gpufleet.notify.events import job_created
+from gpufleet.notify.targets import TargetStore
 from gpufleet.preprocess.chain import canonical_chain
 from gpufleet.shards import expand_shards
 from gpufleet.store import open_location
 
 RESULTS = ("objects", "shards")  # how a job's results are written: per item, per task
+log = logging.getLogger(__name__)
 
 
 def new_job_id() -> str:
@@ -146,4 +150,9 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
     except BaseException:  # interrupted: the next process that looks goes on from the mark
         marks.hand_over(claim)
         raise
-    return index.job(job_id)
+    job = index.job(job_id)
+    try:  # the created event, now; if the index is away, the dispatcher notices it later
+        job_created(index, TargetStore(index, settings.notify), job)
+    except GpufleetError as exc:
+        log.warning("job %s: its created event waits for the dispatcher: %s", job_id, exc)
+    return job

@@ -30,6 +30,7 @@ from gpufleet.api import (
     health,
     items,
     jobs,
+    notify,
     search,
     thumbnails,
     whoami,
@@ -133,7 +134,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                          "tenant. Send an API key as `Authorization: Bearer KEY`.")
     app.state.services = svc
     strict = [Depends(known_query)]
-    for module in (jobs, export, items, search, dlq, fleet, workers, whoami):
+    for module in (jobs, export, items, search, dlq, fleet, workers, whoami, notify):
         # downloads and thumbnails first: their /v1/items/{job}/{key}/download (/thumbnail)
         # must win over items' {key:path}.
         if module is items:

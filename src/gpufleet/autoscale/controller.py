@@ -48,6 +48,7 @@ from gpufleet.index import Index
 from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.intake.ingest import Ingest
 from gpufleet.models import parse_spec
+from gpufleet.notify.dispatcher import Background, Dispatcher
 from gpufleet.queue import open_queue
 from gpufleet.sweeper import sweep
 
@@ -90,6 +91,8 @@ class Controller:
         self.on_tick = on_tick
         self.records = FleetRecords(index)
         self.queue = open_queue(settings.queue, name=model)
+        # Notifications are delivered beside the tick, never in its way (notify/dispatcher.py).
+        self.notifications = Background(Dispatcher(settings, index))
         self._last_acted: tuple[Any, ...] = ()  # only to log changes, not to decide
         self._logged_at = 0.0
 
@@ -109,6 +112,7 @@ class Controller:
         if self.ingest is not None:
             self.ingest.poll()
         sweep(self.settings, self.index, model=self.model)  # every job ends, whatever happened
+        self.notifications.kick()
         now = self.clock()
         machines = self.provider.machines()
         view, snapshot = self.view(machines, now)
@@ -216,6 +220,7 @@ class Controller:
             log.warning("cannot record the decision: %s", exc)
 
     def close(self) -> None:
+        self.notifications.close()
         self.queue.close()
         if self.ingest is not None:
             self.ingest.inbox.close()

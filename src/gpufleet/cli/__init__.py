@@ -24,6 +24,7 @@ from gpufleet.cli import (
     export,
     initialize,
     jobs,
+    notify,
     plan,
     stream,
     worker,
@@ -40,6 +41,7 @@ for commands in (jobs.app, export.app, worker.app, demo.app, control.app, stream
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(api.keys_app, name="keys")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(notify.app, name="notify")
 
 
 def _version(show: bool) -> None:

@@ -15,16 +15,20 @@ from gpufleet.api.client import ApiClient
 from gpufleet.cli import remote as cli_remote
 from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
 from gpufleet.cli.common import setup as _setup
+from gpufleet.cli.notify import notify_job
 from gpufleet.cli.remote import ApiOpt, connect
 from gpufleet.domain import Job, JobState
 from gpufleet.durations import parse_duration
 from gpufleet.errors import GpufleetError
 from gpufleet.index import Index
 from gpufleet.manifest import MAX_PRIORITY
+from gpufleet.notify.dispatcher import Dispatcher
+from gpufleet.notify.targets import TargetStore, kind_of
 from gpufleet.sources import submit_source
 from gpufleet.waiting import WaitInterrupted, wait_for_job
 
 app = typer.Typer()
+_NOTIFY_BUDGET_S = 30.0  # what --wait spends delivering notifications at the end
 
 @app.command()
 def submit(
@@ -58,6 +62,10 @@ def submit(
     results: Annotated[str, typer.Option(
         help="objects: one result JSON per item; shards: one JSONL object per task under "
         "<output>/<job>/shards/ (the index records every item either way).")] = "objects",
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", metavar="URL_OR_ARN",
+        help="Tell this https:// webhook or SNS topic when the job is created and finished; "
+        "repeat for more (see gpufleet notify).")] = None,
     as_json: JsonOpt = False,
     api: ApiOpt = None,
 ) -> None:
@@ -70,11 +78,15 @@ def submit(
         job = cli_remote.send_job(remote, source, input=input, output=output, model=model,
                                 deadline_s=deadline_s, priority=priority,
                                 preprocess=preprocess, results=results)
+        notify_job(job, notify or (), remote=remote)
     else:
         settings, index = _setup()
+        for address in notify or ():  # refused before a job is made
+            kind_of(address, settings.notify)
         job = submit_source(settings, index, source, input=input, output=output, model=model,
                             deadline_s=deadline_s, priority=priority, include=include or (),
                             preprocess=preprocess, results=results)
+        notify_job(job, notify or (), store=TargetStore(index, settings.notify))
     if not wait:
         out.print(json.dumps(job.summary()) if as_json else job.id)
         return
@@ -84,6 +96,11 @@ def submit(
                wait_for_job(settings, index, job.id, workers=workers))
     except WaitInterrupted as stopped:
         stopped_waiting(remote or index, stopped)
+    if not remote:  # the job's events, now rather than at the controller's next tick
+        with Dispatcher(settings, index) as dispatcher:
+            sent = dispatcher.drain(budget_s=_NOTIFY_BUDGET_S)
+        if sent.delivered or sent.retried or sent.failed:
+            err.print(f"notifications: {sent.describe()}")
     if as_json:
         out.print(json.dumps(job.summary()))
     else:

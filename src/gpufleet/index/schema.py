@@ -172,3 +172,55 @@ stream_checkpoints = Table(
     Column("position", String(256), nullable=False),  # e.g. the last sequence number taken
     Column("updated_at", Float, nullable=False),
 )
+
+# Completion notifications (issue 17): where a job's or a tenant's events go. A webhook's
+# secret is kept as it is (it must sign every delivery); an SNS topic has none.
+notify_targets = Table(
+    "notify_targets", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("job_id", String(64)),  # NULL: every job of the tenant created from now on
+    Column("kind", String(16), nullable=False),  # webhook, sns
+    Column("address", Text, nullable=False),  # the URL or the topic ARN
+    Column("secret", String(128)),
+    Column("events", String(64), nullable=False),  # comma-separated: created,finished,progress
+    Column("progress_s", Float),  # progress at most this often (with "progress")
+    Column("created_at", Float, nullable=False),
+    Index("ix_notify_targets_tenant", "tenant"),
+)
+
+# The outbox: one row per (target, job, event), its id derived from the three, so an event
+# noticed twice is one row and is delivered once; the dispatcher delivers the pending ones.
+notify_outbox = Table(
+    "notify_outbox", metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of target, job and event key
+    Column("target_id", String(32), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("event", String(32), nullable=False),  # job.created, job.finished, job.progress
+    Column("body", Text, nullable=False),  # the JSON delivered
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=False),  # due then (a claim pushes it on)
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("last_error", Text),
+    Index("ix_notify_outbox_due", "state", "next_at"),
+    Index("ix_notify_outbox_target_job", "target_id", "job_id"),
+)
+
+# Every delivery attempt, for `gpufleet notify log`.
+notify_log = Table(
+    "notify_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", String(64), nullable=False),
+    Column("target_id", String(32), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status", Integer),  # the HTTP status; NULL for SNS or no answer
+    Column("error", Text),
+    Column("ms", Float),
+    Index("ix_notify_log_target", "target_id", "id"),
+)
