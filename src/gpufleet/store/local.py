@@ -128,10 +128,8 @@ class LocalStore:
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         base, name = self._folder(key)
         path = os.path.join(base, name)
-        # A name no other writer picks: this process, thread and a counter (no random bytes,
-        # no retries). The rename then replaces whatever the key's entry was, a link too.
-        tmp = os.path.join(base, f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._seq)}")
-        try:
+        tmp = self._tmp_name(base)
+        with self._writing(key, path):
             try:
                 fd = os.open(tmp, _CREATE, 0o600)
             except FileNotFoundError:  # the key's first object in this folder
@@ -144,18 +142,13 @@ class LocalStore:
             except BaseException:
                 os.unlink(tmp)
                 raise
-        except OSError as exc:
-            reason = _REJECTED.get(exc.errno or 0)
-            if reason:
-                raise ObjectRejected(f"cannot write {key}: {reason}") from exc
-            raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from exc
 
     def put_file(self, key: str, path: Path, *,
                  content_type: str = "application/octet-stream") -> None:
         """Like put, copied from a file a block at a time (bulk exports)."""
         base, name = self._folder(key)
-        tmp = os.path.join(base, f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._seq)}")
-        try:
+        tmp = self._tmp_name(base)
+        with self._writing(key, os.path.join(base, name)):
             os.makedirs(base, exist_ok=True)
             try:
                 shutil.copyfile(path, tmp)
@@ -164,11 +157,22 @@ class LocalStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
+
+    def _tmp_name(self, base: str) -> str:
+        # A name no other writer picks: this process, thread and a counter (no random bytes,
+        # no retries). The rename then replaces whatever the key's entry was, a link too.
+        return os.path.join(base, f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._seq)}")
+
+    @contextlib.contextmanager
+    def _writing(self, key: str, path: str) -> Iterator[None]:
+        """A write's OSError as the store's: a key the disk refuses apart from a sick disk."""
+        try:
+            yield
         except OSError as exc:
             reason = _REJECTED.get(exc.errno or 0)
             if reason:
                 raise ObjectRejected(f"cannot write {key}: {reason}") from exc
-            raise StoreUnavailable(f"cannot write {key}: {exc.strerror}") from exc
+            raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from exc
 
     def exists(self, key: str) -> bool:
         try:
