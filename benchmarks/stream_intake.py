@@ -28,7 +28,7 @@ from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.models.base import canonical_spec
-from gpufleet.streams.consumer import StreamConsumer, WindowRules, run
+from gpufleet.streams.consumer import JobTemplate, StreamConsumer, WindowRules, run
 from gpufleet.streams.source import open_source
 
 MODEL = canonical_spec("synthetic?item_ms=0")
@@ -87,8 +87,8 @@ def main() -> None:
 
         def make() -> StreamConsumer:
             return StreamConsumer(settings, index, open_source(
-                f"{url}?stream=photos", index=index, consumer="bench"), model=MODEL,
-                input=input, rules=rules)
+                f"{url}?stream=photos", index=index, consumer="bench"),
+                job=JobTemplate(model=MODEL), input=input, rules=rules)
 
         stop = threading.Event()
         started = time.perf_counter()

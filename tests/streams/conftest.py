@@ -21,7 +21,7 @@ import pytest
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.models.base import canonical_spec
-from gpufleet.streams.consumer import StreamConsumer, WindowRules
+from gpufleet.streams.consumer import JobTemplate, StreamConsumer, WindowRules
 from gpufleet.streams.source import Record, StreamSource, open_source
 from tests.servers import MotoServer, NatsServer, RedisServer
 
@@ -118,11 +118,14 @@ def feed(request: pytest.FixtureRequest, tmp_path: Path) -> Feed:
     return kinesis_feed(input) if request.param == "kinesis" else sqs_feed()
 
 
+JOB = JobTemplate(model=MODEL)
+
+
 def consumer(settings: Settings, index: Index, feed: Feed, *, name: str = "c1",
-             **rules: Any) -> StreamConsumer:
+             job: JobTemplate = JOB, **rules: Any) -> StreamConsumer:
     source: StreamSource = open_source(feed.uri, index=index, consumer=name)
     options = {"max_items": 5, "max_s": 30.0, "poll_s": 0.2, **rules}
-    return StreamConsumer(settings, index, source, model=MODEL, input=feed.input,
+    return StreamConsumer(settings, index, source, job=job, input=feed.input,
                           rules=WindowRules(**options))
 
 

@@ -13,6 +13,7 @@ import gpufleet.streams.consumer as consumer_module
 from gpufleet.config import Settings
 from gpufleet.index import Index
 from gpufleet.index.stream_records import StreamRecords
+from gpufleet.preprocess.chain import canonical_chain
 from tests.conftest import Home
 from tests.servers import RedisServer
 from tests.streams.conftest import (
@@ -151,18 +152,24 @@ def test_the_stream_command(home: Home, feed: Feed) -> None:
     # Given three keys on a stream
     for i in range(3):
         feed.put(f"cli/{i}.jpg")
-    # When `gpufleet stream` runs until the stream is quiet
+    # When `gpufleet stream` runs until the stream is quiet, its jobs preprocessed and
+    # written as shards
     result = home.json("stream", "--source", feed.uri, "--input", str(feed.input),
-                       "--model", MODEL, "--window-s", "0.3", "--exit-idle", "1")
-    # Then it made one job of the three
+                       "--model", MODEL, "--window-s", "0.3", "--exit-idle", "1",
+                       "--preprocess", "exif,min-size=8", "--results", "shards")
+    # Then it made one job of the three, with the chain and the results mode
     assert result["items"] == 3 and result["jobs"] == 1 and result["rejected"] == 0
     index = home.index()
     (job,) = index.jobs()
     index.close()
     assert job.id == result["job_ids"][0] and job.counts.total == 3
-    # And a source it cannot use is one line
+    assert job.preprocess == canonical_chain("exif,min-size=8") and job.results == "shards"
+    # And a source it cannot use, or a chain it cannot run, is one line
     bad = home.run("stream", "--source", "amqp://broker/queue", check=False)
     assert bad.returncode == 1 and "unsupported stream source" in bad.stderr
+    bad = home.run("stream", "--source", feed.uri, "--preprocess", "sharpen", check=False)
+    assert bad.returncode != 0 and "unknown preprocess step" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_on_postgresql_a_crash_before_ack_duplicates_nothing(

@@ -29,7 +29,7 @@ def test_keys_become_jobs_of_those_items(settings: Settings, index: Index, feed:
     jobs = [index.job(j) for j in c.stats.job_ids]
     assert sorted(k for j in jobs for k in _items(index, j.id)) == keys
     assert all(j.counts.total == 5 for j in jobs)
-    assert {j.model for j in jobs} == {c.model}
+    assert {j.model for j in jobs} == {c.job.model}
     where = feed.input or "s3://"
     assert all(j.input.startswith(where) for j in jobs)
     # and the stream's records are all acknowledged: a fresh reader finds nothing more

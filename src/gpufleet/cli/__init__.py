@@ -78,7 +78,8 @@ def main() -> None:
     try:
         app()
     except GpufleetError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        # One line whatever the terminal's width: a log or a script reads it whole.
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -21,6 +21,12 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Model spec: efficientnet-lite0, synthetic?item_ms=10, or "
     "package.module:attr. Default: GPUFLEET_MODEL or efficientnet-lite0.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PreprocessOpt = Annotated[str | None, typer.Option(
+    metavar="SPEC", help="Steps run on each image before the model, e.g. "
+    "'exif,min-size=64,max-size=8000,grayscale' (see README: Preprocessing).")]
+ResultsOpt = Annotated[str, typer.Option(
+    help="objects: one result JSON per item; shards: one JSONL object per task under "
+    "<output>/<job>/shards/ (the index records every item either way).")]
 
 
 def setup(level: int = logging.WARNING) -> tuple[Settings, Index]:

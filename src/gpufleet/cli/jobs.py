@@ -13,7 +13,7 @@ from rich.table import Table
 
 from gpufleet.api.client import ApiClient
 from gpufleet.cli import remote as cli_remote
-from gpufleet.cli.common import JsonOpt, ModelOpt, err, out
+from gpufleet.cli.common import JsonOpt, ModelOpt, PreprocessOpt, ResultsOpt, err, out
 from gpufleet.cli.common import setup as _setup
 from gpufleet.cli.notify import notify_job
 from gpufleet.cli.remote import ApiOpt, connect
@@ -56,12 +56,8 @@ def submit(
         "--include", metavar="PATTERN",
         help="Only names matching this shell pattern, any case (e.g. '*.jpg'); repeat for "
         "more. For a folder or s3:// prefix: other files are left out, not failed.")] = None,
-    preprocess: Annotated[str | None, typer.Option(
-        metavar="SPEC", help="Steps run on each image before the model, e.g. "
-        "'exif,min-size=64,max-size=8000,grayscale' (see README: Preprocessing).")] = None,
-    results: Annotated[str, typer.Option(
-        help="objects: one result JSON per item; shards: one JSONL object per task under "
-        "<output>/<job>/shards/ (the index records every item either way).")] = "objects",
+    preprocess: PreprocessOpt = None,
+    results: ResultsOpt = "objects",
     notify: Annotated[list[str] | None, typer.Option(
         "--notify", metavar="URL_OR_ARN",
         help="Tell this https:// webhook or SNS topic when the job is created and finished; "

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gpufleet.cli.common import JsonOpt, ModelOpt, out
+from gpufleet.cli.common import JsonOpt, ModelOpt, PreprocessOpt, ResultsOpt, out
 from gpufleet.cli.common import setup as _setup
 from gpufleet.models.base import canonical_spec
 
@@ -42,24 +42,29 @@ def stream(
         help="This reader's name in a Redis consumer group (default: the host name).")
     ] = None,
     tenant: Annotated[str, typer.Option(help="The tenant the jobs belong to.")] = "default",
+    preprocess: PreprocessOpt = None,
+    results: ResultsOpt = "objects",
     exit_idle: Annotated[float, typer.Option(
         min=0, help="Exit after this many seconds with nothing read (0: run until stopped).")
     ] = 0.0,
     json_output: JsonOpt = False,
 ) -> None:
     """Consume a stream of object keys or S3 events into jobs, one per window."""
-    from gpufleet.streams.consumer import StreamConsumer, WindowRules, run
+    from gpufleet.preprocess.chain import canonical_chain
+    from gpufleet.streams.consumer import JobTemplate, StreamConsumer, WindowRules, run
     from gpufleet.streams.source import open_source
 
     settings, index = _setup(logging.INFO)
     spec = canonical_spec(model or settings.model)
+    job = JobTemplate(model=spec, tenant=tenant, preprocess=canonical_chain(preprocess),
+                      results=results)  # a bad chain or mode: one line, before reading
     rules = WindowRules(max_items=window_items, max_s=window_s, max_backlog=max_backlog,
                         keep_events_s=keep_events_days * 86400)
     name = consumer or socket.gethostname()
 
     def make() -> StreamConsumer:
         return StreamConsumer(settings, index, open_source(source, index=index, consumer=name),
-                              model=spec, input=input, rules=rules, tenant=tenant)
+                              job=job, input=input, rules=rules)
 
     make().source.close()  # a bad URL or a missing stream is one clear line, at once
     stop = threading.Event()

@@ -64,12 +64,23 @@ class Stats:
     job_ids: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class JobTemplate:
+    """What every window's job is made with, beside its items."""
+
+    model: str
+    tenant: str = "default"
+    preprocess: str | None = None  # a canonical chain (preprocess/chain.py)
+    results: str = "objects"  # or "shards"
+
+
 class StreamConsumer:
-    def __init__(self, settings: Settings, index: Index, source: StreamSource, *, model: str,
-                 input: str | None = None, rules: WindowRules = WindowRules(),
-                 tenant: str = "default", clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings, self.index, self.source, self.model = settings, index, source, model
-        self.input, self.rules, self.tenant, self.clock = input, rules, tenant, clock
+    def __init__(self, settings: Settings, index: Index, source: StreamSource, *,
+                 job: JobTemplate, input: str | None = None,
+                 rules: WindowRules = WindowRules(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings, self.index, self.source, self.job = settings, index, source, job
+        self.input, self.rules, self.clock = input, rules, clock
         self.records = StreamRecords(index)
         self.stats = Stats()
         self._reset()
@@ -142,7 +153,8 @@ class StreamConsumer:
         now = self.clock()
         if now - self._backlog_at >= _BACKLOG_LOOK_S:
             before = self._backlog >= self.rules.max_backlog
-            self._backlog = sum(j.pending for j in FleetRecords(self.index).open_jobs(self.model))
+            open_jobs = FleetRecords(self.index).open_jobs(self.job.model)
+            self._backlog = sum(j.pending for j in open_jobs)
             self._backlog_at = now
             after = self._backlog >= self.rules.max_backlog
             if after != before:
@@ -208,8 +220,9 @@ class StreamConsumer:
         except JobNotFound:
             try:
                 job = create_job(self.settings, self.index, JobRequest(
-                    items=keys, input=input, model=self.model, job_id=window,
-                    tenant=self.tenant))
+                    items=keys, input=input, model=self.job.model, job_id=window,
+                    tenant=self.job.tenant, preprocess=self.job.preprocess,
+                    results=self.job.results))
             except Unavailable:
                 raise
             except GpufleetError as exc:  # e.g. an input location no store can open
