@@ -8,6 +8,7 @@ top-1 0.890 and top-5 0.985 on them.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,36 @@ def test_preprocess_is_the_same_from_many_threads(
         assert x.shape == (3, 224, 224) and x.dtype == np.float32
         assert np.array_equal(x, tagger.preprocess(data))
     assert all(float(x.min()) >= -1.0 and float(x.max()) <= 1.0 for x in parallel)
+
+
+def test_batches_inferred_side_by_side_tag_as_one_at_a_time(
+    tagger: EfficientNetLite0, samples: list[Sample]
+) -> None:
+    # Given four batches of photos, tagged one after another
+    inputs = [tagger.preprocess(s.file.read_bytes()) for s in samples[:64]]
+    batches = [inputs[i:i + 16] for i in range(0, 64, 16)]
+    expected = [tagger.infer(b) for b in batches]
+    # When the four are inferred from four threads at once (the worker's streams)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        side_by_side = list(pool.map(tagger.infer, batches))
+    # Then every photo gets the same tags
+    assert side_by_side == expected
+
+
+@pytest.mark.parametrize(("params", "streams", "threads"), [
+    ({}, "cores", 1),  # one batch per core, one thread each
+    ({"streams": "1"}, 1, "cores"),  # one batch at a time across every core
+    ({"threads": "cores"}, 1, "cores"),
+    ({"streams": "3", "threads": "2"}, 3, 2),  # as asked, even past the cores
+])
+def test_streams_and_threads_share_the_usable_cores(
+    settings: Settings, params: dict[str, str], streams: object, threads: object
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    model = EfficientNetLite0(settings, device="cpu", **{
+        k: str(cores) if v == "cores" else v for k, v in params.items()})
+    assert model.streams == (cores if streams == "cores" else streams)
+    assert model.threads == (cores if threads == "cores" else threads)
 
 
 def test_a_bad_object_fails_as_image_error(tagger: EfficientNetLite0) -> None:

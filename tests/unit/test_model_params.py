@@ -25,7 +25,8 @@ from tests.conftest import Home
     ("efficientnet-lite0?device=tpu", "device='tpu'"),
     ("efficientnet-lite0?batch_size=1000000000", "batch_size=1000000000: expected 0 (the"),
     ("efficientnet-lite0?top_k=0", "top_k=0: expected 1 to 1000"),
-    ("efficientnet-lite0?threads=257", "threads=257: expected 0 (every usable core) to 256"),
+    ("efficientnet-lite0?threads=257", "threads=257: expected 0 (the usable cores shared"),
+    ("efficientnet-lite0?streams=-1", "streams=-1: expected 0 (one per usable core) to 256"),
     ("efficientnet-lite0?threads=" + "9" * 5000, "threads='99999"),
 ])
 def test_out_of_range_parameters_are_one_clear_line(spec: str, says: str) -> None:
@@ -38,6 +39,7 @@ def test_out_of_range_parameters_are_one_clear_line(spec: str, says: str) -> Non
 @pytest.mark.parametrize("spec", [
     "synthetic", "synthetic?item_ms=0&bootstrap_s=3600&batch_size=4096",
     "efficientnet-lite0?device=cuda:15&batch_size=0&top_k=1000&threads=256",
+    "efficientnet-lite0?streams=256&threads=1",
     "efficientnet-lite0?device=auto", "efficientnet-lite0?device=cpu&batch_size=4096"])
 def test_parameters_within_their_ranges_are_accepted(spec: str) -> None:
     assert check_spec(spec) is True

@@ -3,10 +3,17 @@
 Parameters (model spec ``efficientnet-lite0?device=cpu&batch_size=16&top_k=5``):
 ``device`` is ``auto`` (CUDA if PyTorch sees a GPU, else CPU), ``cpu``, ``cuda`` or
 ``cuda:N``; ``batch_size`` is 0 for the device's default (16 on a CPU, 256 on a
-GPU); ``threads`` is the ONNX Runtime thread count (0: every usable core).
+GPU); on a CPU, ``streams`` is how many batches run at once (0: one per usable
+core) and ``threads`` the ONNX Runtime threads each uses (0: the usable cores
+shared out among the streams).
 
 On CPU the network runs in ONNX Runtime, about four times faster than PyTorch
-eager. It is exported from the PyTorch weights once into ``Settings.model_cache``
+eager. Batches run side by side, one thread each, rather than one at a time
+across every core: a batch split over threads waits at each layer for its
+slowest thread, and in a worker the decode threads take those cores at random
+moments (``python benchmarks/pipeline.py`` measures both).
+
+The ONNX model is exported from the PyTorch weights once into ``Settings.model_cache``
 under a name that hashes the weights, the exporter and this file's export
 revision, so a stale export is never reused. The export is written to a
 temporary file, checked against PyTorch and renamed into place, so workers
@@ -88,11 +95,14 @@ class EfficientNetLite0:
         "batch_size": Parameter(kind=int, low=0, high=4096, shown="0 (the device's default) "
                                 "to 4096"),
         "top_k": Parameter(kind=int, low=1, high=1000),
-        "threads": Parameter(kind=int, low=0, high=256, shown="0 (every usable core) to 256"),
+        "streams": Parameter(kind=int, low=0, high=256, shown="0 (one per usable core) to 256"),
+        "threads": Parameter(kind=int, low=0, high=256,
+                             shown="0 (the usable cores shared among the streams) to 256"),
     }
 
     def __init__(self, settings: Settings, *, device: str = "auto", batch_size: str | int = 0,
-                 top_k: str | int = 5, threads: str | int = 0) -> None:
+                 top_k: str | int = 5, streams: str | int = 0,
+                 threads: str | int = 0) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
             raise ConfigError(f"efficientnet-lite0: device={device!r}; use auto, cpu or cuda[:N]")
         self.settings = settings
@@ -100,9 +110,16 @@ class EfficientNetLite0:
         self._batch_size = _int_param("batch_size", batch_size, low=0, high=4096)
         self.batch_size = self._batch_size or CPU_BATCH
         self.top_k = _int_param("top_k", top_k, low=1, high=1000)
-        self.threads = _int_param("threads", threads, low=0) or _usable_cores()
+        # Batches inferred at once, each from its own thread (the pipeline's inference
+        # threads), and ONNX Runtime's threads within each: together, the usable cores
+        # unless set. On a GPU, the CUDA classifier's streams.
+        cores = _usable_cores()
+        self.streams = _int_param("streams", streams, low=0, high=256)
+        self.threads = _int_param("threads", threads, low=0, high=256)
+        if not self.streams:
+            self.streams = max(1, cores // self.threads) if self.threads else cores
+        self.threads = self.threads or max(1, cores // self.streams)
         self.backend = ""  # "onnxruntime" or "torch:<device>" once bootstrapped
-        self.streams = 1  # batches in flight at once: two on a GPU
         self.budget = DecodeBudget(settings.worker.decode_budget_mb * 2**20)
         self._run: Callable[[Array], Array] | None = None
         self._gpu: CudaClassifier | None = None
