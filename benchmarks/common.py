@@ -158,8 +158,9 @@ class EndToEnd:
 
 
 def end_to_end(root: Path, photos: Path, keys: list[str], *, model: str, workers: int = 1,
-               env: dict[str, str] | None = None) -> EndToEnd:
-    """``gpufleet submit --wait`` over keys; rate from the first item started to the last."""
+               env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> EndToEnd:
+    """``gpufleet submit --wait`` over keys (with more options, if given); rate from the
+    first item started to the last."""
     home = root / f"home-{time.monotonic_ns()}"
     manifest = root / "manifest.txt"
     manifest.write_text("\n".join(keys) + "\n")
@@ -171,7 +172,7 @@ def end_to_end(root: Path, photos: Path, keys: list[str], *, model: str, workers
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "gpufleet", "submit", str(manifest), "--input",
                           photos.as_uri() + "/", "--model", model, "--wait", "--json",
-                          "--workers", str(workers)],
+                          "--workers", str(workers), *options],
                          env=run_env, check=True, capture_output=True, text=True).stdout
     wall = time.perf_counter() - started
     summary = json.loads(out)

@@ -6,9 +6,12 @@ measured is everything around the model: manifest, queue, fetch, index rows,
 result objects, acks. In one run:
 
 - gpufleet: ``gpufleet submit MANIFEST --input DIR --model synthetic?item_ms=0
-  --wait --workers W`` for each W, each in a fresh GPUFLEET_HOME. items/s from
-  the first item started to the last finished (read from the index), and over
-  the command's whole wall time (start-up, enqueue and worker start included).
+  --wait --workers W`` for each W, each in a fresh GPUFLEET_HOME, then with the
+  most workers and ``--results shards`` (one JSONL object per task, as Ray Data's
+  ``write_json`` writes one file per block, instead of one object per item).
+  items/s from the first item started to the last finished (read from the index),
+  and over the command's whole wall time (start-up, enqueue and worker start
+  included).
 - Ray Data: ``read_binary_files(DIR)`` -> ``map`` (hash each file into one small
   JSON record, as the synthetic model does) -> ``write_json(OUT)``; Ray is
   started (``num_cpus`` = the cores) and its workers warmed up on a few files
@@ -24,15 +27,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import os
 import random
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from common import end_to_end
+from ray_baseline import run_ray
 
 MODEL = "synthetic?item_ms=0"
 
@@ -53,35 +55,6 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
             "sha256": hashlib.sha256(row["bytes"]).hexdigest()}
 
 
-def run_ray_data(root: Path, objects: Path, cores: int) -> dict[str, float] | None:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        return None
-    setup = time.perf_counter()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # a line per run otherwise
-        # Warm-up: start Ray's workers and import its operators before the clock starts.
-        warm = root / "ray-warm"
-        warm.mkdir()
-        for path in sorted(objects.iterdir())[:cores * 4]:
-            (warm / path.name).write_bytes(path.read_bytes())
-        _ray_pipeline(ray, warm, root / "ray-warm-out")
-        out = root / "ray-out"
-        started = time.perf_counter()
-        setup = started - setup
-        _ray_pipeline(ray, objects, out)
-        wall = time.perf_counter() - started
-    finally:
-        ray.shutdown()
-    records = sum(len(p.read_text().splitlines()) for p in out.rglob("*.json"))
-    return {"done": records, "wall": wall, "setup": setup}
-
-
 def _ray_pipeline(ray: Any, objects: Path, out: Path) -> None:
     dataset = ray.data.read_binary_files(str(objects), include_paths=True)
     dataset.map(_record).write_json(str(out))
@@ -98,29 +71,33 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)  # the cores this process may use, in a container too
+    # (label, workers, submit options): every count with a result object per item, then
+    # the most workers with a JSONL shard per task, the shape Ray Data's write_json has.
+    runs = [(f"{w} worker(s)", w, ()) for w in counts]
+    runs.append((f"{max(counts)} worker(s), --results shards", max(counts),
+                 ("--results", "shards")))
     with tempfile.TemporaryDirectory(prefix="gpufleet-overhead-", dir=args.dir) as tmp:
         root = Path(tmp)
         objects = root / "objects"
         keys = make_objects(objects, args.items)
         print(f"{args.items:,} objects of 200-500 bytes, model {MODEL}, {cores} cores")
-        rates: dict[int, tuple[float, float]] = {}
-        for workers in counts:
-            r = end_to_end(root, objects, keys, model=MODEL, workers=workers)
-            rates[workers] = (r.rate, args.items / r.wall)
-            print(f"gpufleet, {workers} worker(s): {r.rate:8,.0f} items/s first item "
-                  f"started to last finished ({r.done:,} done, {r.failed:,} failed)\n"
-                  f"                        {rates[workers][1]:8,.0f} items/s over the whole "
-                  f"{r.wall:.1f} s")
-        ray_result = run_ray_data(root, objects, cores)
-        if ray_result is None:
+        rates: dict[str, tuple[float, float]] = {}
+        for label, workers, options in runs:
+            r = end_to_end(root, objects, keys, model=MODEL, workers=workers, options=options)
+            rates[label] = (r.rate, args.items / r.wall)
+            print(f"gpufleet, {label}: {r.rate:8,.0f} items/s first item started to last "
+                  f"finished ({r.done:,} done, {r.failed:,} failed), {rates[label][1]:,.0f} "
+                  f"over the whole {r.wall:.1f} s")
+        ray_run = run_ray(root, objects, cores, _ray_pipeline)
+        if ray_run is None:
             print("Ray Data not installed (pip install 'ray[data]'): skipping the comparison")
             return
-        ray_rate = ray_result["done"] / ray_result["wall"]
-        print(f"Ray Data (map, {cores} CPUs):  {ray_rate:8,.0f} items/s over "
-              f"{ray_result['wall']:.1f} s ({ray_result['done']:,.0f} records written; "
-              f"starting Ray and warming it up took {ray_result['setup']:.1f} s more)")
-        for workers, (window, wall) in rates.items():
-            print(f"gpufleet / Ray Data, {workers} worker(s): {window / ray_rate:5.2f}x "
+        ray_rate = ray_run.rate
+        print(f"Ray Data (map, {cores} CPUs): {ray_rate:8,.0f} items/s over "
+              f"{ray_run.wall:.1f} s ({ray_run.done:,} records written; "
+              f"starting Ray and warming it up took {ray_run.setup:.1f} s more)")
+        for label, (window, wall) in rates.items():
+            print(f"gpufleet / Ray Data, {label}: {window / ray_rate:5.2f}x "
                   f"(first to last item), {wall / ray_rate:5.2f}x (whole wall time)")
 
 

@@ -2,10 +2,14 @@
 
 On the 200 sample photos linked under N names (default 1000 items):
 
-- model only: images/s of ONNX Runtime's inference on already decoded batches;
+- model only: images/s of ONNX Runtime's inference on already decoded batches, the
+  better of one batch at a time on every core and one batch per core side by side;
 - decode: images/s of decode + preprocess on every core (one process per core);
 - end to end: ``gpufleet submit --wait`` from the first item started to the last
-  result written (bootstrap and whole wall time printed beside it).
+  result written (bootstrap and whole wall time printed beside it);
+- Ray Data doing the same job with the same model and preprocessing, where Ray is
+  installed: ``read_binary_files`` -> ``map_batches`` (one actor per core, each
+  decoding and tagging batches of 16 on one thread) -> ``write_json``.
 
 On a CPU the model and the decoder share the cores, so the pipeline can at best
 reach ``bound = 1 / (1/model + 1/decode)``; the ratio end-to-end / bound says how
@@ -19,11 +23,14 @@ Usage: python benchmarks/pipeline.py [--photos 1000] [--samples DIR]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from common import cpu_decode_rate, cpu_model_rate, default_samples, end_to_end, link_photos
+from ray_baseline import run_ray
 
 from gpufleet.config import Settings
 
@@ -43,14 +50,23 @@ def main() -> None:
         root = Path(tmp)
         keys = link_photos(args.samples, root / "photos", args.photos)
         e2e = end_to_end(root, root / "photos", keys, model=MODEL)
-    print(f"end to end, worker ready:      {e2e.rate:7.1f} images/s "
-          f"({e2e.done} done, {e2e.failed} failed)")
-    print(f"  bootstrap {e2e.bootstrap:.2f} s, whole wall time {e2e.wall:.1f} s "
-          f"({args.photos / e2e.wall:.1f} images/s including start-up)")
-    after = measure_bound(files, cores)
+        print(f"end to end, worker ready:      {e2e.rate:7.1f} images/s "
+              f"({e2e.done} done, {e2e.failed} failed)")
+        print(f"  bootstrap {e2e.bootstrap:.2f} s, whole wall time {e2e.wall:.1f} s "
+              f"({args.photos / e2e.wall:.1f} images/s including start-up)")
+        after = measure_bound(files, cores)  # before Ray: its processes linger a while
+        ray_run = run_ray(root, root / "photos", cores, _ray_tagging)
     bound = (before + after) / 2
     print(f"ratio end to end / bound:      {e2e.rate / bound:7.2f}   (target >= 0.95; "
           f"{e2e.rate / before:.2f} against the bound before, {e2e.rate / after:.2f} after)")
+    if ray_run is None:
+        print("Ray Data not installed (pip install 'ray[data]'): skipping the comparison")
+        return
+    print(f"Ray Data, {cores} actors:            {ray_run.rate:7.1f} images/s over "
+          f"{ray_run.wall:.1f} s ({ray_run.done} records; starting Ray and warming it up "
+          f"took {ray_run.setup:.1f} s more)")
+    print(f"gpufleet / Ray Data:           {e2e.rate / ray_run.rate:7.2f}x (worker ready), "
+          f"{args.photos / e2e.wall / ray_run.rate:.2f}x (gpufleet's whole wall time)")
 
 
 def measure_bound(files: list[Path], cores: int) -> float:
@@ -67,6 +83,30 @@ def measure_bound(files: list[Path], cores: int) -> float:
     bound = 1 / (1 / model + 1 / decode)
     print(f"bound 1/(1/model + 1/decode):  {bound:7.1f} images/s")
     return bound
+
+
+class _RayTagger:
+    """A Ray Data actor: the same tagger, preprocessing and model, on one thread."""
+
+    def __init__(self) -> None:
+        from gpufleet.models import load_tagger
+
+        self.tagger = load_tagger(f"{MODEL}&streams=1&threads=1", Settings.from_env({}))
+        self.tagger.bootstrap()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        tags = self.tagger.infer([self.tagger.preprocess(bytes(b)) for b in batch["bytes"]])
+        return {"key": [str(p) for p in batch["path"]],
+                "tags": [json.dumps([t.id for t in row]) for row in tags]}
+
+
+def _ray_tagging(ray: Any, photos: Path, out: Path) -> None:
+    cores = int(ray.cluster_resources()["CPU"])
+    # One actor per core, each on one thread. Ray counts them as half a CPU each: at one
+    # each they would hold every CPU Ray schedules, and its read tasks would never run.
+    (ray.data.read_binary_files(str(photos), include_paths=True)
+     .map_batches(_RayTagger, batch_size=16, concurrency=cores, num_cpus=0.5)
+     .write_json(str(out)))
 
 
 if __name__ == "__main__":
