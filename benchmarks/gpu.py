@@ -12,8 +12,10 @@ Prints, on the machine it runs on:
   ratio to the bound that applies: ``1 / (1/decode + 1/model)``.
 
 It runs on a CPU-only machine too, skipping what needs CUDA and saying so.
+``--compile`` measures only the model, eager against ``torch.compile`` (its compile
+takes minutes, so it is a run of its own).
 
-    python benchmarks/gpu.py [--photos 20000] [--samples DIR]
+    python benchmarks/gpu.py [--photos 20000] [--samples DIR] [--compile]
 """
 
 from __future__ import annotations
@@ -83,13 +85,55 @@ def gpu_model_rates(torch: Any, settings: Settings) -> dict[str, float]:
     return rates
 
 
+def compiled_model_rates(torch: Any, device: str) -> dict[str, float]:
+    """The model eager, then through torch.compile: its default mode, and "reduce-overhead"
+    (CUDA graphs on a GPU). fp16 channels-last at batch 256 on CUDA; fp32 at batch 16 on
+    a CPU, where only the default mode applies. Each compile's seconds are printed."""
+    import time
+
+    from gpufleet.models.efficientnet import _torch_model, _weights_path
+
+    cuda = device == "cuda"
+    size = 256 if cuda else 16
+    model = _torch_model(_weights_path()).to(device)
+    x = torch.randn(size, 3, 224, 224, device=device)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        model = model.half().to(memory_format=torch.channels_last)
+        x = x.half().to(memory_format=torch.channels_last)
+    sync = torch if cuda else None
+    repeat = max(5, 4096 // size) if cuda else 5
+    rates: dict[str, float] = {}
+    with torch.inference_mode():
+        rates[f"eager batch {size}"] = timed(lambda: model(x), size, repeat, sync)
+    for mode in ("default", "reduce-overhead") if cuda else ("default",):
+        started = time.perf_counter()
+        compiled = torch.compile(model, mode=mode)
+        with torch.inference_mode():
+            compiled(x)  # the compile itself
+            print(f"torch.compile mode={mode}: compiled in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+            rates[f"torch.compile {mode} batch {size}"] = timed(
+                lambda c=compiled: c(x), size, repeat, sync)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=0,
                         help="photos end to end (default: 20,000 on a GPU, 600 on a CPU)")
     parser.add_argument("--samples", type=Path, default=default_samples())
+    parser.add_argument("--compile", action="store_true",
+                        help="only measure the model eager against torch.compile (minutes)")
     args = parser.parse_args()
     torch = _cuda()
+    if args.compile:
+        import torch as any_torch
+
+        device = "cuda" if torch is not None else "cpu"
+        for name, rate in compiled_model_rates(any_torch, device).items():
+            print(f"model on {device}, {name}: {rate:9,.0f} img/s")
+        return
     cores = len(os.sched_getaffinity(0))
     settings = Settings.from_env({})
     files = sorted(args.samples.glob("*.JPEG"))

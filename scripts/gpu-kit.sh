@@ -6,7 +6,8 @@
 #                                   into .gpu-kit/ (ignored by git; about 50 MB)
 #   scripts/gpu-kit.sh run [OUTDIR] there, in the project's root, with .gpu-kit/ carried:
 #                                   installs the wheels under /tmp/site, then writes
-#                                   gpu.txt, gpu-tests.txt and nvidia-smi.txt to OUTDIR
+#                                   gpu.txt, gpu-tests.txt, gpu-compile.txt and
+#                                   nvidia-smi.txt to OUTDIR
 #                                   (default: $OUT, else .gpu-kit/out)
 #
 # Such a machine's own Python is used as it is (torch with CUDA, torchvision, onnxruntime,
@@ -65,10 +66,12 @@ run() {
     | tee "$out/gpu.txt" || echo "gpu-kit: benchmarks/gpu.py failed or ran out of time" | tee -a "$out/gpu.txt"
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/gpu tests/unit/test_gpu_path.py 2>&1 \
     | tail -40 | tee "$out/gpu-tests.txt" || true
+  # Last, being the slowest and the least needed: does torch.compile (CUDA graphs) help?
+  timeout 240 "$PY" benchmarks/gpu.py --compile 2>&1 | tee "$out/gpu-compile.txt" || true
 }
 
 case "${1:-}" in
   prepare) prepare ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
