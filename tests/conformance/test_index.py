@@ -96,6 +96,30 @@ def test_one_batch_with_the_same_item_twice_keeps_the_last_outcome(index: Index)
     assert (row.status, row.error, len(row.tags)) == ("done", None, 2)
 
 
+def test_a_batch_larger_than_one_statement_is_recorded_whole_and_rerun_in_place(
+        index: Index) -> None:
+    # Given a job of 1,234 items (more than two multi-row statements' worth, 500 each)
+    keys = [f"photos/{i:05d}.jpg" for i in range(1234)]
+    index.create_job("j1", model="m", input="i", output="o", keys=keys)
+    # When every result is recorded in one batch, a fifth of them failed, then all again
+    results = [_done(k) if i % 5 else ItemResult(job="j1", key=k, status=ItemStatus.FAILED,
+                                                 error=f"bad {i}")
+               for i, k in enumerate(keys)]
+    index.record(results)
+    index.record(results)
+    # Then each item has one row, tried twice, with its own outcome and its tags once
+    rows = list(index.iter_results("j1"))
+    assert [r.key for r in rows] == keys
+    assert {r.attempts for r in rows} == {2}
+    for i, row in enumerate(rows):
+        if i % 5:
+            assert (row.status, row.error, len(row.tags)) == ("done", None, 2)
+        else:
+            assert (row.status, row.error, row.tags) == ("failed", f"bad {i}", ())
+    counts = index.job("j1").counts
+    assert (counts.done, counts.failed, counts.pending) == (987, 247, 0)
+
+
 def test_job_state_follows_the_counts(index: Index) -> None:
     index.create_job("j1", model="m", input="i", output="o", keys=["a", "b"])
     index.record([_done("a"), ItemResult(job="j1", key="b", status=ItemStatus.FAILED,

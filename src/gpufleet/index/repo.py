@@ -28,6 +28,7 @@ from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFo
 from gpufleet.index.engine import first_line, open_engine
 from gpufleet.index.item_reads import read_items, tag_conditions
 from gpufleet.index.migrate import require_current
+from gpufleet.index.record_sql import RecordSql
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
 from gpufleet.redact import redact_url
@@ -63,7 +64,7 @@ class Index:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.engine = open_engine(url)
-        self._sql = _RecordSql(self.engine.dialect.paramstyle)
+        self._sql = RecordSql(self.engine.dialect.paramstyle)
         self._postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
@@ -238,13 +239,14 @@ class Index:
         tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
         with self.transaction() as conn:
-            # The driver's own executemany, rows as tuples: building a parameter dict per row
-            # cost more than the database's work (this runs for every batch of results).
-            conn.exec_driver_sql(self._sql.upsert_items, rows)
+            # Many rows to a statement, as flat tuples (see _RecordSql): this runs for every
+            # batch of results, and a statement per row cost more than the database's work.
+            for sql, params in self._sql.upserts(rows):
+                conn.exec_driver_sql(sql, params)
             for job_id, keys in by_job.items():
                 conn.execute(delete(tags).where(tags.c.job_id == job_id, tags.c.key.in_(keys)))
-            if tag_rows:
-                conn.exec_driver_sql(self._sql.insert_tags, tag_rows)
+            for sql, params in self._sql.tag_inserts(tag_rows):
+                conn.exec_driver_sql(sql, params)
 
     def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
         """Mark the items that have no outcome yet as failed (their task was dead-lettered);
@@ -323,30 +325,6 @@ class Index:
             query = query.where(workers.c.model == model)
         with self.transaction() as conn:
             return [WorkerInfo(**r) for r in conn.execute(query).mappings()]
-
-
-class _RecordSql:
-    """The two statements Index.record runs for every batch, in the driver's parameter style.
-
-    ``INSERT ... ON CONFLICT DO UPDATE`` is the same in SQLite and PostgreSQL; a rerun of an
-    item counts one more attempt and replaces its outcome.
-    """
-
-    def __init__(self, paramstyle: str) -> None:
-        mark = "?" if paramstyle == "qmark" else "%s"
-
-        def values(n: int) -> str:
-            return ", ".join([mark] * n)
-
-        self.upsert_items = (
-            "INSERT INTO items (job_id, key, status, error, worker, started_at, finished_at, "
-            f"infer_ms, attempts) VALUES ({values(8)}, 1) ON CONFLICT (job_id, key) DO UPDATE "
-            "SET status = excluded.status, attempts = items.attempts + 1, "
-            "error = excluded.error, worker = excluded.worker, "
-            "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-            "infer_ms = excluded.infer_ms")
-        self.insert_tags = ("INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, "
-                            f"score) VALUES ({values(7)})")
 
 
 def _job(row: Any, counts: dict[str, int], usage: JobUsage | None = None) -> Job:

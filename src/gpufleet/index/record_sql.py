@@ -1,0 +1,63 @@
+"""The statements that record a batch of results in the index, many rows to each."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+# Rows in one multi-row INSERT of results: 8 columns each, well inside SQLite's 32,766 and
+# PostgreSQL's 65,535 parameters a statement.
+_RECORD_ROWS = 500
+
+
+class RecordSql:
+    """The two statements Index.record runs for every batch, in the driver's parameter style,
+    each over up to _RECORD_ROWS rows at once (multi-row VALUES).
+
+    One statement per row (executemany) let the worker's other threads take the interpreter
+    at every row: SQLite's driver releases it around each step, so a batch of results cost
+    a thread switch per item and per tag. ``INSERT ... ON CONFLICT DO UPDATE`` is the same
+    in SQLite and PostgreSQL; a rerun of an item counts one more attempt and replaces its
+    outcome. Rows are distinct per statement (record keeps the last outcome per item), as
+    PostgreSQL requires of one upsert.
+    """
+
+    def __init__(self, paramstyle: str) -> None:
+        self._mark = "?" if paramstyle == "qmark" else "%s"
+        self._statements: dict[tuple[str, int], str] = {}
+
+    def upserts(self, rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        return self._chunked("upsert", rows)
+
+    def tag_inserts(self, rows: Sequence[tuple[Any, ...]]
+                    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        return self._chunked("tags", rows)
+
+    def _chunked(self, kind: str, rows: Sequence[tuple[Any, ...]]
+                 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        for start in range(0, len(rows), _RECORD_ROWS):
+            chunk = rows[start:start + _RECORD_ROWS]
+            yield (self._statement(kind, len(chunk)),
+                   tuple(itertools.chain.from_iterable(chunk)))
+
+    def _statement(self, kind: str, n: int) -> str:
+        sql = self._statements.get((kind, n))
+        if sql is None:
+            if kind == "upsert":
+                sql = ("INSERT INTO items (job_id, key, status, error, worker, started_at, "
+                       f"finished_at, infer_ms, attempts) VALUES {self._values(8, n, ', 1')} "
+                       "ON CONFLICT (job_id, key) DO UPDATE "
+                       "SET status = excluded.status, attempts = items.attempts + 1, "
+                       "error = excluded.error, worker = excluded.worker, "
+                       "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                       "infer_ms = excluded.infer_ms")
+            else:
+                sql = ("INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, "
+                       f"score) VALUES {self._values(7, n)}")
+            self._statements[(kind, n)] = sql
+        return sql
+
+    def _values(self, columns: int, rows: int, extra: str = "") -> str:
+        row = f"({', '.join([self._mark] * columns)}{extra})"
+        return ", ".join([row] * rows)
