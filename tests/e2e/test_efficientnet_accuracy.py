@@ -127,20 +127,22 @@ def test_batches_inferred_side_by_side_tag_as_one_at_a_time(
     assert side_by_side == expected
 
 
-@pytest.mark.parametrize(("params", "streams", "threads"), [
-    ({}, "cores", 1),  # one batch per core, one thread each
-    ({"streams": "1"}, 1, "cores"),  # one batch at a time across every core
-    ({"threads": "cores"}, 1, "cores"),
-    ({"streams": "3", "threads": "2"}, 3, 2),  # as asked, even past the cores
+@pytest.mark.parametrize(("cores", "params", "streams", "threads"), [
+    (2, {}, 2, 1),  # one batch per core, one thread each
+    (16, {}, 4, 4),  # at most four batches (memory), the cores shared among them
+    (2, {"streams": "1"}, 1, 2),  # one batch at a time across every core
+    (16, {"threads": "16"}, 1, 16),
+    (16, {"threads": "2"}, 4, 2),
+    (2, {"streams": "3", "threads": "2"}, 3, 2),  # as asked, even past the cores
+    (64, {"streams": "16"}, 16, 4),
 ])
 def test_streams_and_threads_share_the_usable_cores(
-    settings: Settings, params: dict[str, str], streams: object, threads: object
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, cores: int, params: dict[str, str],
+    streams: int, threads: int
 ) -> None:
-    cores = len(os.sched_getaffinity(0))
-    model = EfficientNetLite0(settings, device="cpu", **{
-        k: str(cores) if v == "cores" else v for k, v in params.items()})
-    assert model.streams == (cores if streams == "cores" else streams)
-    assert model.threads == (cores if threads == "cores" else threads)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    model = EfficientNetLite0(settings, device="cpu", **params)
+    assert (model.streams, model.threads) == (streams, threads)
 
 
 def test_a_bad_object_fails_as_image_error(tagger: EfficientNetLite0) -> None:

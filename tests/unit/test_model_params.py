@@ -26,7 +26,7 @@ from tests.conftest import Home
     ("efficientnet-lite0?batch_size=1000000000", "batch_size=1000000000: expected 0 (the"),
     ("efficientnet-lite0?top_k=0", "top_k=0: expected 1 to 1000"),
     ("efficientnet-lite0?threads=257", "threads=257: expected 0 (the usable cores shared"),
-    ("efficientnet-lite0?streams=-1", "streams=-1: expected 0 (one per usable core) to 256"),
+    ("efficientnet-lite0?streams=-1", "streams=-1: expected 0 (one per usable core, at most 4)"),
     ("efficientnet-lite0?threads=" + "9" * 5000, "threads='99999"),
 ])
 def test_out_of_range_parameters_are_one_clear_line(spec: str, says: str) -> None:
