@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,6 @@ def compiled_model_rates(torch: Any, device: str) -> dict[str, float]:
     """The model eager, then through torch.compile: its default mode, and "reduce-overhead"
     (CUDA graphs on a GPU). fp16 channels-last at batch 256 on CUDA; fp32 at batch 16 on
     a CPU, where only the default mode applies. Each compile's seconds are printed."""
-    import time
-
     from gpufleet.models.efficientnet import _torch_model, _weights_path
 
     cuda = device == "cuda"

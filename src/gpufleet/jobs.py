@@ -100,6 +100,12 @@ def create_job(settings: Settings, index: Index, request: JobRequest) -> Job:
         return created
 
 
+def check_results(results: str) -> None:
+    """How a job's results are written: one of RESULTS, or a one-line ConfigError."""
+    if results not in RESULTS:
+        raise ConfigError(f"results must be {' or '.join(RESULTS)}, not {results!r}")
+
+
 def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[str], *,
                 input: str, output: str, model: str, deadline_s: float | None = None,
                 priority: int = 0, tenant: str = "default",
@@ -116,8 +122,7 @@ def enqueue_job(settings: Settings, index: Index, job_id: str, keys: Iterable[st
                           f"(30 days), not {deadline_s:g}")
     if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
         raise ConfigError(f"priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}")
-    if results not in RESULTS:
-        raise ConfigError(f"results must be {' or '.join(RESULTS)}, not {results!r}")
+    check_results(results)
     input_location = open_location(input, settings=settings)
     output_location = open_location(output, settings=settings)
     finish_interrupted(settings, index)  # this process looks: finish what others left

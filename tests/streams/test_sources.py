@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from gpufleet.config import Settings
+from gpufleet.errors import ConfigError
 from gpufleet.index import Index
 from gpufleet.index.stream_records import StreamRecords
+from gpufleet.streams.consumer import JobTemplate
 from tests.streams.conftest import Feed, consumer, crash_before_ack, step_until
 
 
@@ -85,3 +89,8 @@ def test_a_crash_between_enqueue_and_ack_duplicates_nothing(settings: Settings, 
     third.flush()
     assert third.stats.records == 0
     third.source.close()
+
+
+def test_a_bad_results_mode_is_refused_before_anything_is_read() -> None:
+    with pytest.raises(ConfigError, match="results must be objects or shards, not 'bogus'"):
+        JobTemplate(model="synthetic", results="bogus")

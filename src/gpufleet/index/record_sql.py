@@ -10,6 +10,19 @@ from typing import Any
 # PostgreSQL's 65,535 parameters a statement.
 _RECORD_ROWS = 500
 
+# (up to VALUES, parameters a row, constants after them in each row, after the rows)
+_Shape = tuple[str, int, str, str]
+_UPSERT_ITEMS: _Shape = (
+    "INSERT INTO items (job_id, key, status, error, worker, started_at, finished_at, "
+    "infer_ms, attempts) VALUES ", 8, ", 1",
+    " ON CONFLICT (job_id, key) DO UPDATE SET status = excluded.status, "
+    "attempts = items.attempts + 1, error = excluded.error, worker = excluded.worker, "
+    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+    "infer_ms = excluded.infer_ms")
+_INSERT_TAGS: _Shape = (
+    "INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, score) VALUES ",
+    7, "", "")
+
 
 class RecordSql:
     """The two statements Index.record runs for every batch, in the driver's parameter style,
@@ -29,36 +42,24 @@ class RecordSql:
         self._statements: dict[tuple[str, int], str] = {}
 
     def upserts(self, rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        return self._chunked("upsert", rows)
+        return self._chunked(_UPSERT_ITEMS, rows)
 
     def tag_inserts(self, rows: Sequence[tuple[Any, ...]]
                     ) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        return self._chunked("tags", rows)
+        return self._chunked(_INSERT_TAGS, rows)
 
-    def _chunked(self, kind: str, rows: Sequence[tuple[Any, ...]]
+    def _chunked(self, shape: _Shape, rows: Sequence[tuple[Any, ...]]
                  ) -> Iterator[tuple[str, tuple[Any, ...]]]:
         for start in range(0, len(rows), _RECORD_ROWS):
             chunk = rows[start:start + _RECORD_ROWS]
-            yield (self._statement(kind, len(chunk)),
+            yield (self._statement(shape, len(chunk)),
                    tuple(itertools.chain.from_iterable(chunk)))
 
-    def _statement(self, kind: str, n: int) -> str:
-        sql = self._statements.get((kind, n))
+    def _statement(self, shape: _Shape, rows: int) -> str:
+        """The statement for this many rows, made once per count (most batches fill it)."""
+        head, columns, constants, tail = shape
+        sql = self._statements.get((head, rows))
         if sql is None:
-            if kind == "upsert":
-                sql = ("INSERT INTO items (job_id, key, status, error, worker, started_at, "
-                       f"finished_at, infer_ms, attempts) VALUES {self._values(8, n, ', 1')} "
-                       "ON CONFLICT (job_id, key) DO UPDATE "
-                       "SET status = excluded.status, attempts = items.attempts + 1, "
-                       "error = excluded.error, worker = excluded.worker, "
-                       "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-                       "infer_ms = excluded.infer_ms")
-            else:
-                sql = ("INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, "
-                       f"score) VALUES {self._values(7, n)}")
-            self._statements[(kind, n)] = sql
+            row = f"({', '.join([self._mark] * columns)}{constants})"
+            sql = self._statements[(head, rows)] = f"{head}{', '.join([row] * rows)}{tail}"
         return sql
-
-    def _values(self, columns: int, rows: int, extra: str = "") -> str:
-        row = f"({', '.join([self._mark] * columns)}{extra})"
-        return ", ".join([row] * rows)

@@ -239,7 +239,7 @@ class Index:
         tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
         with self.transaction() as conn:
-            # Many rows to a statement, as flat tuples (see _RecordSql): this runs for every
+            # Many rows to a statement, as flat tuples (see RecordSql): this runs for every
             # batch of results, and a statement per row cost more than the database's work.
             for sql, params in self._sql.upserts(rows):
                 conn.exec_driver_sql(sql, params)

