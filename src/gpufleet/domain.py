@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gpufleet import jsonbytes
+
 _MAX_TRACE_CHARS = 512  # a traceparent is 55; anything much longer is not one
 
 
@@ -234,6 +236,14 @@ class ItemResult:
             "worker": self.worker,
             "finished_at": self.finished_at,
         }
+
+    def document(self, model: str, preprocess: str | None = None) -> bytes:
+        """The result object as the store holds it (and a JSONL shard line): its JSON, the
+        model, and the preprocessing chain that made the model's input, if there was one."""
+        doc = {**self.to_json(), "model": model}
+        if preprocess:
+            doc["preprocess"] = preprocess
+        return jsonbytes.dumps(doc)
 
 
 @dataclass(frozen=True, slots=True)

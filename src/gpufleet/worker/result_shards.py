@@ -15,7 +15,6 @@ the index says which outcome counts.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -80,8 +79,8 @@ def put_shard(outcomes: list[Outcome], model: str) -> None:
             o.transient = o.transient or transient
         return
     rows = sorted(outcomes, key=lambda o: o.key)
-    body = "".join(json.dumps({**o.result.to_json(), "model": model}) + "\n"
-                   for o in rows if o.result is not None).encode()
+    body = b"".join(o.result.document(model, run.task.preprocess) + b"\n"
+                    for o in rows if o.result is not None)
     try:
         run.output.put(shard_name(run.keys), body, content_type="application/x-ndjson")
     except ItemError as exc:

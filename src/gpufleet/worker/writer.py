@@ -16,7 +16,6 @@ Three promises are kept here:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -103,10 +102,7 @@ class ResultWriter:
         for o in outcomes:
             result = o.result
             assert result is not None
-            doc = {**result.to_json(), "model": self.model}
-            if o.run.task.preprocess:  # how the model's input was made from the object
-                doc["preprocess"] = o.run.task.preprocess
-            body = json.dumps(doc).encode()
+            body = result.document(self.model, o.run.task.preprocess)
             try:
                 o.run.output.put(f"{o.key}.json", body, content_type="application/json")
             except ItemError as exc:  # this key can never be written: fail this item alone
