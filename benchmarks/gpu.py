@@ -50,22 +50,43 @@ def _cuda() -> Any | None:
     return torch if torch.cuda.is_available() else None
 
 
-def gpu_decode_rates(torch: Any, datas: list[bytes]) -> tuple[float, float]:
-    """nvJPEG images/s: decode alone, and decode + the worker's crop and normalisation."""
+def gpu_path(torch: Any, device: str, datas: list[bytes], settings: Settings
+             ) -> tuple[Any, list[Any]]:
+    """The worker's GPU path (CudaClassifier, on device) and a batch of 256 of the photos
+    as its inputs (compressed JPEGs whose header was read)."""
+    from gpufleet.models.cuda import CudaClassifier, jpeg_header
+    from gpufleet.models.efficientnet import EfficientNetLite0, _torch_model, _weights_path
+
+    reference = EfficientNetLite0(settings, device="cpu")  # for what nvJPEG refuses
+    classifier = CudaClassifier(_torch_model(_weights_path()), device=device, top_k=5,
+                                cpu_preprocess=reference.cpu_preprocess)
+    limit = settings.worker.max_pixels
+    return classifier, [jpeg_header(d, max_pixels=limit) for d in (datas * 2)[:256]]
+
+
+def calls_per_image(torch: Any, classifier: Any, inputs: list[Any]) -> float:
+    """torch operator calls an image to decode and crop a batch as the worker does: on a
+    GPU each launches kernels, paid in the interpreter's time, which one worker's
+    threads share."""
+    x = torch.zeros((len(inputs), 3, 224, 224), dtype=classifier.dtype, device=classifier.device)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        classifier._fill(x, inputs)
+    return sum(1 for e in profile.events() if e.cpu_parent is None) / len(inputs)
+
+
+def gpu_decode_rates(torch: Any, classifier: Any, inputs: list[Any]) -> tuple[float, float]:
+    """nvJPEG images/s: decode alone (512 per call), and decode + the worker's crop and
+    normalisation of a batch of 256 (CudaClassifier's own step)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from gpufleet.models.cuda import _normalise, _resize_crop
-
-    batch = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in (datas * 3)[:512]]
+    batch = [torch.frombuffer(bytearray(j.data), dtype=torch.uint8) for j in inputs * 2]
+    x = torch.zeros((len(inputs), 3, 224, 224), dtype=classifier.dtype, device="cuda")
 
     def decode() -> Any:
         return decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda")
 
-    def decode_crop() -> None:
-        for image in decode():
-            _normalise(_resize_crop(torch, image))
-
-    return timed(decode, len(batch), 5, torch), timed(decode_crop, len(batch), 5, torch)
+    return (timed(decode, len(batch), 5, torch),
+            timed(lambda: classifier._fill(x, inputs), len(inputs), 10, torch))
 
 
 def gpu_model_rates(torch: Any, settings: Settings) -> dict[str, float]:
@@ -147,14 +168,25 @@ def main() -> None:
         print(f"model, ONNX Runtime on the CPU, batch {batch}: {model:9,.0f} img/s")
         decode = cpu_decode
     else:
-        datas = [f.read_bytes() for f in files]
-        nvjpeg, nvjpeg_crop = gpu_decode_rates(torch, datas)
+        classifier, inputs = gpu_path(torch, "cuda", [f.read_bytes() for f in files], settings)
+        nvjpeg, nvjpeg_crop = gpu_decode_rates(torch, classifier, inputs)
         print(f"nvJPEG decode, 512 per call:            {nvjpeg:9,.0f} img/s")
-        print(f"nvJPEG decode + GPU crop, 512 per call: {nvjpeg_crop:9,.0f} img/s")
+        print(f"nvJPEG decode + GPU crop, 256 per call: {nvjpeg_crop:9,.0f} img/s")
         rates = gpu_model_rates(torch, settings)
         for name, rate in rates.items():
             print(f"model, {name}: {rate:9,.0f} img/s")
         model, decode = rates["fp16 channels-last batch 256"], nvjpeg_crop
+    try:
+        import torch as any_torch
+        import torchvision  # noqa: F401  (the GPU path decodes through it)
+    except ImportError as exc:
+        print(f"torch calls an image on the GPU path: skipped ({exc})")
+    else:
+        where = "cuda" if torch is not None else "cpu"
+        calls = calls_per_image(any_torch, *gpu_path(any_torch, where,
+                                                     [f.read_bytes() for f in files], settings))
+        print(f"torch calls an image to decode and crop a batch of 256 on the GPU path "
+              f"({where}): {calls:.1f}")
     bound = 1 / (1 / decode + 1 / model)
     print(f"bound 1/(1/decode + 1/model):           {bound:9,.0f} img/s")
 

@@ -126,3 +126,26 @@ def test_the_pixel_limit_holds_before_the_gpu_sees_the_bytes(tmp_path: Path) -> 
     tagger.bootstrap()
     with pytest.raises(ImageError, match="over the limit"):
         tagger.preprocess(_encode("JPEG"))
+
+
+def test_photos_of_one_size_are_cropped_together_as_each_alone(
+        classifier: CudaClassifier, reference: EfficientNetLite0, sample_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given photos of which several share a size, one of them also stored on its side
+    photos = [f.read_bytes() for f in sorted(sample_dir.glob("*.JPEG"))[:12]]
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(io.BytesIO(photos[0])).save(turned, "JPEG", exif=exif.tobytes(), quality=95)
+    inputs = [jpeg_header(d, max_pixels=LIMIT) for d in [*photos, turned.getvalue()]]
+    sizes = [(j.width, j.height) for j in inputs if isinstance(j, EncodedJpeg)]
+    assert len(set(sizes)) < len(sizes)
+    # When they are tagged in one batch, in groups of one size at most two at a time,
+    # and each alone
+    monkeypatch.setattr("gpufleet.models.cuda._GROUP_PIXELS", 2 * max(w * h for w, h in sizes))
+    together = classifier.infer(inputs)
+    alone = [classifier.infer([j])[0] for j in inputs]
+    # Then each photo gets the same classes, with the same scores to rounding
+    for a, b in zip(together, alone, strict=True):
+        assert isinstance(a, tuple) and isinstance(b, tuple)
+        assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)

@@ -7,14 +7,14 @@
   decoded on the CPU by the reference path, or fails there with its reason.
 - ``infer`` (one of ``streams`` threads, each on its own CUDA stream so one
   batch's decode and copies overlap another's compute) decodes the batch's JPEGs
-  with nvJPEG in one call (``torchvision.io.decode_jpeg``), turns each upright
-  by the EXIF orientation read with the header, resizes and crops each on the
-  GPU like the reference (shorter side to 256, bilinear with antialiasing,
-  centre 224), normalises, and runs the
-  network in half precision, channels-last. Softmax and top-k run on the GPU
-  too: only k scores and indices per image come back to the host. A JPEG that
-  nvJPEG refuses (progressive oddities, truncated data) is retried alone on the
-  GPU, then on the CPU, then fails as that item's error.
+  with nvJPEG in one call (``torchvision.io.decode_jpeg``), then, for each group
+  of images of one size and EXIF orientation (read with the header), turns them
+  upright, resizes and crops them on the GPU like the reference (shorter side
+  to 256, bilinear with antialiasing, centre 224) and normalises them, in a few
+  calls a group, and runs the network in half precision, channels-last. Softmax
+  and top-k run on the GPU too: only k scores and indices per image come back.
+  A JPEG that nvJPEG refuses (progressive oddities, truncated data) is retried
+  alone on the GPU, then on the CPU, then fails as that item's error.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import contextlib
 import math
 import threading
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from gpufleet.imaging.photos import jpeg_orientation
 CROP, RESIZE = 224, 256
 _NVJPEG_COLOURS = ("Gray", "YCbCr")
 _MAX_RESIZED_PIXELS = 4_000_000  # above: resample only the region under the crop
+_GROUP_PIXELS = 32_000_000  # resized in one call at most: 12 bytes a pixel as float
 _SHAPE_STEP = 32  # batches are padded to a multiple of this: few shapes, cuDNN plans reused
 
 
@@ -131,6 +133,7 @@ class CudaClassifier:
         """Write each input's normalised 224x224 crop into x; returns the inputs that failed."""
         errors: dict[int, ItemError] = {}
         on_host: dict[int, np.ndarray[Any, Any]] = {}  # preprocessed by the CPU path
+        same_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = defaultdict(list)
         jpegs = [i for i, item in enumerate(batch) if isinstance(item, EncodedJpeg)]
         decoded = self._decode([batch[i] for i in jpegs])
         for i, image in zip(jpegs, decoded, strict=True):
@@ -139,8 +142,16 @@ class CudaClassifier:
             elif isinstance(image, np.ndarray):  # nvJPEG refused it: the CPU did it
                 on_host[i] = image
             else:
-                upright = orient(image, batch[i].orientation)
-                x[i] = _normalise(_resize_crop(self.torch, upright))
+                same_shape[(*image.shape, batch[i].orientation)].append((i, image))
+        for (_, height, width, orientation), group in same_shape.items():
+            # Photos of one size (one camera's) are resized together: a few kernel
+            # launches a group, not a few an image, each launch costing the interpreter.
+            per_call = max(1, _GROUP_PIXELS // (height * width))
+            for start in range(0, len(group), per_call):
+                piece = group[start:start + per_call]
+                images = self.torch.stack([image for _, image in piece])
+                crops = _resize_crop(self.torch, orient(images, orientation))
+                x[[i for i, _ in piece]] = _normalise(crops).to(self.dtype)
         on_host.update((i, item) for i, item in enumerate(batch)
                        if not isinstance(item, EncodedJpeg))
         if on_host:  # one pinned buffer, one asynchronous copy
@@ -174,47 +185,48 @@ class CudaClassifier:
             return exc
 
 
-def orient(image: Any, orientation: int) -> Any:
-    """A CHW image turned upright by its EXIF orientation, as Pillow's exif_transpose does."""
+def orient(images: Any, orientation: int) -> Any:
+    """NCHW images turned upright by their EXIF orientation, as Pillow's exif_transpose."""
     if orientation == 2:
-        return image.flip(2)
+        return images.flip(3)
     if orientation == 3:
-        return image.flip([1, 2])
+        return images.flip([2, 3])
     if orientation == 4:
-        return image.flip(1)
+        return images.flip(2)
     if orientation == 5:
-        return image.transpose(1, 2)
+        return images.transpose(2, 3)
     if orientation == 6:
-        return image.rot90(-1, (1, 2))
+        return images.rot90(-1, (2, 3))
     if orientation == 7:
-        return image.transpose(1, 2).flip([1, 2])
+        return images.transpose(2, 3).flip([2, 3])
     if orientation == 8:
-        return image.rot90(1, (1, 2))
-    return image
+        return images.rot90(1, (2, 3))
+    return images
 
 
-def _resize_crop(torch: Any, image: Any) -> Any:
-    """The reference crop of a CHW uint8 image on the GPU, as 3x224x224 float in 0..255.
+def _resize_crop(torch: Any, images: Any) -> Any:
+    """The reference crop of NCHW uint8 images of one size on the GPU, as Nx3x224x224
+    float in 0..255.
 
     As the reference: the shorter side resized to 256 (bilinear, antialiased as
     Pillow's filter is when it shrinks), then the centre 224. A strip so long that its
     resized copy would be huge has only the source region under the crop resampled.
     """
-    _, height, width = image.shape
+    *_, height, width = images.shape
     new_w, new_h = (RESIZE, int(RESIZE * height / width)) if width <= height else \
         (int(RESIZE * width / height), RESIZE)
     left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
     interpolate = torch.nn.functional.interpolate
     if new_w * new_h <= _MAX_RESIZED_PIXELS:
-        resized = interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear",
+        resized = interpolate(images.float(), size=(new_h, new_w), mode="bilinear",
                               antialias=True, align_corners=False)
-        return resized[0, :, top:top + CROP, left:left + CROP]
+        return resized[:, :, top:top + CROP, left:left + CROP]
     sx, sy = width / new_w, height / new_h
     x0, y0 = int(left * sx), int(top * sy)
     x1, y1 = min(width, math.ceil((left + CROP) * sx)), min(height, math.ceil((top + CROP) * sy))
-    region = image[None, :, y0:y1, x0:x1].float()
+    region = images[:, :, y0:y1, x0:x1].float()
     return interpolate(region, size=(CROP, CROP), mode="bilinear", antialias=True,
-                       align_corners=False)[0]
+                       align_corners=False)
 
 
 def _normalise(x: Any) -> Any:
