@@ -79,7 +79,7 @@ class TaskSettings:
 class WorkerSettings:
     """How a worker fetches and decodes, within what, and how long it may take to drain."""
 
-    fetch_concurrency: int = 8
+    fetch_concurrency: int = 0  # objects read or written at once; 0: each store's own
     decode_threads: int = 0  # 0: one per core
     drain_grace_s: float = 120.0
     max_pixels: int = 120_000_000
@@ -89,7 +89,9 @@ class WorkerSettings:
     metrics_port: int = 0
 
     def problems(self) -> list[str]:
-        found = _at_least_one(self, ("fetch_concurrency", "max_pixels", "decode_budget_mb"))
+        found = _at_least_one(self, ("max_pixels", "decode_budget_mb"))
+        if self.fetch_concurrency < 0:
+            found.append(f"{PREFIX}FETCH_CONCURRENCY must be at least 1 (0: each store's own)")
         if not 0 <= self.metrics_port < 65536:
             found.append(f"{PREFIX}METRICS_PORT must be a TCP port, 1 to 65535 (0: off)")
         return found

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from gpufleet.domain import ItemResult, ItemStatus, Task, WorkerState
 from gpufleet.jobs import JobRequest, create_job
 from gpufleet.models import load_tagger
 from gpufleet.queue import open_queue
 from gpufleet.store import open_location
+from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, Observers, Stage, TaskEnd
 from gpufleet.worker.pipeline import Pipeline
@@ -132,7 +132,7 @@ def test_a_lease_found_gone_before_writing_is_told_lost(home: Home) -> None:
     run = Run(lease, task, location, location, keys=task.keys, confirmed_at=0.0)
     books = Books()
     writer = ResultWriter(index=home.index(), queue=queue, model=MODEL,
-                          pool=ThreadPoolExecutor(1), lease_s=30,
+                          pools=IoPools("put"), lease_s=30,
                           on_index_down=lambda error: None, observer=books)
     # When its outcome is to be written
     writer.write([Outcome(run, "k", ItemResult(job="j", key="k", status=ItemStatus.DONE))])

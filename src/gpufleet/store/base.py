@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 class ObjectStore(Protocol):
     """A flat namespace of keys to bytes. Keys are validated object keys."""
 
+    # Requests worth having in flight at once to this store, where
+    # GPUFLEET_FETCH_CONCURRENCY does not say: a worker reads and writes objects with
+    # that many threads (worker/io_pools.py).
+    concurrency: int
+
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """The object's bytes; ObjectMissing if absent, StoreUnavailable if unreachable.
 

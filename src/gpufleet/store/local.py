@@ -38,6 +38,13 @@ _CHUNK = 1 << 20  # bytes a read asks for once past the size fstat gave
 
 
 class LocalStore:
+    # Its reads and writes are system calls of microseconds: a second thread making them
+    # only fights the first for the interpreter lock. One worker on the no-op model did
+    # 5,050 items/s with one, 3,100-3,270 with eight (benchmarks/overhead.py's objects).
+    # A directory on a network file system (EFS, NFS) is another matter: there, set
+    # GPUFLEET_FETCH_CONCURRENCY.
+    concurrency = 1
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self._root = str(self.root)

@@ -58,6 +58,8 @@ def s3_prefix(uri: str) -> str:
 class S3Store:
     """One bucket. Keys are object keys; ``url()`` names them as ``s3://bucket/key``."""
 
+    concurrency = 8  # requests are round trips of milliseconds: worth several at once
+
     def __init__(self, bucket: str, *, max_pool_connections: int = 10, max_attempts: int = 5,
                  sse: str = "", sse_kms_key_id: str = "", client: Any = None) -> None:
         if not bucket:
@@ -80,7 +82,8 @@ class S3Store:
     def from_settings(cls, bucket: str, settings: Settings | None) -> S3Store:
         if settings is None:
             return cls(bucket)
-        return cls(bucket, max_pool_connections=max(10, settings.worker.fetch_concurrency + 2),
+        width = settings.worker.fetch_concurrency or cls.concurrency
+        return cls(bucket, max_pool_connections=max(10, width + 2),
                    sse=settings.storage.sse, sse_kms_key_id=settings.storage.sse_kms_key_id)
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:

@@ -1,13 +1,15 @@
 """receive ▶ fetch ▶ decode ▶ batch ▶ infer ▶ write, moving lists, never single items.
 
-Threads: the caller receives tasks and judges each delivery (delivery.py); a pool
-fetches a task's objects a piece at a time; a pool sized to the cores decodes whole
-pieces (through the job's preprocessing chain, if any: inputs.py); ``tagger.streams``
-threads batch decoded items across tasks and run the model (two on a GPU, so copies
-and decode overlap compute); one thread writes outcomes (writer.py) and acks finished
-tasks together; one heartbeats leases and retries what an outage interrupted. Each step
-is told to an observer: metrics, traces. No future, lock or round trip per item: per
-piece, batch or task; a bounded number of items in flight (ledger.py).
+Threads: the caller receives tasks and judges each delivery (delivery.py); a pool as
+wide as the input's store is worth (io_pools.py) fetches a task's objects a piece at a
+time; a pool sized to the cores decodes whole pieces (through the job's preprocessing
+chain, if any: inputs.py); ``tagger.streams`` threads batch decoded items across tasks
+and run the model (two on a GPU, so copies and decode overlap compute); one thread
+writes result objects while another records the batch before in the index and acks
+finished tasks together (write_stage.py, writer.py); one heartbeats leases and retries
+what an outage interrupted. Each step is told to an observer: metrics, traces. No
+future, lock or round trip per item: per piece, batch or task; a bounded number of
+items in flight (ledger.py).
 """
 from __future__ import annotations
 
@@ -29,22 +31,21 @@ from gpufleet.index import Index
 from gpufleet.jitter import equal_jitter
 from gpufleet.models import Tagger
 from gpufleet.queue import Lease, TaskQueue
-from gpufleet.queue.batch import ack_many
 from gpufleet.store import Location, open_location
 from gpufleet.worker.cancels import CancelledJobs
 from gpufleet.worker.delivery import Verdict, give_up_reason, judge
 from gpufleet.worker.heartbeat import Heartbeat
 from gpufleet.worker.inputs import ModelInputs
+from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Ledger, Run, distinct
 from gpufleet.worker.observer import Observer, Stage, TaskEnd
 from gpufleet.worker.settling import Settler, safely
+from gpufleet.worker.write_stage import STOP, WRITE_BATCH, WriteStage
 from gpufleet.worker.writer import Outcome, ResultWriter
 
 log = logging.getLogger(__name__)
-_STOP = object()
 _PIECE = 8  # items fetched, then decoded, by one future
 _BATCH_WAIT_S = 0.02  # how long a partial batch waits for company before it runs
-_WRITE_BATCH = 1024  # outcomes written together, at most
 _RECEIVE_WAIT_S = 1.0  # long poll (SQS, Redis) when the queue is empty; bounds SIGTERM's delay
 _OUTAGE_MAX_S = 5.0  # while the queue or index is unreachable, retries back off up to this
 _IDLE_CALL_S = 60.0  # an idle worker looks for stranded jobs (the sweeper) this often
@@ -74,12 +75,12 @@ class Pipeline:
         self.state = WorkerState.READY
         self.settler = Settler(queue=queue, index=index, settings=settings)
         self.streams = max(1, int(getattr(tagger, "streams", 1)))
-        # Inputs in flight: enough to keep every stage busy; outcomes: up to a write batch.
+        # Inputs in flight: enough to keep every stage busy; outcomes: a write batch being
+        # written and one being recorded (write_stage.py).
         self.ledger = Ledger(max(3 * settings.tasks.chunk_size,
-                                 (2 + self.streams) * tagger.batch_size), backlog=_WRITE_BATCH)
+                                 (2 + self.streams) * tagger.batch_size), backlog=2 * WRITE_BATCH)
         self.stats = PipelineStats()
         self._ready: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
-        self._written: stdlib_queue.Queue[Any] = stdlib_queue.Queue()
         self._locations: dict[str, Location] = {}
         self._cancelled = CancelledJobs(index)
         self._outage_s = 0.0  # the current wait between receives while a service is down
@@ -87,13 +88,17 @@ class Pipeline:
         self._alone: deque[Run] = deque()  # redelivered single items, run one at a time
         self._running_alone: Run | None = None
         cores = settings.worker.decode_threads or os.cpu_count() or 1
-        self._fetch_pool = ThreadPoolExecutor(settings.worker.fetch_concurrency, "fetch")
+        self._fetch_pools = IoPools("fetch", settings.worker.fetch_concurrency)
         self._decode_pool = ThreadPoolExecutor(cores, "decode")
-        self._write_pool = ThreadPoolExecutor(settings.worker.fetch_concurrency, "put")
+        self._put_pools = IoPools("put", settings.worker.fetch_concurrency)
         self.writer = ResultWriter(index=index, queue=queue, model=tagger.name,
-                                   pool=self._write_pool, observer=self.observer,
+                                   pools=self._put_pools, observer=self.observer,
                                    lease_s=settings.tasks.visibility_timeout_s,
                                    on_index_down=lambda error: self._index_down.set())
+        self.write_stage = WriteStage(writer=self.writer, ledger=self.ledger,
+                                      settler=self.settler, queue=queue, observer=self.observer,
+                                      stats=self.stats, producers=self.streams)
+        self._written = self.write_stage.inbox  # outcomes, from every stage
 
     # The receiving loop ------------------------------------------------------
 
@@ -103,8 +108,8 @@ class Pipeline:
         heartbeat = Heartbeat(queue=self.queue, ledger=self.ledger, settler=self.settler,
                               lease_s=self.settings.tasks.visibility_timeout_s,
                               beat=lambda: self._set_state(self.state), observer=self.observer)
-        threads += [threading.Thread(target=fn, name=name, daemon=True) for fn, name in
-                    ((self._write_loop, "write"), (heartbeat.run, "heartbeat"))]
+        threads += [*self.write_stage.threads(),
+                    threading.Thread(target=heartbeat.run, name="heartbeat", daemon=True)]
         for t in threads:
             t.start()
         idle_since = self._idle_called = time.monotonic()
@@ -144,11 +149,12 @@ class Pipeline:
         self._drain()
         heartbeat.stop.set()
         for _ in range(self.streams):
-            self._ready.put(_STOP)
+            self._ready.put(STOP)
         for t in threads:
             t.join(timeout=1)
-        for pool in (self._fetch_pool, self._decode_pool, self._write_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        for pools in (self._fetch_pools, self._put_pools):
+            pools.shutdown()
         return self.stats
 
     def _set_state(self, state: WorkerState) -> None:
@@ -237,9 +243,9 @@ class Pipeline:
         self._launch(run)
 
     def _launch(self, run: Run) -> None:
-        keys = run.keys
+        keys, pool = run.keys, self._fetch_pools.for_location(run.input)
         for start in range(0, len(keys), _PIECE):
-            self._fetch_pool.submit(self._fetch, run, keys[start:start + _PIECE])
+            pool.submit(self._fetch, run, keys[start:start + _PIECE])
 
     def _run_alone(self, stop: threading.Event) -> None:
         """Run redelivered single items one at a time, with nothing else in the worker."""
@@ -317,9 +323,9 @@ class Pipeline:
                 entries = self._ready.get(timeout=timeout)
             except stdlib_queue.Empty:
                 entries = None
-            if entries is _STOP:
+            if entries is STOP:
                 self._infer(batch)
-                self._written.put(_STOP)
+                self._written.put(STOP)
                 return
             if entries:
                 if not batch:
@@ -361,39 +367,3 @@ class Pipeline:
         return Outcome(run, key, ItemResult(
             job=run.task.job, key=key, status=ItemStatus.DONE, tags=tuple(tags),
             worker=self.worker_id, started_at=started, finished_at=now, infer_ms=infer_ms))
-
-    def _write_loop(self) -> None:
-        stops = 0
-        while stops < self.streams:
-            outcomes: list[Outcome] = []
-            first = self._written.get()
-            if first is _STOP:
-                stops += 1
-                continue
-            outcomes.extend(first)
-            while len(outcomes) < _WRITE_BATCH:  # write what has piled up, together
-                try:
-                    more = self._written.get_nowait()
-                except stdlib_queue.Empty:
-                    break
-                if more is _STOP:
-                    stops += 1
-                    continue
-                outcomes.extend(more)
-            self._write(outcomes)
-
-    def _write(self, outcomes: list[Outcome]) -> None:
-        began, t0 = time.time(), time.perf_counter()
-        outcomes = self.writer.write(outcomes)  # (a shard task's wait for the rest of it)
-        self.observer.stage(Stage.WRITE, distinct(o.run for o in outcomes), len(outcomes), began,
-                            time.perf_counter() - t0)
-        self.observer.written(outcomes)
-        finished = self.ledger.count_out((o.run, o.transient) for o in outcomes)
-        self.stats.items += sum(1 for o in outcomes if o.transient is None)
-        acks = [s.run.lease for s in finished if s.error is None]
-        for s in finished:
-            if s.error is not None:
-                safely(self.settler.retry, s.run, s.error)
-            self.observer.task_ended(s.run, TaskEnd.ACKED if s.error is None else TaskEnd.RETRIED)
-        if acks:  # tasks finished together are acked together: one request where it can be
-            safely(ack_many, self.queue, acks)

@@ -1,4 +1,4 @@
-"""Writing a batch of outcomes: result objects concurrently, index rows in one statement.
+"""Writing a batch of outcomes: result objects concurrently, then index rows in one statement.
 
 Three promises are kept here:
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from gpufleet.domain import ItemResult, ItemStatus
 from gpufleet.errors import GpufleetError, ItemError
 from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
+from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, TaskEnd
 from gpufleet.worker.result_shards import ShardBuffer, put_shard
@@ -45,29 +47,37 @@ class Outcome:
 
 
 class ResultWriter:
-    def __init__(self, *, index: Index, queue: TaskQueue, model: str, pool: Executor,
+    def __init__(self, *, index: Index, queue: TaskQueue, model: str, pools: IoPools,
                  lease_s: float, on_index_down: Callable[[str], None],
                  observer: Observer | None = None) -> None:
-        self.index, self.queue, self.model, self.pool = index, queue, model, pool
+        self.index, self.queue, self.model, self.pools = index, queue, model, pools
         self.observer = observer or Observer()  # told of a task whose lease is found lost
         self.lease_s = lease_s
         self.on_index_down = on_index_down
         self.shards = ShardBuffer()
 
-    def write(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Write what may be written; returns the outcomes settled now, transient where
-        they failed. A shard-mode task's are held until all of them are here (shards.py)."""
+    def put(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Write the result objects of what may be written; returns the outcomes settled
+        now, transient where writing failed (a shard-mode task's are held until all of
+        them are here: result_shards.py). Their rows are recorded next, never before."""
         self._fence({o.run for o in outcomes})
         single, shards = self.shards.hold(outcomes)
-        outcomes = single + [o for shard in shards for o in shard]
-        live = [o for o in single if o.result is not None and not o.run.released]
-        pieces = [live[i:i + _PIECE] for i in range(0, len(live), _PIECE)]
-        for _ in self.pool.map(self._put_objects, pieces):
-            pass
-        for _ in self.pool.map(lambda shard: put_shard(shard, self.model), shards):
-            pass
-        live += [o for shard in shards for o in shard
-                 if o.result is not None and not o.run.released]
+        by_pool: dict[Executor, list[Outcome]] = defaultdict(list)  # (each store's width)
+        for o in single:
+            if o.result is not None and not o.run.released:
+                by_pool[self.pools.for_location(o.run.output)].append(o)
+        futures = [pool.submit(self._put_objects, live[i:i + _PIECE])
+                   for pool, live in by_pool.items() for i in range(0, len(live), _PIECE)]
+        futures += [self.pools.for_location(shard[0].run.output).submit(
+            put_shard, shard, self.model) for shard in shards]
+        for future in futures:
+            future.result()
+        return single + [o for shard in shards for o in shard]
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the rows of outcomes that put wrote, many to a statement; where the index
+        cannot take them, each becomes transient (its task is retried)."""
+        live = [o for o in outcomes if o.result is not None and not o.run.released]
         rows = [o.result for o in live if o.transient is None and o.result is not None]
         try:
             self.index.record(rows)
@@ -77,7 +87,12 @@ class ResultWriter:
             self.on_index_down(str(exc))
             for o in live:
                 o.transient = o.transient or f"record: {exc}"
-        return list(outcomes)
+
+    def write(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """put, then record: the outcomes settled now."""
+        settled = self.put(outcomes)
+        self.record(settled)
+        return settled
 
     def _fence(self, runs: set[Run]) -> None:
         now = time.monotonic()
