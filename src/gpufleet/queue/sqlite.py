@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue, id);
 """
 
 _BUSY_TIMEOUT_S = 30.0
+_HELD = " WHERE id = ? AND queue = ? AND token = ?"  # the row is still this lease's
 
 
 class SqliteQueue(QueueBase):
@@ -139,7 +140,7 @@ class SqliteQueue(QueueBase):
         """Every lease in one transaction: a worker acks the tasks a write finished
         together, and a commit each cost it more than the deletes."""
         with self._tx() as db:
-            return [db.execute("DELETE FROM tasks WHERE id = ? AND queue = ? AND token = ?",
+            return [db.execute("DELETE FROM tasks" + _HELD,
                                (int(lease.id), self.name, lease.token)).rowcount == 1
                     for lease in leases]
 
@@ -198,10 +199,9 @@ class SqliteQueue(QueueBase):
 
     def _settle(self, statement: str, params: tuple[object, ...], lease: Lease) -> bool:
         """Run statement on the lease's row if the lease still holds it. True if it did."""
-        where = " WHERE id = ? AND queue = ? AND token = ?"
         with self._lock, self._translate():
             cursor = self._db.execute(
-                statement + where, (*params, int(lease.id), self.name, lease.token)
+                statement + _HELD, (*params, int(lease.id), self.name, lease.token)
             )
         return cursor.rowcount == 1
 
