@@ -22,11 +22,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from functools import partial
 
 from gpufleet.domain import ItemResult, ItemStatus
 from gpufleet.errors import GpufleetError, ItemError
 from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
+from gpufleet.store import Location
 from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, TaskEnd
@@ -62,14 +64,19 @@ class ResultWriter:
         them are here: result_shards.py). Their rows are recorded next, never before."""
         self._fence({o.run for o in outcomes})
         single, shards = self.shards.hold(outcomes)
-        by_pool: dict[Executor, list[Outcome]] = defaultdict(list)  # (each store's width)
+        by_pool: dict[Executor | None, list[Outcome]] = defaultdict(list)
         for o in single:
             if o.result is not None and not o.run.released:
-                by_pool[self.pools.for_location(o.run.output)].append(o)
-        futures = [pool.submit(self._put_objects, live[i:i + _PIECE])
-                   for pool, live in by_pool.items() for i in range(0, len(live), _PIECE)]
-        futures += [self.pools.for_location(shard[0].run.output).submit(
-            put_shard, shard, self.model) for shard in shards]
+                by_pool[self._pool(o.run.output)].append(o)
+        calls: list[tuple[Executor | None, Callable[[], object]]] = [
+            (pool, partial(self._put_objects, live[i:i + _PIECE]))
+            for pool, live in by_pool.items() for i in range(0, len(live), _PIECE)]
+        calls += [(self._pool(shard[0].run.output), partial(put_shard, shard, self.model))
+                  for shard in shards]
+        futures = [pool.submit(call) for pool, call in calls if pool is not None]
+        for pool, call in calls:
+            if pool is None:  # a store that takes one request at a time: this thread writes
+                call()
         for future in futures:
             future.result()
         return single + [o for shard in shards for o in shard]
@@ -112,6 +119,11 @@ class ResultWriter:
                             run.task.job)
                 run.released = True
                 self.observer.task_ended(run, TaskEnd.LOST)
+
+    def _pool(self, location: Location) -> Executor | None:
+        """The threads that write to location; None where its store takes one request at
+        a time (a directory): a thread of its own would only hand the work over and wait."""
+        return None if self.pools.width_for(location) == 1 else self.pools.for_location(location)
 
     def _put_objects(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
