@@ -199,12 +199,19 @@ class Index:
 
     def take_up(self, job_id: str) -> bool:
         """A worker takes one of the job's tasks: the job is started (the first time), and
-        whether it is cancelled."""
+        whether it is cancelled.
+
+        A read first: a worker asks this every few seconds while its own record thread
+        writes, and on SQLite a write waits for the writer's lock (its busy handler
+        sleeps up to 100 ms a try), where a read under WAL does not. Only the first
+        look at a job writes."""
         with self.transaction() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.started_at.is_(None))
-                         .values(started_at=self.clock()))
-            return bool(conn.execute(select(jobs.c.cancelled).where(jobs.c.id == job_id))
-                        .scalar())
+            row = conn.execute(select(jobs.c.started_at, jobs.c.cancelled)
+                               .where(jobs.c.id == job_id)).one_or_none()
+            if row is not None and row.started_at is None:
+                conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.started_at.is_(None))
+                             .values(started_at=self.clock()))
+            return bool(row is not None and row.cancelled)
 
     def is_cancelled(self, job_id: str) -> bool:
         with self.transaction() as conn:

@@ -50,7 +50,8 @@ class SyntheticTagger:
         return hashlib.sha256(data).digest()
 
     def infer(self, batch: Sequence[bytes]) -> list[list[Tag]]:
-        time.sleep(self.item_ms * len(batch) / 1000)
+        if self.item_ms:  # (a sleep of 0 is still a system call, and lets go of the GIL)
+            time.sleep(self.item_ms * len(batch) / 1000)
         return [_tags(digest) for digest in batch]
 
 
