@@ -131,6 +131,11 @@ def decode_photo(
             # (Only a JPEG's EXIF is read up front: a PNG's getexif() decodes the image.)
             if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # stored on its side
                 draft_size = (draft_size[1], draft_size[0])
+            # Pillow's wheels decode with libjpeg-turbo already. simplejpeg was measured
+            # here (200 sample photos, 8 interleaved rounds): at draft()'s size, the same
+            # pixels, no faster (1.57 vs 1.55 ms a photo with the header read); at any
+            # eighth (375x282, not 500x375, for 256), its scaled IDCT is not vectorised and
+            # decode + preprocess took 2.62-2.74 ms against Pillow's 2.54-2.60.
             im.draft("RGB", draft_size)
         with budget.hold(_decoded_bytes(im)) if budget else contextlib.nullcontext():
             im.load()
