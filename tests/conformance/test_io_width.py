@@ -29,6 +29,16 @@ def test_a_directory_is_read_by_one_thread_and_s3_by_several(
     pools.shutdown()
 
 
+def test_a_writer_writes_to_a_directory_itself_and_to_s3_through_the_pool(
+        aws_env: MotoServer, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    pools = IoPools("put", settings.worker.fetch_concurrency)
+    assert pools.parallel_for(open_location(tmp_path.as_uri() + "/", settings=settings)) is None
+    bucket = open_location("s3://any-bucket/out/", settings=settings)
+    assert pools.parallel_for(bucket) is pools.for_location(bucket)
+    pools.shutdown()
+
+
 def test_the_setting_is_every_stores_width(aws_env: MotoServer, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, worker=WorkerSettings(fetch_concurrency=3))
     pools = IoPools("put", settings.worker.fetch_concurrency)

@@ -27,12 +27,22 @@ class IoPools:
         return self.width or max(1, int(getattr(location.store, "concurrency", 1)))
 
     def for_location(self, location: Location) -> ThreadPoolExecutor:
+        return self._pool(self.width_for(location))
+
+    def parallel_for(self, location: Location) -> ThreadPoolExecutor | None:
+        """The pool for location; None where its store takes one request at a time (a
+        directory): a caller that would only wait on a pool of one makes them itself."""
         width = self.width_for(location)
-        with self._lock:
-            pool = self._pools.get(width)
-            if pool is None:
-                pool = self._pools[width] = ThreadPoolExecutor(width, f"{self.name}-{width}")
-            return pool
+        return None if width == 1 else self._pool(width)
+
+    def _pool(self, width: int) -> ThreadPoolExecutor:
+        pool = self._pools.get(width)  # (asked for every task: no lock once it is made)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(width)
+                if pool is None:
+                    pool = self._pools[width] = ThreadPoolExecutor(width, f"{self.name}-{width}")
+        return pool
 
     def shutdown(self) -> None:
         with self._lock:

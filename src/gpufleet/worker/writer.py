@@ -28,7 +28,6 @@ from gpufleet.domain import ItemResult, ItemStatus
 from gpufleet.errors import GpufleetError, ItemError
 from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
-from gpufleet.store import Location
 from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, TaskEnd
@@ -64,15 +63,18 @@ class ResultWriter:
         them are here: result_shards.py). Their rows are recorded next, never before."""
         self._fence({o.run for o in outcomes})
         single, shards = self.shards.hold(outcomes)
-        by_pool: dict[Executor | None, list[Outcome]] = defaultdict(list)
+        by_run: dict[Run, list[Outcome]] = defaultdict(list)  # (a pool is found per task)
         for o in single:
             if o.result is not None and not o.run.released:
-                by_pool[self._pool(o.run.output)].append(o)
+                by_run[o.run].append(o)
+        by_pool: dict[Executor | None, list[Outcome]] = defaultdict(list)
+        for run, live in by_run.items():
+            by_pool[self.pools.parallel_for(run.output)].extend(live)
         calls: list[tuple[Executor | None, Callable[[], object]]] = [
             (pool, partial(self._put_objects, live[i:i + _PIECE]))
             for pool, live in by_pool.items() for i in range(0, len(live), _PIECE)]
-        calls += [(self._pool(shard[0].run.output), partial(put_shard, shard, self.model))
-                  for shard in shards]
+        calls += [(self.pools.parallel_for(shard[0].run.output),
+                   partial(put_shard, shard, self.model)) for shard in shards]
         futures = [pool.submit(call) for pool, call in calls if pool is not None]
         for pool, call in calls:
             if pool is None:  # a store that takes one request at a time: this thread writes
@@ -119,11 +121,6 @@ class ResultWriter:
                             run.task.job)
                 run.released = True
                 self.observer.task_ended(run, TaskEnd.LOST)
-
-    def _pool(self, location: Location) -> Executor | None:
-        """The threads that write to location; None where its store takes one request at
-        a time (a directory): a thread of its own would only hand the work over and wait."""
-        return None if self.pools.width_for(location) == 1 else self.pools.for_location(location)
 
     def _put_objects(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
