@@ -79,7 +79,8 @@ def test_keys_cli_creates_lists_and_revokes_and_a_revoked_key_is_refused(world: 
 def _grep(needle: str, files: list[Path]) -> bool:
     # In another process: opening and closing the database here would drop this process's
     # SQLite locks on it (POSIX locks belong to the process, not to the file descriptor).
-    result = subprocess.run(["grep", "-a", "-q", "-F", needle, *map(str, files)],
+    # -e: a secret may start with "-" (one in 64), which grep would take for an option.
+    result = subprocess.run(["grep", "-a", "-q", "-F", "-e", needle, *map(str, files)],
                             check=False)
     assert result.returncode in (0, 1), "grep failed"
     return result.returncode == 0
