@@ -22,19 +22,22 @@ _UPSERT_ITEMS: _Shape = (
 _INSERT_TAGS: _Shape = (
     "INSERT INTO tags (job_id, key, rank, tag_id, label, label_lower, score) VALUES ",
     7, "", "")
+_DELETE_TAGS = "DELETE FROM tags WHERE job_id = {mark} AND key IN ({marks})"
 
 
 class RecordSql:
-    """The two statements Index.record runs for every batch, in the driver's parameter style,
-    each over up to _RECORD_ROWS rows at once (multi-row VALUES).
+    """The statements Index.record runs for every batch, in the driver's parameter style,
+    each over up to _RECORD_ROWS rows at once (multi-row VALUES, or keys in one IN list).
 
     One statement per row (executemany) costs the driver a step, and a release of the
     interpreter lock, per row: six rows per item with its five tags. Many rows a statement
     recorded results 20-30 % faster on SQLite (``benchmarks/store_index.py``'s index rate,
-    measured beside the old way). ``INSERT ... ON CONFLICT DO UPDATE`` is the same
-    in SQLite and PostgreSQL; a rerun of an item counts one more attempt and replaces its
-    outcome. Rows are distinct per statement (record keeps the last outcome per item), as
-    PostgreSQL requires of one upsert.
+    measured beside the old way). The delete of a batch's old tags is plain SQL too:
+    SQLAlchemy renders an expanding IN list afresh on every call, a tenth of a no-op
+    worker's time holding the interpreter lock (py-spy --gil). ``INSERT ... ON CONFLICT
+    DO UPDATE`` is the same in SQLite and PostgreSQL; a rerun of an item counts one more
+    attempt and replaces its outcome. Rows are distinct per statement (record keeps the
+    last outcome per item), as PostgreSQL requires of one upsert.
     """
 
     def __init__(self, paramstyle: str) -> None:
@@ -47,6 +50,17 @@ class RecordSql:
     def tag_inserts(self, rows: Sequence[tuple[Any, ...]]
                     ) -> Iterator[tuple[str, tuple[Any, ...]]]:
         return self._chunked(_INSERT_TAGS, rows)
+
+    def tag_deletes(self, job_id: str, keys: Sequence[str]
+                    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """Deletes of the tags of these keys of one job, any earlier run's."""
+        for start in range(0, len(keys), _RECORD_ROWS):
+            chunk = keys[start:start + _RECORD_ROWS]
+            sql = self._statements.get((_DELETE_TAGS, len(chunk)))
+            if sql is None:
+                sql = self._statements[(_DELETE_TAGS, len(chunk))] = _DELETE_TAGS.format(
+                    mark=self._mark, marks=", ".join([self._mark] * len(chunk)))
+            yield sql, (job_id, *chunk)
 
     def _chunked(self, shape: _Shape, rows: Sequence[tuple[Any, ...]]
                  ) -> Iterator[tuple[str, tuple[Any, ...]]]:

@@ -251,7 +251,8 @@ class Index:
             for sql, params in self._sql.upserts(rows):
                 conn.exec_driver_sql(sql, params)
             for job_id, keys in by_job.items():
-                conn.execute(delete(tags).where(tags.c.job_id == job_id, tags.c.key.in_(keys)))
+                for sql, params in self._sql.tag_deletes(job_id, keys):
+                    conn.exec_driver_sql(sql, params)
             for sql, params in self._sql.tag_inserts(tag_rows):
                 conn.exec_driver_sql(sql, params)
 
