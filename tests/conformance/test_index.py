@@ -120,6 +120,28 @@ def test_a_batch_larger_than_one_statement_is_recorded_whole_and_rerun_in_place(
     assert (counts.done, counts.failed, counts.pending) == (987, 247, 0)
 
 
+def test_a_rerun_with_another_outcome_replaces_the_tags_and_odd_text_comes_back_as_written(
+        index: Index) -> None:
+    # Given items whose keys and labels hold what COPY and SQL escape (tab, newline,
+    # backslash, quotes, NUL-free unicode)
+    keys = ["a\tb.jpg", "line\nbreak.jpg", "back\\slash.jpg", "it's \"quoted\".jpg",
+            "photos/\u00e9t\u00e9 \u2603.jpg"]
+    index.create_job("j1", model="m", input="i", output="o", keys=keys)
+    odd = (Tag("n1", "tab\there", 0.5), Tag("n2", "\\N", 0.25), Tag("n3", "caf\u00e9 \"x\"", 0.125))
+    index.record([ItemResult(job="j1", key=k, status=ItemStatus.DONE, tags=odd) for k in keys])
+    assert {r.key: r.tags for r in index.iter_results("j1")} == {k: odd for k in keys}
+    # When the first item is rerun and fails, and the second is rerun with one tag
+    index.record([ItemResult(job="j1", key=keys[0], status=ItemStatus.FAILED, error="gone"),
+                  ItemResult(job="j1", key=keys[1], status=ItemStatus.DONE,
+                             tags=(Tag("n9", "other", 0.9),))])
+    # Then the first has no tags, the second its new one alone, the rest are untouched
+    found = {r.key: (r.status, r.attempts, r.tags) for r in index.iter_results("j1")}
+    assert found[keys[0]] == ("failed", 2, ())
+    assert found[keys[1]] == ("done", 2, (Tag("n9", "other", 0.9),))
+    assert all(found[k] == ("done", 1, odd) for k in keys[2:])
+    assert {r.key for r in index.results("j1", tag="CAF\u00c9 \"X\"")} == set(keys[2:])
+
+
 def test_job_state_follows_the_counts(index: Index) -> None:
     index.create_job("j1", model="m", input="i", output="o", keys=["a", "b"])
     index.record([_done("a"), ItemResult(job="j1", key="b", status=ItemStatus.FAILED,

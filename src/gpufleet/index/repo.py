@@ -28,7 +28,7 @@ from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFo
 from gpufleet.index.engine import first_line, open_engine
 from gpufleet.index.item_reads import read_items, tag_conditions
 from gpufleet.index.migrate import require_current
-from gpufleet.index.record_sql import RecordSql
+from gpufleet.index.record_sql import result_rows
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
 from gpufleet.redact import redact_url
@@ -64,7 +64,7 @@ class Index:
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.engine = open_engine(url)
-        self._sql = RecordSql(self.engine.dialect.paramstyle)
+        self._rows = result_rows(self.engine.dialect.name, self.engine.dialect.paramstyle)
         self._postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
@@ -245,16 +245,8 @@ class Index:
             by_job[r.job].append(r.key)
         tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
-        with self.transaction() as conn:
-            # Many rows to a statement, as flat tuples (see RecordSql): this runs for every
-            # batch of results, and a statement per row cost more than the database's work.
-            for sql, params in self._sql.upserts(rows):
-                conn.exec_driver_sql(sql, params)
-            for job_id, keys in by_job.items():
-                for sql, params in self._sql.tag_deletes(job_id, keys):
-                    conn.exec_driver_sql(sql, params)
-            for sql, params in self._sql.tag_inserts(tag_rows):
-                conn.exec_driver_sql(sql, params)
+        with self.transaction() as conn:  # many rows to a statement: see record_sql.py
+            self._rows.write(conn, rows, by_job, tag_rows)
 
     def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
         """Mark the items that have no outcome yet as failed (their task was dead-lettered);
