@@ -2,7 +2,9 @@
 
 Prints, measured in this run: small-object puts/s and gets/s for a directory
 and for S3 (moto in server mode, over HTTP on loopback: the HTTP and boto3
-cost, not S3's latency), at the worker's fetch concurrency; and result rows/s
+cost, not S3's latency), at the worker's fetch concurrency, with the client's
+CPU per get (boto3's share: it holds the interpreter lock for most of it, so it
+bounds one worker's reads from S3 however fast S3 answers); and result rows/s
 recorded in the index (batches of 256, five tags each) for SQLite and
 PostgreSQL (a throwaway local cluster). Not a test: nothing here decides
 anything, and moto is far slower than S3 itself for the server's share.
@@ -42,13 +44,17 @@ def rate(count: int, action: Callable[[], None]) -> float:
     return count / (time.perf_counter() - started)
 
 
-def store_rates(store: ObjectStore, objects: int) -> tuple[float, float]:
+def store_rates(store: ObjectStore, objects: int) -> tuple[float, float, float]:
+    """puts/s, gets/s, and this process's CPU per get in µs (the client's cost alone: what
+    bounds one worker's reads however fast the store answers)."""
     keys = [f"bench/{i:06d}.jpg" for i in range(objects)]
     body = os.urandom(30_000)  # a small JPEG's size
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         puts = rate(objects, lambda: list(pool.map(lambda k: store.put(k, body), keys)))
+        cpu = time.process_time()
         gets = rate(objects, lambda: list(pool.map(store.get, keys)))
-    return puts, gets
+        cpu_us = (time.process_time() - cpu) / objects * 1e6
+    return puts, gets, cpu_us
 
 
 def index_rate(url: str, rows: int) -> float:
@@ -88,9 +94,9 @@ def main() -> None:
             postgres.stop()
             postgres.remove()
     print(f"object store, {args.objects} objects of 30 kB, {CONCURRENCY} threads")
-    print(f"  {'backend':<22}{'puts/s':>10}{'gets/s':>10}")
-    print(f"  {'directory':<22}{local[0]:>10.0f}{local[1]:>10.0f}")
-    print(f"  {'s3 (moto, HTTP)':<22}{s3[0]:>10.0f}{s3[1]:>10.0f}")
+    print(f"  {'backend':<22}{'puts/s':>10}{'gets/s':>10}{'client CPU/get':>16}")
+    print(f"  {'directory':<22}{local[0]:>10.0f}{local[1]:>10.0f}{local[2]:>13.0f} µs")
+    print(f"  {'s3 (moto, HTTP)':<22}{s3[0]:>10.0f}{s3[1]:>10.0f}{s3[2]:>13.0f} µs")
     print(f"  s3 / directory: puts {s3[0] / local[0]:.2f}x, gets {s3[1] / local[1]:.2f}x")
     print(f"index, {args.rows} results recorded in batches of 256, 5 tags each")
     print(f"  {'sqlite':<22}{sqlite:>10.0f} rows/s")
