@@ -123,15 +123,21 @@ class FleetSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class StorageSettings:
-    """Server-side encryption of what gpufleet writes to S3."""
+    """Server-side encryption of what gpufleet writes to S3, and how a worker reads from it."""
 
     sse: str = ""  # AES256 or aws:kms; empty: the bucket's default
     sse_kms_key_id: str = ""  # a KMS key id or ARN for aws:kms (implies aws:kms)
+    # auto: many GETs in flight through the AWS CRT where awscrt is installed
+    # (store/s3_reads.py), else boto3; boto3: always boto3, a request per thread.
+    s3_reads: str = "auto"
 
     def problems(self) -> list[str]:
+        found = []
         if self.sse not in ("", "AES256", "aws:kms"):
-            return [f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms"]
-        return []
+            found.append(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
+        if self.s3_reads not in ("auto", "boto3"):
+            found.append(f"{PREFIX}S3_READS={self.s3_reads!r}: expected auto or boto3")
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)

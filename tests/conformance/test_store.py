@@ -34,7 +34,7 @@ from gpufleet.errors import (
     ObjectTooLarge,
     StoreUnavailable,
 )
-from gpufleet.store import ObjectStore, open_location
+from gpufleet.store import Location, ObjectStore, open_location
 from gpufleet.store.local import LocalStore
 from gpufleet.store.s3 import MAX_PRESIGN_S, S3Store
 from tests.servers import MotoServer, free_port
@@ -460,3 +460,73 @@ def test_links_never_lead_a_directory_store_outside_its_root(tmp_path: Path) -> 
         with pytest.raises(ObjectMissing):
             store.put("folder-link/new.bin", b"x")
     assert sorted(p.name for p in secret.iterdir()) == ["key.pem"]
+
+
+# -- many reads at once (a worker's fetch) --------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3-crt", "s3-boto3"])
+def reading(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """Each way a worker reads a piece of a task: a directory, S3 through the CRT
+    (store/s3_reads.py), S3 through boto3 alone (GPUFLEET_S3_READS=boto3)."""
+    if request.param == "local":
+        yield LocalStore(tmp_path / "bucket")
+        return
+    request.getfixturevalue("aws_env")
+    yield S3Store(new_bucket(), reads="auto" if request.param == "s3-crt" else "boto3")
+
+
+def test_many_reads_give_each_object_or_its_own_error_in_order(reading: ObjectStore) -> None:
+    # Given objects under keys that need escaping in a URL, one over the size limit
+    odd = ["a b+c%20d.jpg", "été/☃.jpg", "x?y#z&w=1.jpg", "tilde~plus+.jpg", "plain.jpg"]
+    for key in odd:
+        reading.put(f"in/{key}", key.encode() * 3)
+    reading.put("in/big.jpg", b"x" * 5000)
+    location = open_location_of(reading, "in/")
+    # When they are read together with one missing key between them
+    keys = [*odd[:2], "missing.jpg", "big.jpg", *odd[2:]]
+    found = location.get_many(keys, max_bytes=1000)
+    # Then each object comes back whole, and each failure is that key's alone
+    assert [f for f in found if isinstance(f, bytes)] == [k.encode() * 3 for k in odd]
+    assert isinstance(found[2], ObjectMissing) and "missing.jpg" in str(found[2])
+    assert isinstance(found[3], ObjectTooLarge) and "5,000" in str(found[3])
+
+
+def test_a_large_object_read_in_parts_comes_back_whole(reading: ObjectStore) -> None:
+    # Given an object larger than the CRT's part (8 MiB): its parts are fetched in parallel
+    data = os.urandom(9 * 2**20)
+    reading.put("big.bin", data)
+    # Then it reads back byte for byte, with or without a limit above its size
+    location = open_location_of(reading, "")
+    assert location.get_many(["big.bin"]) == [data]
+    assert location.get_many(["big.bin"], max_bytes=10 * 2**20) == [data]
+
+
+def test_many_reads_of_an_unreachable_store_fail_the_task_not_the_items(
+        aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given S3 at a port nothing listens on
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    location = open_location_of(S3Store("nowhere"), "")
+    # When two objects are read, then both fail as the store's trouble (the task is
+    # retried), not as the items' own errors, and the reads end
+    started = time.monotonic()
+    found = location.get_many(["a.jpg", "b.jpg"], max_bytes=1000)
+    assert all(isinstance(f, StoreUnavailable) for f in found), found
+    assert time.monotonic() - started < 120
+
+
+def test_many_reads_of_a_missing_bucket_fail_the_task_not_the_items(
+        reading: ObjectStore) -> None:
+    if isinstance(reading, LocalStore):
+        pytest.skip("a directory store has no bucket")
+    # Given a store whose bucket does not exist (a 404 too, but the store's, not a key's)
+    assert isinstance(reading, S3Store)
+    gone = S3Store("no-such-" + secrets.token_hex(6), reads=reading.reads)
+    # Then reading from it fails each item as the store's trouble: its task is retried
+    found = open_location_of(gone, "").get_many(["a.jpg", "b.jpg"])
+    assert all(isinstance(f, StoreUnavailable) for f in found), found
+    assert "NoSuchBucket" in str(found[0]) or "no such bucket" in str(found[0])
+
+
+def open_location_of(store: ObjectStore, prefix: str) -> Location:
+    return Location(store, prefix, f"test:{prefix}")

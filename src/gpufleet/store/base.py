@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -75,6 +75,25 @@ class Location:
         if member is None:
             return self.store.get(self.key(relative), max_bytes=max_bytes)
         return member.read(self.get_range, max_bytes=max_bytes)
+
+    def get_many(self, relatives: Sequence[str], *, max_bytes: int | None = None
+                 ) -> list[bytes | Exception]:
+        """Each object's bytes, or the exception reading it raised: a failure is its item's
+        alone. A store that reads many at once (S3 through the CRT) gets them together."""
+        many = getattr(self.store, "get_many", None)
+        found: list[bytes | Exception] = []
+        if many is not None and not any(parse_member(r) for r in relatives):
+            try:
+                found = many([self.key(r) for r in relatives], max_bytes=max_bytes)
+            except Exception as exc:  # the store as a whole: every read failed with it
+                found = [exc] * len(relatives)
+            return found
+        for relative in relatives:
+            try:
+                found.append(self.get(relative, max_bytes=max_bytes))
+            except Exception as exc:  # the caller tells an item's error from the store's
+                found.append(exc)
+        return found
 
     def get_range(self, relative: str, start: int, end: int) -> bytes:
         return self.store.get_range(self.key(relative), start, end)

@@ -7,12 +7,16 @@ environment keys, instance and task roles; see gpufleet.aws), so one URL,
 worker's fetch concurrency, retries default to botocore's standard mode
 (throttling and 5xx answers are retried with jittered backoff), reads
 check the object's size before its body and stream in chunks, and writes can
-ask for server-side encryption (SSE-S3 or a KMS key).
+ask for server-side encryption (SSE-S3 or a KMS key). A worker's reads of a
+piece of a task go out together through the AWS CRT where it is installed
+(``get_many``, store/s3_reads.py): boto3 holds the interpreter lock too long a
+request for one worker to read more than a thousand objects a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +32,7 @@ from gpufleet.errors import (
 )
 from gpufleet.keys import MAX_KEY_BYTES, key_problem
 from gpufleet.store.base import Location
+from gpufleet.store.s3_reads import CrtReads, crt_available
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -61,7 +66,8 @@ class S3Store:
     concurrency = 8  # requests are round trips of milliseconds: worth several at once
 
     def __init__(self, bucket: str, *, max_pool_connections: int = 10, max_attempts: int = 5,
-                 sse: str = "", sse_kms_key_id: str = "", client: Any = None) -> None:
+                 sse: str = "", sse_kms_key_id: str = "", client: Any = None,
+                 reads: str = "auto") -> None:
         if not bucket:
             raise ConfigError("an s3:// location needs a bucket: s3://bucket/prefix/")
         if sse_kms_key_id and not sse:
@@ -77,6 +83,11 @@ class S3Store:
         self.client = client if client is not None else aws.client(
             "s3", attempts=max_attempts, max_pool_connections=max_pool_connections,
             signature_version="s3v4", connect_timeout=10, read_timeout=60)
+        # Many reads at once through the CRT, made on first use (store/s3_reads.py).
+        self.reads = reads
+        self._crt_wanted = reads == "auto" and crt_available()
+        self._crt: CrtReads | None = None
+        self._crt_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, bucket: str, settings: Settings | None) -> S3Store:
@@ -84,7 +95,8 @@ class S3Store:
             return cls(bucket)
         width = settings.worker.fetch_concurrency or cls.concurrency
         return cls(bucket, max_pool_connections=max(10, width + 2),
-                   sse=settings.storage.sse, sse_kms_key_id=settings.storage.sse_kms_key_id)
+                   sse=settings.storage.sse, sse_kms_key_id=settings.storage.sse_kms_key_id,
+                   reads=settings.storage.s3_reads)
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with _translated(self, key):
@@ -104,6 +116,23 @@ class S3Store:
             finally:
                 body.close()
             return bytes(data)
+
+    def get_many(self, keys: Sequence[str], *, max_bytes: int | None = None
+                 ) -> list[bytes | Exception]:
+        """Each object's bytes, or the error reading it ended with (as get raises them):
+        all in flight at once through the CRT where it is installed, else one by one."""
+        if self._crt_wanted:
+            with self._crt_lock:
+                if self._crt is None:
+                    self._crt = CrtReads(self.client, self.bucket)
+            return self._crt.get_many(keys, max_bytes=max_bytes)
+        found: list[bytes | Exception] = []
+        for key in keys:
+            try:
+                found.append(self.get(key, max_bytes=max_bytes))
+            except Exception as exc:  # the caller tells an item's error from the store's
+                found.append(exc)
+        return found
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """One GET with a Range header; an object shorter than start gives no bytes."""

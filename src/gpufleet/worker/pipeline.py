@@ -271,14 +271,14 @@ class Pipeline:
         started, t0 = time.time(), time.perf_counter()
         fetched: list[tuple[str, bytes]] = []
         failed: list[Outcome] = []
-        for key in keys:
-            try:
-                fetched.append((key, run.input.get(
-                    key, max_bytes=self.settings.worker.max_object_bytes)))
-            except ItemError as exc:
-                failed.append(self._failed(run, key, str(exc), started))
-            except Exception as exc:  # store trouble: retry the whole task later
-                failed.append(Outcome(run, key, None, transient=f"fetch {key}: {exc}"))
+        found = run.input.get_many(keys, max_bytes=self.settings.worker.max_object_bytes)
+        for key, data in zip(keys, found, strict=True):
+            if isinstance(data, bytes):
+                fetched.append((key, data))
+            elif isinstance(data, ItemError):
+                failed.append(self._failed(run, key, str(data), started))
+            else:  # store trouble: retry the whole task later
+                failed.append(Outcome(run, key, None, transient=f"fetch {key}: {data}"))
         self.observer.stage(Stage.FETCH, (run,), len(keys), started, time.perf_counter() - t0)
         if failed:
             self._emit(failed)

@@ -1,0 +1,159 @@
+"""Many S3 GETs in flight at once, outside the interpreter lock: the AWS CRT's S3 client.
+
+boto3 spends 1.5-2.8 ms of the client's CPU on each GET of a small object, most
+of it in Python holding the interpreter lock (``benchmarks/store_index.py``), so a
+worker reading with boto3 tops out near 500-1,000 objects a second however many
+threads it has: short of what one data-centre GPU tags. The CRT (``awscrt``, the
+C runtime boto3's own transfer manager can use) signs, sends and parses in its
+own threads, in C; Python only collects each body and hears when it is done.
+
+Everything that decides where a request goes is botocore's, so both paths read
+the same objects: the URL comes from the store's boto3 client (endpoint,
+addressing style, region: a presigned URL made once, never sent), and the
+credentials from botocore's chain (environment, profile, instance and task
+roles, refreshed as they expire). Errors mean what they mean on the boto3 path:
+404 is ObjectMissing, an object over the limit ObjectTooLarge (judged from its
+size before its body is read), anything else StoreUnavailable. The CRT retries
+throttling and 5xx answers itself.
+
+Optional: without ``awscrt`` (``pip install awscrt``, in the ``aws`` extra),
+S3Store reads with boto3 alone, as before.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from gpufleet.errors import ObjectMissing, ObjectTooLarge, StoreUnavailable
+
+_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")  # Content-Range: bytes 0-29999/30000
+_PART_BYTES = 8 * 2**20  # an object larger than this is fetched in ranged parts, in parallel
+_WAIT_S = 300.0  # a read that hears nothing for this long failed (the CRT times out sooner)
+
+
+def crt_available() -> bool:
+    try:
+        import awscrt.s3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class CrtReads:
+    """Reads of one bucket, as many in flight as asked; made from its store's boto3 client."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        import botocore.session
+        from awscrt.auth import (
+            AwsCredentials,
+            AwsCredentialsProvider,
+            AwsSignatureType,
+            AwsSigningAlgorithm,
+            AwsSigningConfig,
+        )
+        from awscrt.s3 import S3Client, S3RequestTlsMode
+
+        self.bucket = bucket
+        # Where botocore would send a GET of this bucket: a presigned URL is made locally.
+        sample = urlsplit(client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
+        self._host = sample.netloc
+        self._base = sample.path[:-1]  # "/bucket/" (path style) or "/" (virtual hosted)
+        region = client.meta.region_name or "us-east-1"
+        credentials = botocore.session.Session().get_credentials()
+
+        def current() -> Any:
+            if credentials is None:
+                raise StoreUnavailable(f"s3://{bucket}/: no AWS credentials found")
+            frozen = credentials.get_frozen_credentials()  # refreshed when near expiry
+            return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        signing = AwsSigningConfig(
+            algorithm=AwsSigningAlgorithm.V4, signature_type=AwsSignatureType.HTTP_REQUEST_HEADERS,
+            credentials_provider=AwsCredentialsProvider.new_delegate(current), region=region,
+            service="s3", use_double_uri_encode=False, should_normalize_uri_path=False)
+        tls = S3RequestTlsMode.ENABLED if sample.scheme == "https" else S3RequestTlsMode.DISABLED
+        self._client = S3Client(region=region, tls_mode=tls, signing_config=signing,
+                                part_size=_PART_BYTES)
+
+    def get_many(self, keys: Sequence[str], *, max_bytes: int | None = None
+                 ) -> list[bytes | Exception]:
+        """Each key's bytes, or the exception its read ended with; all in flight at once."""
+        reads = [_Read(self, key, max_bytes) for key in keys]
+        return [r.wait() for r in reads]
+
+    def _request(self, key: str) -> Any:
+        from awscrt.http import HttpHeaders, HttpRequest
+
+        path = self._base + quote(key, safe="/~")  # as botocore encodes a key
+        return HttpRequest("GET", path, HttpHeaders([("Host", self._host)]))
+
+
+class _Read:
+    """One GET: its body in parts as they come, then done."""
+
+    def __init__(self, reads: CrtReads, key: str, max_bytes: int | None) -> None:
+        from awscrt.s3 import S3RequestType
+
+        self.where = f"s3://{reads.bucket}/{key}"
+        self.max_bytes = max_bytes
+        self.parts: list[tuple[int, bytes]] = []
+        self.size = 0
+        self.error: Exception | None = None
+        self.done = threading.Event()
+        self.request = reads._client.make_request(
+            type=S3RequestType.GET_OBJECT, request=reads._request(key),
+            on_headers=self._on_headers, on_body=self._on_body, on_done=self._on_done)
+
+    def _on_headers(self, status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+        if self.max_bytes is None or status_code >= 300:
+            return
+        found = {name.lower(): value for name, value in headers}
+        total = _RANGE_TOTAL.search(found.get("content-range", ""))
+        size = int(total.group(1)) if total else int(found.get("content-length", "0") or 0)
+        if size > self.max_bytes:  # refused before a byte of its body is read
+            self._refuse(ObjectTooLarge(size, self.max_bytes))
+
+    def _on_body(self, chunk: Any, offset: int, **_: Any) -> None:
+        # Parts of a large object may come out of order: placed by offset at the end.
+        self.parts.append((offset, bytes(chunk)))
+        self.size += len(chunk)
+        if self.max_bytes is not None and self.size > self.max_bytes and self.error is None:
+            self._refuse(ObjectTooLarge(self.size, self.max_bytes))  # a lying size
+
+    def _refuse(self, error: Exception) -> None:
+        self.error = error
+        self.request.cancel()
+
+    def _on_done(self, error: Exception | None = None, status_code: int | None = None,
+                 error_body: bytes | None = None, **_: Any) -> None:
+        if self.error is None and error is not None:
+            code, message = _s3_error(error_body)
+            if status_code == 404 and code != "NoSuchBucket":
+                self.error = ObjectMissing(f"no such object: {self.where}")
+            elif code:
+                self.error = StoreUnavailable(f"{self.where}: {code}: {message or code}")
+            else:  # no answer at all (refused, reset, timed out), or one without a body
+                self.error = StoreUnavailable(
+                    f"{self.where}: {f'HTTP {status_code}' if status_code else error}")
+        self.done.set()
+
+    def wait(self) -> bytes | Exception:
+        if not self.done.wait(_WAIT_S):
+            self.request.cancel()
+            return StoreUnavailable(f"{self.where}: no answer in {_WAIT_S:.0f} s")
+        if self.error is not None:
+            return self.error
+        return b"".join(part for _, part in sorted(self.parts))
+
+
+def _s3_error(body: bytes | None) -> tuple[str, str]:
+    """The <Code> and <Message> of an S3 error document; empty where there is none."""
+    text = (body or b"").decode("utf-8", "replace")
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    message = re.search(r"<Message>([^<]*)</Message>", text)
+    return (code.group(1) if code else "", message.group(1) if message else "")
