@@ -3,7 +3,7 @@
 Prints, measured in this run: small-object puts/s and gets/s for a directory
 and for S3 (moto in server mode, over HTTP on loopback: the HTTP and boto3
 cost, not S3's latency), at the worker's fetch concurrency, by boto3 and by the
-AWS CRT (store/s3_reads.py), with the client's CPU per get and what the gets
+AWS CRT (store/s3_crt.py), with the client's CPU per get and what the gets
 leave of the interpreter lock to a thread running Python beside them: boto3
 holds the lock for most of its CPU, which bounds one worker's reads from S3
 however fast S3 answers; and result rows/s
@@ -37,7 +37,7 @@ from gpufleet.index.migrate import upgrade
 from gpufleet.store import Location, ObjectStore
 from gpufleet.store.local import LocalStore
 from gpufleet.store.s3 import S3Store
-from gpufleet.store.s3_reads import crt_available
+from gpufleet.store.s3_crt import crt_available
 
 CONCURRENCY = 8
 PIECE = 8  # keys a worker's fetch thread reads together (worker/pipeline.py)
@@ -81,15 +81,16 @@ class LockProbe:
 def store_rates(store: ObjectStore, objects: int) -> tuple[float, float, float, float, float]:
     """puts/s, gets/s, this process's CPU per get in µs, and the share of it in user space
     (the client's cost alone: Python's share holds the interpreter lock, and bounds one
-    worker's reads however fast the store answers). Gets as a worker makes them: pieces
-    of PIECE keys (Location.get_many: all in flight at once through the CRT), one piece
-    per thread."""
+    worker's reads however fast the store answers). Puts and gets in pieces of PIECE
+    keys (Location.put_many and get_many: all in flight at once through the CRT), one
+    piece per thread."""
     keys = [f"bench/{i:06d}.jpg" for i in range(objects)]
     pieces = [keys[i:i + PIECE] for i in range(0, objects, PIECE)]
     location = Location(store, "", "bench:")
     body = os.urandom(30_000)  # a small JPEG's size
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        puts = rate(objects, lambda: list(pool.map(lambda k: store.put(k, body), keys)))
+        puts = rate(objects, lambda: list(pool.map(
+            lambda piece: location.put_many([(k, body) for k in piece]), pieces)))
         before = os.times()
         gets = rate(objects, lambda: list(pool.map(location.get_many, pieces)))
         after = os.times()
@@ -129,7 +130,7 @@ def main() -> None:
             boto3.client("s3").create_bucket(Bucket="bench")
             local = store_rates(LocalStore(Path(tmp) / "bucket"), args.objects)
             s3 = store_rates(S3Store("bench", max_pool_connections=CONCURRENCY + 2,
-                                     reads="boto3"), args.objects)
+                                     use_crt=False), args.objects)
             crt = store_rates(S3Store("bench", max_pool_connections=CONCURRENCY + 2),
                               args.objects) if crt_available() else None
             postgres.start()
@@ -142,12 +143,12 @@ def main() -> None:
             postgres.stop()
             postgres.remove()
     print(f"object store, {args.objects} objects of 30 kB, {CONCURRENCY} threads, "
-          f"gets {PIECE} at a time per thread")
+          f"{PIECE} at a time per thread")
     print(f"  {'backend':<26}{'puts/s':>8}{'gets/s':>8}{'client CPU/get':>16}"
           f"{'in user space':>15}{'Python beside':>15}")
     rows = [("directory", local), ("s3 (moto), boto3", s3)]
     if crt is not None:
-        rows.append(("s3 (moto), gets by CRT", crt))
+        rows.append(("s3 (moto), by the CRT", crt))
     for name, r in rows:
         print(f"  {name:<26}{r[0]:>8.0f}{r[1]:>8.0f}{r[2]:>13.0f} µs{r[3]:>14.0%}{r[4]:>14.0%}")
     print("  (Python beside: the share of its speed a thread running Python keeps while "

@@ -127,16 +127,16 @@ class StorageSettings:
 
     sse: str = ""  # AES256 or aws:kms; empty: the bucket's default
     sse_kms_key_id: str = ""  # a KMS key id or ARN for aws:kms (implies aws:kms)
-    # auto: many GETs in flight through the AWS CRT where awscrt is installed
-    # (store/s3_reads.py), else boto3; boto3: always boto3, a request per thread.
-    s3_reads: str = "auto"
+    # auto: a worker's reads and result writes, many in flight, through the AWS CRT where
+    # awscrt is installed (store/s3_crt.py), else boto3; boto3: always boto3.
+    s3_client: str = "auto"
 
     def problems(self) -> list[str]:
         found = []
         if self.sse not in ("", "AES256", "aws:kms"):
             found.append(f"{PREFIX}SSE={self.sse!r}: expected AES256 or aws:kms")
-        if self.s3_reads not in ("auto", "boto3"):
-            found.append(f"{PREFIX}S3_READS={self.s3_reads!r}: expected auto or boto3")
+        if self.s3_client not in ("auto", "boto3"):
+            found.append(f"{PREFIX}S3_CLIENT={self.s3_client!r}: expected auto or boto3")
         return found
 
 

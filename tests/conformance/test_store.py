@@ -364,13 +364,18 @@ def test_an_expired_presigned_url_is_refused(store: ObjectStore) -> None:
 # -- S3 specifics --------------------------------------------------------------------------
 
 
-def test_s3_writes_ask_for_server_side_encryption(aws_env: MotoServer) -> None:
-    # Given stores set up for SSE-S3 and for a KMS key
+@pytest.mark.parametrize("many", [False, True], ids=["put", "put_many"])
+def test_s3_writes_ask_for_server_side_encryption(aws_env: MotoServer, many: bool) -> None:
+    # Given stores set up for SSE-S3 and for a KMS key (put_many: through the CRT)
     bucket = new_bucket()
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-    S3Store(bucket, sse="AES256").put("sse-s3.json", b"{}")
-    S3Store(bucket, sse_kms_key_id=key_id).put("sse-kms.json", b"{}")
-    S3Store(bucket).put("plain.json", b"{}")
+    for store, key in [(S3Store(bucket, sse="AES256"), "sse-s3.json"),
+                       (S3Store(bucket, sse_kms_key_id=key_id), "sse-kms.json"),
+                       (S3Store(bucket), "plain.json")]:
+        if many:
+            assert store.put_many([(key, b"{}")]) == [None]
+        else:
+            store.put(key, b"{}")
     # Then each object was written with what was asked
     s3 = boto3.client("s3")
     head = s3.head_object(Bucket=bucket, Key="sse-s3.json")
@@ -462,18 +467,19 @@ def test_links_never_lead_a_directory_store_outside_its_root(tmp_path: Path) -> 
     assert sorted(p.name for p in secret.iterdir()) == ["key.pem"]
 
 
-# -- many reads at once (a worker's fetch) --------------------------------------------
+# -- many reads and writes at once (a worker's fetch, its results) ---------------------
 
 
 @pytest.fixture(params=["local", "s3-crt", "s3-boto3"])
 def reading(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
-    """Each way a worker reads a piece of a task: a directory, S3 through the CRT
-    (store/s3_reads.py), S3 through boto3 alone (GPUFLEET_S3_READS=boto3)."""
+    """Each way a worker reads a piece of a task and writes a batch of results: a
+    directory, S3 through the CRT (store/s3_crt.py), S3 through boto3 alone
+    (GPUFLEET_S3_CLIENT=boto3)."""
     if request.param == "local":
         yield LocalStore(tmp_path / "bucket")
         return
     request.getfixturevalue("aws_env")
-    yield S3Store(new_bucket(), reads="auto" if request.param == "s3-crt" else "boto3")
+    yield S3Store(new_bucket(), use_crt=request.param == "s3-crt")
 
 
 def test_many_reads_give_each_object_or_its_own_error_in_order(reading: ObjectStore) -> None:
@@ -521,11 +527,42 @@ def test_many_reads_of_a_missing_bucket_fail_the_task_not_the_items(
         pytest.skip("a directory store has no bucket")
     # Given a store whose bucket does not exist (a 404 too, but the store's, not a key's)
     assert isinstance(reading, S3Store)
-    gone = S3Store("no-such-" + secrets.token_hex(6), reads=reading.reads)
+    gone = S3Store("no-such-" + secrets.token_hex(6), use_crt=reading.use_crt)
     # Then reading from it fails each item as the store's trouble: its task is retried
     found = open_location_of(gone, "").get_many(["a.jpg", "b.jpg"])
     assert all(isinstance(f, StoreUnavailable) for f in found), found
     assert "NoSuchBucket" in str(found[0]) or "no such bucket" in str(found[0])
+
+
+def test_many_writes_land_whole_and_a_key_never_writable_fails_alone(
+        reading: ObjectStore) -> None:
+    # Given results under keys that need escaping, and one key no store can hold
+    # (over S3's 1,024 bytes; over a file name's 255 on disk)
+    odd = ["a b+c%20d.json", "été/☃.json", "x?y#z&w=1.json", "tilde~plus+.json"]
+    never = "n" * 1100 + ".json"
+    location = open_location_of(reading, "out/job/")
+    objects = [(odd[0], b"{}"), (never, b"{}"), *((k, k.encode()) for k in odd[1:])]
+    # When they are written together
+    written = location.put_many(objects, content_type="application/json")
+    # Then each lands whole where it was written, and the unwritable one fails alone
+    assert [w is None for w in written] == [True, False, True, True, True]
+    assert isinstance(written[1], ObjectRejected)
+    assert [reading.get(f"out/job/{k}") for k in odd] == [b"{}", *(k.encode() for k in odd[1:])]
+    if isinstance(reading, S3Store):  # with the content type asked for
+        head = reading.client.head_object(Bucket=reading.bucket, Key=f"out/job/{odd[1]}")
+        assert head["ContentType"] == "application/json"
+    # And written again (a redelivered task), each is replaced whole
+    assert location.put_many([(odd[0], b"[1]")], content_type="application/json") == [None]
+    assert reading.get(f"out/job/{odd[0]}") == b"[1]"
+
+
+def test_many_writes_to_a_missing_bucket_fail_the_task(reading: ObjectStore) -> None:
+    if isinstance(reading, LocalStore):
+        pytest.skip("a directory store has no bucket")
+    assert isinstance(reading, S3Store)
+    gone = S3Store("no-such-" + secrets.token_hex(6), use_crt=reading.use_crt)
+    written = open_location_of(gone, "").put_many([("a.json", b"{}"), ("b.json", b"{}")])
+    assert all(isinstance(w, StoreUnavailable) for w in written), written
 
 
 def open_location_of(store: ObjectStore, prefix: str) -> Location:

@@ -102,6 +102,27 @@ class Location:
             ) -> None:
         self.store.put(self.key(relative), data, content_type=content_type)
 
+    def put_many(self, objects: Sequence[tuple[str, bytes]], *,
+                 content_type: str = "application/octet-stream") -> list[Exception | None]:
+        """Write each (relative key, bytes); None where written, else the exception it
+        raised. A store that writes many at once (S3 through the CRT) gets them together."""
+        many = getattr(self.store, "put_many", None)
+        if many is not None:
+            try:
+                written: list[Exception | None] = many(
+                    [(self.key(r), data) for r, data in objects], content_type=content_type)
+            except Exception as exc:  # the store as a whole: every write failed with it
+                written = [exc] * len(objects)
+            return written
+        found: list[Exception | None] = []
+        for relative, data in objects:
+            try:
+                self.put(relative, data, content_type=content_type)
+                found.append(None)
+            except Exception as exc:  # the caller tells an item's error from the store's
+                found.append(exc)
+        return found
+
     def list(self) -> Iterator[str]:
         cut = len(self.prefix)
         for key in self.store.list(self.prefix):

@@ -8,15 +8,16 @@ worker's fetch concurrency, retries default to botocore's standard mode
 (throttling and 5xx answers are retried with jittered backoff), reads
 check the object's size before its body and stream in chunks, and writes can
 ask for server-side encryption (SSE-S3 or a KMS key). A worker's reads of a
-piece of a task go out together through the AWS CRT where it is installed
-(``get_many``, store/s3_reads.py): boto3 holds the interpreter lock too long a
-request for one worker to read more than a thousand objects a second.
+piece of a task, and its writes of a batch of results, go out together through
+the AWS CRT where it is installed (``get_many``, ``put_many``, store/s3_crt.py):
+boto3 holds the interpreter lock too long a request for one worker to move more
+than a thousand objects a second.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from gpufleet.errors import (
 )
 from gpufleet.keys import MAX_KEY_BYTES, key_problem
 from gpufleet.store.base import Location
-from gpufleet.store.s3_reads import CrtReads, crt_available
+from gpufleet.store.s3_crt import CrtS3, crt_available
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -67,7 +68,7 @@ class S3Store:
 
     def __init__(self, bucket: str, *, max_pool_connections: int = 10, max_attempts: int = 5,
                  sse: str = "", sse_kms_key_id: str = "", client: Any = None,
-                 reads: str = "auto") -> None:
+                 use_crt: bool = True) -> None:
         if not bucket:
             raise ConfigError("an s3:// location needs a bucket: s3://bucket/prefix/")
         if sse_kms_key_id and not sse:
@@ -83,10 +84,9 @@ class S3Store:
         self.client = client if client is not None else aws.client(
             "s3", attempts=max_attempts, max_pool_connections=max_pool_connections,
             signature_version="s3v4", connect_timeout=10, read_timeout=60)
-        # Many reads at once through the CRT, made on first use (store/s3_reads.py).
-        self.reads = reads
-        self._crt_wanted = reads == "auto" and crt_available()
-        self._crt: CrtReads | None = None
+        # Many requests at once through the CRT, made on first use (store/s3_crt.py).
+        self.use_crt = use_crt and crt_available()
+        self._crt: CrtS3 | None = None
         self._crt_lock = threading.Lock()
 
     @classmethod
@@ -96,7 +96,7 @@ class S3Store:
         width = settings.worker.fetch_concurrency or cls.concurrency
         return cls(bucket, max_pool_connections=max(10, width + 2),
                    sse=settings.storage.sse, sse_kms_key_id=settings.storage.sse_kms_key_id,
-                   reads=settings.storage.s3_reads)
+                   use_crt=settings.storage.s3_client == "auto")
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with _translated(self, key):
@@ -121,11 +121,8 @@ class S3Store:
                  ) -> list[bytes | Exception]:
         """Each object's bytes, or the error reading it ended with (as get raises them):
         all in flight at once through the CRT where it is installed, else one by one."""
-        if self._crt_wanted:
-            with self._crt_lock:
-                if self._crt is None:
-                    self._crt = CrtReads(self.client, self.bucket)
-            return self._crt.get_many(keys, max_bytes=max_bytes)
+        if self.use_crt:
+            return self._crt_client().get_many(keys, max_bytes=max_bytes)
         found: list[bytes | Exception] = []
         for key in keys:
             try:
@@ -161,13 +158,37 @@ class S3Store:
         return bytes(data)
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-            raise ObjectRejected(f"cannot write s3://{self.bucket}/{key}: key too long "
-                                 f"(over S3's {MAX_KEY_BYTES:,} bytes)")
+        if (too_long := _too_long(self, key)) is not None:
+            raise too_long
         # A PUT is atomic in S3: readers see the old object or the new one.
         with _translated(self, key):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
                                    ContentType=content_type, **self._sse)
+
+    def put_many(self, objects: Sequence[tuple[str, bytes]], *,
+                 content_type: str = "application/octet-stream") -> list[Exception | None]:
+        """Write each (key, bytes) as put does; None where written, else the error it
+        ended with: all in flight at once through the CRT where it is installed."""
+        if not self.use_crt:
+            return [_raised(self.put, key, data, content_type=content_type)
+                    for key, data in objects]
+        found: list[Exception | None] = [_too_long(self, key) for key, _ in objects]
+        sent = [(key, data) for (key, data), error in zip(objects, found, strict=True)
+                if error is None]
+        written = iter(self._crt_client().put_many(sent, content_type=content_type,
+                                                   headers=self._sse_headers()))
+        return [error if error is not None else next(written) for error in found]
+
+    def _crt_client(self) -> CrtS3:
+        with self._crt_lock:
+            if self._crt is None:
+                self._crt = CrtS3(self.client, self.bucket)
+            return self._crt
+
+    def _sse_headers(self) -> dict[str, str]:
+        names = {"ServerSideEncryption": "x-amz-server-side-encryption",
+                 "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id"}
+        return {names[k]: v for k, v in self._sse.items()}
 
     def put_file(self, key: str, path: Path, *,
                  content_type: str = "application/octet-stream") -> None:
@@ -218,6 +239,22 @@ class S3Store:
                 self.client.head_bucket(Bucket=self.bucket)
         except ObjectMissing:
             raise StoreUnavailable(f"s3://{self.bucket}/: no such bucket") from None
+
+
+def _too_long(store: S3Store, key: str) -> ObjectRejected | None:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return ObjectRejected(f"cannot write s3://{store.bucket}/{key}: key too long "
+                              f"(over S3's {MAX_KEY_BYTES:,} bytes)")
+    return None
+
+
+def _raised(call: Callable[..., object], *args: Any, **kwargs: Any) -> Exception | None:
+    """None if call returned, else what it raised: one object's failure is its own."""
+    try:
+        call(*args, **kwargs)
+    except Exception as exc:  # the caller tells an item's error from the store's
+        return exc
+    return None
 
 
 class _RangeNotSatisfiable(Exception):

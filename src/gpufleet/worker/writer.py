@@ -28,6 +28,7 @@ from gpufleet.domain import ItemResult, ItemStatus
 from gpufleet.errors import GpufleetError, ItemError
 from gpufleet.index import Index
 from gpufleet.queue import TaskQueue
+from gpufleet.store import Location
 from gpufleet.worker.io_pools import IoPools
 from gpufleet.worker.ledger import Run
 from gpufleet.worker.observer import Observer, TaskEnd
@@ -123,14 +124,23 @@ class ResultWriter:
                 self.observer.task_ended(run, TaskEnd.LOST)
 
     def _put_objects(self, outcomes: list[Outcome]) -> None:
+        """Write these outcomes' result objects, each location's together (put_many: all
+        in flight at once where the store can)."""
+        by_output: dict[Location, list[Outcome]] = defaultdict(list)
         for o in outcomes:
-            result = o.result
-            assert result is not None
-            body = result.document(self.model, o.run.task.preprocess)
-            try:
-                o.run.output.put(f"{o.key}.json", body, content_type="application/json")
-            except ItemError as exc:  # this key can never be written: fail this item alone
-                o.result = replace(result, status=ItemStatus.FAILED, tags=(),
-                                   error=f"cannot write the result: {exc}")
-            except Exception as exc:  # store trouble: retry this item's task later
-                o.transient = f"write {o.key}: {exc}"
+            by_output[o.run.output].append(o)
+        for output, mine in by_output.items():
+            written = output.put_many(
+                [(f"{o.key}.json", self._document(o)) for o in mine],
+                content_type="application/json")
+            for o, error in zip(mine, written, strict=True):
+                if isinstance(error, ItemError):  # a key never writable: fail this item alone
+                    assert o.result is not None
+                    o.result = replace(o.result, status=ItemStatus.FAILED, tags=(),
+                                       error=f"cannot write the result: {error}")
+                elif error is not None:  # store trouble: retry this item's task later
+                    o.transient = f"write {o.key}: {error}"
+
+    def _document(self, o: Outcome) -> bytes:
+        assert o.result is not None
+        return o.result.document(self.model, o.run.task.preprocess)

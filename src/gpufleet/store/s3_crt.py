@@ -1,38 +1,41 @@
-"""Many S3 GETs in flight at once, outside the interpreter lock: the AWS CRT's S3 client.
+"""Many S3 requests in flight at once, outside the interpreter lock: the AWS CRT's S3 client.
 
-boto3 spends 1.5-2.8 ms of the client's CPU on each GET of a small object, most
-of it in Python holding the interpreter lock (``benchmarks/store_index.py``), so a
-worker reading with boto3 tops out near 500-1,000 objects a second however many
-threads it has: short of what one data-centre GPU tags. The CRT (``awscrt``, the
-C runtime boto3's own transfer manager can use) signs, sends and parses in its
-own threads, in C; Python only collects each body and hears when it is done.
+boto3 spends 1.1-2.8 ms of the client's CPU on each GET or PUT of a small object,
+about 90 % of it in Python holding the interpreter lock (``benchmarks/store_index.py``),
+so a worker moving objects with boto3 tops out near 500-1,000 a second however many
+threads it has: short of what one data-centre GPU tags. The CRT (``awscrt``, the C
+runtime boto3's own transfer manager can use) signs, sends and parses in its own
+threads, in C; Python only hands over each request and collects each answer. A
+worker fetches a piece of a task and writes a batch of results this way.
 
-Everything that decides where a request goes is botocore's, so both paths read
+Everything that decides where a request goes is botocore's, so both paths reach
 the same objects: the URL comes from the store's boto3 client (endpoint,
 addressing style, region: a presigned URL made once, never sent), and the
 credentials from botocore's chain (environment, profile, instance and task
 roles, refreshed as they expire). Errors mean what they mean on the boto3 path:
-404 is ObjectMissing, an object over the limit ObjectTooLarge (judged from its
-size before its body is read), anything else StoreUnavailable. The CRT retries
-throttling and 5xx answers itself.
+a 404 is ObjectMissing (NoSuchBucket: StoreUnavailable), an object over the limit
+ObjectTooLarge (judged from its size before its body is read), a key S3 refuses
+ObjectRejected, anything else StoreUnavailable. The CRT retries throttling, 5xx
+answers and dropped connections itself.
 
-Optional: without ``awscrt`` (``pip install awscrt``, in the ``aws`` extra),
-S3Store reads with boto3 alone, as before.
+Optional: without ``awscrt`` (in the ``aws`` extra), or with
+``GPUFLEET_S3_CLIENT=boto3``, S3Store does everything with boto3, as before.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from gpufleet.errors import ObjectMissing, ObjectTooLarge, StoreUnavailable
+from gpufleet.errors import ObjectMissing, ObjectRejected, ObjectTooLarge, StoreUnavailable
 
 _RANGE_TOTAL = re.compile(r"/(\d+)\s*$")  # Content-Range: bytes 0-29999/30000
-_PART_BYTES = 8 * 2**20  # an object larger than this is fetched in ranged parts, in parallel
-_WAIT_S = 300.0  # a read that hears nothing for this long failed (the CRT times out sooner)
+_PART_BYTES = 8 * 2**20  # larger objects move in parts of this, in parallel
+_WAIT_S = 300.0  # a request that hears nothing for this long failed (the CRT times out sooner)
 
 
 def crt_available() -> bool:
@@ -43,8 +46,8 @@ def crt_available() -> bool:
     return True
 
 
-class CrtReads:
-    """Reads of one bucket, as many in flight as asked; made from its store's boto3 client."""
+class CrtS3:
+    """Requests to one bucket, as many in flight as asked; made from its store's boto3 client."""
 
     def __init__(self, client: Any, bucket: str) -> None:
         import botocore.session
@@ -58,7 +61,7 @@ class CrtReads:
         from awscrt.s3 import S3Client, S3RequestTlsMode
 
         self.bucket = bucket
-        # Where botocore would send a GET of this bucket: a presigned URL is made locally.
+        # Where botocore would send a request for this bucket: a presigned URL is made locally.
         sample = urlsplit(client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
         self._host = sample.netloc
@@ -78,36 +81,56 @@ class CrtReads:
             service="s3", use_double_uri_encode=False, should_normalize_uri_path=False)
         tls = S3RequestTlsMode.ENABLED if sample.scheme == "https" else S3RequestTlsMode.DISABLED
         self._client = S3Client(region=region, tls_mode=tls, signing_config=signing,
-                                part_size=_PART_BYTES)
+                                part_size=_PART_BYTES, multipart_upload_threshold=_PART_BYTES)
 
     def get_many(self, keys: Sequence[str], *, max_bytes: int | None = None
                  ) -> list[bytes | Exception]:
         """Each key's bytes, or the exception its read ended with; all in flight at once."""
-        reads = [_Read(self, key, max_bytes) for key in keys]
-        return [r.wait() for r in reads]
-
-    def _request(self, key: str) -> Any:
-        from awscrt.http import HttpHeaders, HttpRequest
-
-        path = self._base + quote(key, safe="/~")  # as botocore encodes a key
-        return HttpRequest("GET", path, HttpHeaders([("Host", self._host)]))
-
-
-class _Read:
-    """One GET: its body in parts as they come, then done."""
-
-    def __init__(self, reads: CrtReads, key: str, max_bytes: int | None) -> None:
         from awscrt.s3 import S3RequestType
 
-        self.where = f"s3://{reads.bucket}/{key}"
+        requests = [_Request(self, S3RequestType.GET_OBJECT, key, self._http("GET", key),
+                             max_bytes=max_bytes) for key in keys]
+        return [r.wait() for r in requests]
+
+    def put_many(self, objects: Sequence[tuple[str, bytes]], *, content_type: str,
+                 headers: Mapping[str, str]) -> list[Exception | None]:
+        """Write each (key, bytes) whole; None where it was written, else its exception."""
+        from awscrt.s3 import S3RequestType
+
+        requests = [_Request(self, S3RequestType.PUT_OBJECT, key, self._http(
+            "PUT", key, data, {"Content-Type": content_type, **headers})) for key, data in objects]
+        return [r.wait_written() for r in requests]
+
+    def _http(self, method: str, key: str, data: bytes | None = None,
+              headers: Mapping[str, str] | None = None) -> Any:
+        from awscrt.http import HttpHeaders, HttpRequest
+
+        pairs = [("Host", self._host), *(headers or {}).items()]
+        if data is not None:
+            pairs.append(("Content-Length", str(len(data))))
+        path = self._base + quote(key, safe="/~")  # as botocore encodes a key
+        return HttpRequest(method, path, HttpHeaders(pairs),
+                           io.BytesIO(data) if data is not None else None)
+
+    def _make(self, **options: Any) -> Any:
+        return self._client.make_request(**options)
+
+
+class _Request:
+    """One GET or PUT: for a GET, its body in parts as they come; then done."""
+
+    def __init__(self, s3: CrtS3, kind: Any, key: str, http: Any, *,
+                 max_bytes: int | None = None) -> None:
+        self.where = f"s3://{s3.bucket}/{key}"
         self.max_bytes = max_bytes
         self.parts: list[tuple[int, bytes]] = []
         self.size = 0
         self.error: Exception | None = None
         self.done = threading.Event()
-        self.request = reads._client.make_request(
-            type=S3RequestType.GET_OBJECT, request=reads._request(key),
-            on_headers=self._on_headers, on_body=self._on_body, on_done=self._on_done)
+        options: dict[str, Callable[..., None]] = {"on_done": self._on_done}
+        if http.method == "GET":
+            options.update(on_headers=self._on_headers, on_body=self._on_body)
+        self.request = s3._make(type=kind, request=http, **options)
 
     def _on_headers(self, status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
         if self.max_bytes is None or status_code >= 300:
@@ -135,6 +158,8 @@ class _Read:
             code, message = _s3_error(error_body)
             if status_code == 404 and code != "NoSuchBucket":
                 self.error = ObjectMissing(f"no such object: {self.where}")
+            elif code == "KeyTooLongError":
+                self.error = ObjectRejected(f"cannot write {self.where}: key too long")
             elif code:
                 self.error = StoreUnavailable(f"{self.where}: {code}: {message or code}")
             else:  # no answer at all (refused, reset, timed out), or one without a body
@@ -142,13 +167,17 @@ class _Read:
                     f"{self.where}: {f'HTTP {status_code}' if status_code else error}")
         self.done.set()
 
-    def wait(self) -> bytes | Exception:
+    def _wait(self) -> Exception | None:
         if not self.done.wait(_WAIT_S):
             self.request.cancel()
             return StoreUnavailable(f"{self.where}: no answer in {_WAIT_S:.0f} s")
-        if self.error is not None:
-            return self.error
-        return b"".join(part for _, part in sorted(self.parts))
+        return self.error
+
+    def wait(self) -> bytes | Exception:
+        return self._wait() or b"".join(part for _, part in sorted(self.parts))
+
+    def wait_written(self) -> Exception | None:
+        return self._wait()
 
 
 def _s3_error(body: bytes | None) -> tuple[str, str]:
