@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from gpufleet.registry import Registry
@@ -13,6 +13,9 @@ from gpufleet.shardkeys import parse_member
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class ObjectStore(Protocol):
@@ -81,18 +84,13 @@ class Location:
         """Each object's bytes, or the exception reading it raised: a failure is its item's
         alone. A store that reads many at once (S3 through the CRT) gets them together."""
         many = getattr(self.store, "get_many", None)
-        found: list[bytes | Exception] = []
-        if many is not None and not any(parse_member(r) for r in relatives):
-            try:
-                found = many([self.key(r) for r in relatives], max_bytes=max_bytes)
-            except Exception as exc:  # the store as a whole: every read failed with it
-                found = [exc] * len(relatives)
-            return found
-        for relative in relatives:
-            try:
-                found.append(self.get(relative, max_bytes=max_bytes))
-            except Exception as exc:  # the caller tells an item's error from the store's
-                found.append(exc)
+        if many is None or any(parse_member(r) for r in relatives):
+            return one_by_one(lambda r: self.get(r, max_bytes=max_bytes), relatives)
+        try:
+            found: list[bytes | Exception] = many([self.key(r) for r in relatives],
+                                                  max_bytes=max_bytes)
+        except Exception as exc:  # the store as a whole: every read failed with it
+            found = [exc] * len(relatives)
         return found
 
     def get_range(self, relative: str, start: int, end: int) -> bytes:
@@ -107,21 +105,14 @@ class Location:
         """Write each (relative key, bytes); None where written, else the exception it
         raised. A store that writes many at once (S3 through the CRT) gets them together."""
         many = getattr(self.store, "put_many", None)
-        if many is not None:
-            try:
-                written: list[Exception | None] = many(
-                    [(self.key(r), data) for r, data in objects], content_type=content_type)
-            except Exception as exc:  # the store as a whole: every write failed with it
-                written = [exc] * len(objects)
-            return written
-        found: list[Exception | None] = []
-        for relative, data in objects:
-            try:
-                self.put(relative, data, content_type=content_type)
-                found.append(None)
-            except Exception as exc:  # the caller tells an item's error from the store's
-                found.append(exc)
-        return found
+        if many is None:
+            return one_by_one(lambda o: self.put(*o, content_type=content_type), objects)
+        try:
+            written: list[Exception | None] = many(
+                [(self.key(r), data) for r, data in objects], content_type=content_type)
+        except Exception as exc:  # the store as a whole: every write failed with it
+            written = [exc] * len(objects)
+        return written
 
     def list(self) -> Iterator[str]:
         cut = len(self.prefix)
@@ -131,6 +122,18 @@ class Location:
     def child(self, relative_prefix: str) -> Location:
         prefix = relative_prefix.strip("/") + "/"
         return Location(self.store, self.prefix + prefix, self.uri.rstrip("/") + "/" + prefix)
+
+
+def one_by_one(call: Callable[[_T], _R], items: Iterable[_T]) -> list[_R | Exception]:
+    """call(item) for each item, or the exception it raised: one item's failure is its own
+    (the caller tells an item's error, an ItemError, from the store's)."""
+    found: list[_R | Exception] = []
+    for item in items:
+        try:
+            found.append(call(item))
+        except Exception as exc:
+            found.append(exc)
+    return found
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ than a thousand objects a second.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from gpufleet.errors import (
     StoreUnavailable,
 )
 from gpufleet.keys import MAX_KEY_BYTES, key_problem
-from gpufleet.store.base import Location
+from gpufleet.store.base import Location, one_by_one
 from gpufleet.store.s3_crt import CrtS3, crt_available
 
 if TYPE_CHECKING:
@@ -123,13 +123,7 @@ class S3Store:
         all in flight at once through the CRT where it is installed, else one by one."""
         if self.use_crt:
             return self._crt_client().get_many(keys, max_bytes=max_bytes)
-        found: list[bytes | Exception] = []
-        for key in keys:
-            try:
-                found.append(self.get(key, max_bytes=max_bytes))
-            except Exception as exc:  # the caller tells an item's error from the store's
-                found.append(exc)
-        return found
+        return one_by_one(lambda key: self.get(key, max_bytes=max_bytes), keys)
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """One GET with a Range header; an object shorter than start gives no bytes."""
@@ -170,8 +164,7 @@ class S3Store:
         """Write each (key, bytes) as put does; None where written, else the error it
         ended with: all in flight at once through the CRT where it is installed."""
         if not self.use_crt:
-            return [_raised(self.put, key, data, content_type=content_type)
-                    for key, data in objects]
+            return one_by_one(lambda o: self.put(*o, content_type=content_type), objects)
         found: list[Exception | None] = [_too_long(self, key) for key, _ in objects]
         sent = [(key, data) for (key, data), error in zip(objects, found, strict=True)
                 if error is None]
@@ -245,15 +238,6 @@ def _too_long(store: S3Store, key: str) -> ObjectRejected | None:
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         return ObjectRejected(f"cannot write s3://{store.bucket}/{key}: key too long "
                               f"(over S3's {MAX_KEY_BYTES:,} bytes)")
-    return None
-
-
-def _raised(call: Callable[..., object], *args: Any, **kwargs: Any) -> Exception | None:
-    """None if call returned, else what it raised: one object's failure is its own."""
-    try:
-        call(*args, **kwargs)
-    except Exception as exc:  # the caller tells an item's error from the store's
-        return exc
     return None
 
 
