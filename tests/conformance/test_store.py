@@ -565,5 +565,22 @@ def test_many_writes_to_a_missing_bucket_fail_the_task(reading: ObjectStore) -> 
     assert all(isinstance(w, StoreUnavailable) for w in written), written
 
 
+def test_where_the_crt_cannot_start_boto3_reads_and_writes_instead(
+        aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given a store whose CRT client fails to start (a broken install, say)
+    def broken(*_: object) -> None:
+        raise RuntimeError("no CRT here")
+
+    monkeypatch.setattr("gpufleet.store.s3.CrtS3", broken)
+    store = S3Store(new_bucket(), use_crt=True)
+    location = open_location_of(store, "")
+    # When it writes and reads many objects, then boto3 does both, after one warning
+    assert location.put_many([("a.json", b"1"), ("b.json", b"2")]) == [None, None]
+    assert location.get_many(["a.json", "b.json"]) == [b"1", b"2"]
+    warned = [r for r in caplog.records if "cannot use the AWS CRT" in r.getMessage()]
+    assert len(warned) == 1 and "no CRT here" in warned[0].getMessage()
+
+
 def open_location_of(store: ObjectStore, prefix: str) -> Location:
     return Location(store, prefix, f"test:{prefix}")

@@ -16,6 +16,7 @@ than a thousand objects a second.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from gpufleet.store.s3_crt import CrtS3, crt_available
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -121,8 +124,9 @@ class S3Store:
                  ) -> list[bytes | Exception]:
         """Each object's bytes, or the error reading it ended with (as get raises them):
         all in flight at once through the CRT where it is installed, else one by one."""
-        if self.use_crt:
-            return self._crt_client().get_many(keys, max_bytes=max_bytes)
+        crt = self._crt_client()
+        if crt is not None:
+            return crt.get_many(keys, max_bytes=max_bytes)
         return one_by_one(lambda key: self.get(key, max_bytes=max_bytes), keys)
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
@@ -163,19 +167,28 @@ class S3Store:
                  content_type: str = "application/octet-stream") -> list[Exception | None]:
         """Write each (key, bytes) as put does; None where written, else the error it
         ended with: all in flight at once through the CRT where it is installed."""
-        if not self.use_crt:
+        crt = self._crt_client()
+        if crt is None:
             return one_by_one(lambda o: self.put(*o, content_type=content_type), objects)
         found: list[Exception | None] = [_too_long(self, key) for key, _ in objects]
         sent = [(key, data) for (key, data), error in zip(objects, found, strict=True)
                 if error is None]
-        written = iter(self._crt_client().put_many(sent, content_type=content_type,
-                                                   headers=self._sse_headers()))
+        written = iter(crt.put_many(sent, content_type=content_type,
+                                    headers=self._sse_headers()))
         return [error if error is not None else next(written) for error in found]
 
-    def _crt_client(self) -> CrtS3:
+    def _crt_client(self) -> CrtS3 | None:
+        """The CRT client, made on first use; None where it is not to be (or cannot be) used."""
+        if not self.use_crt:
+            return None
         with self._crt_lock:
-            if self._crt is None:
-                self._crt = CrtS3(self.client, self.bucket)
+            if self._crt is None and self.use_crt:
+                try:
+                    self._crt = CrtS3(self.client, self.bucket)
+                except Exception as exc:  # a broken install, an unusable endpoint: say so once
+                    log.warning("s3://%s/: cannot use the AWS CRT, using boto3 instead: %s",
+                                self.bucket, exc)
+                    self.use_crt = False
             return self._crt
 
     def _sse_headers(self) -> dict[str, str]:
