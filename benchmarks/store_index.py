@@ -2,7 +2,7 @@
 
 Prints, measured in this run: small-object puts/s and gets/s for a directory
 and for S3 (moto in server mode, over HTTP on loopback: the HTTP and boto3
-cost, not S3's latency), at the worker's fetch concurrency, by boto3 and by the
+cost, not S3's latency), from 8 threads, by boto3 and by the
 AWS CRT (store/s3_crt.py), with the client's CPU per get and what the gets
 leave of the interpreter lock to a thread running Python beside them: boto3
 holds the lock for most of its CPU, which bounds one worker's reads from S3

@@ -21,8 +21,8 @@ def test_a_directory_is_read_by_one_thread_and_s3_by_several(
     bucket = open_location("s3://any-bucket/photos/", settings=settings)
     pools = IoPools("fetch", settings.worker.fetch_concurrency)
     assert pools.width_for(folder) == 1
-    assert pools.width_for(bucket) == 8
-    assert bucket.store.client.meta.config.max_pool_connections >= 8
+    assert pools.width_for(bucket) == 16
+    assert bucket.store.client.meta.config.max_pool_connections >= 16
     # One pool per width, made once: another directory shares the first one's
     assert pools.for_location(open_location((tmp_path / "b").as_uri() + "/")) is \
         pools.for_location(folder)
