@@ -103,10 +103,13 @@ class RedisServer:
 class MotoServer:
     """moto's HTTP server: boto3 reaches it through AWS_ENDPOINT_URL_* like a real endpoint."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: tuple[Path, Path] | None = None) -> None:
+        """tls: a certificate and its key for HTTPS (see tls_certificate), else plain HTTP."""
         self.dir = directory
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.endpoint = (f"https://localhost:{self.port}" if tls
+                         else f"http://127.0.0.1:{self.port}")
         self.proc: subprocess.Popen[bytes] | None = None
         # Everything boto3 needs, and nothing from the developer's own ~/.aws. Every
         # service goes to moto, so no test can ever reach a real AWS endpoint.
@@ -130,14 +133,59 @@ class MotoServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         log = self.dir / "moto.log"
         with open(log, "wb") as out:
+            tls = ["-c", str(self.tls[0]), "-k", str(self.tls[1])] if self.tls else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port),
+                 *tls], stdout=out, stderr=subprocess.STDOUT)
         _wait_for_port(self.port, self.proc, "moto server", log)
 
     def stop(self) -> None:
         _stop(self.proc)
         self.proc = None
+
+
+def tls_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority, and a server certificate it signed for localhost and
+    127.0.0.1 with its key: (ca.pem, server.pem, server.key), written in directory."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gpufleet test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+              .issuer_name(ca_name).public_key(key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(hours=1))
+              .not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([
+                  x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                  critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
 
 
 # -- nats-server with JetStream ---------------------------------------------------------

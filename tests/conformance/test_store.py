@@ -37,7 +37,7 @@ from gpufleet.errors import (
 from gpufleet.store import Location, ObjectStore, open_location
 from gpufleet.store.local import LocalStore
 from gpufleet.store.s3 import MAX_PRESIGN_S, S3Store
-from tests.servers import MotoServer, free_port
+from tests.servers import MotoServer, free_port, tls_certificate
 
 
 def new_bucket() -> str:
@@ -479,7 +479,10 @@ def reading(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectSt
         yield LocalStore(tmp_path / "bucket")
         return
     request.getfixturevalue("aws_env")
-    yield S3Store(new_bucket(), use_crt=request.param == "s3-crt")
+    store = S3Store(new_bucket(), use_crt=request.param == "s3-crt")
+    yield store
+    # The CRT did the work where asked: it never stood aside for boto3 on the way
+    assert store.use_crt == (request.param == "s3-crt")
 
 
 def test_many_reads_give_each_object_or_its_own_error_in_order(reading: ObjectStore) -> None:
@@ -580,6 +583,63 @@ def test_where_the_crt_cannot_start_boto3_reads_and_writes_instead(
     assert location.get_many(["a.json", "b.json"]) == [b"1", b"2"]
     warned = [r for r in caplog.records if "cannot use the AWS CRT" in r.getMessage()]
     assert len(warned) == 1 and "no CRT here" in warned[0].getMessage()
+
+
+def test_the_crt_stands_aside_where_botocore_would_go_through_a_proxy(
+        aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given a bucket with an object, and a proxy in the environment, which the CRT ignores
+    bucket = new_bucket()
+    S3Store(bucket, use_crt=False).put("a.json", b"1")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    store = S3Store(bucket)
+    # When a worker reads through it, then boto3 reads, after one warning saying why
+    found = open_location_of(store, "").get_many(["a.json"])
+    warned = [r.getMessage() for r in caplog.records if "cannot use the AWS CRT" in r.getMessage()]
+    assert len(warned) == 1 and "proxy" in warned[0], warned
+    assert not store.use_crt
+    # (boto3 went to the proxy, where nothing listens: the store's trouble, the task retried)
+    assert isinstance(found[0], StoreUnavailable), found
+
+
+def test_a_proxy_the_endpoint_bypasses_leaves_the_crt_in_use(
+        aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = new_bucket()
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    store = S3Store(bucket)
+    assert store.put_many([("a.json", b"1")]) == [None]
+    assert open_location_of(store, "").get_many(["a.json"]) == [b"1"]
+    assert store.use_crt
+
+
+@pytest.fixture
+def moto_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """moto serving HTTPS with a certificate from a CA of the test's own; yields the CA."""
+    ca, cert, key = tls_certificate(tmp_path / "tls")
+    server = MotoServer(tmp_path / "moto-tls", tls=(cert, key))
+    server.start()
+    try:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield ca
+    finally:
+        server.stop()
+
+
+def test_over_tls_the_crt_trusts_the_ca_bundle_botocore_trusts(
+        moto_over_tls: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given S3 over HTTPS whose certificate only AWS_CA_BUNDLE's authority vouches for
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(moto_over_tls))
+    bucket = new_bucket()
+    store = S3Store(bucket)
+    location = open_location_of(store, "in/")
+    # When a worker writes and reads through the CRT, then both go over TLS and land
+    assert location.put_many([("a.json", b"1"), ("b.json", b"2")]) == [None, None]
+    assert location.get_many(["a.json", "b.json"]) == [b"1", b"2"]
+    assert store.use_crt
+    assert S3Store(bucket, use_crt=False).get("in/b.json") == b"2"  # boto3 agrees
 
 
 def open_location_of(store: ObjectStore, prefix: str) -> Location:

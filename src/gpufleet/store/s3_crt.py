@@ -18,8 +18,13 @@ ObjectTooLarge (judged from its size before its body is read), a key S3 refuses
 ObjectRejected, anything else StoreUnavailable. The CRT retries throttling, 5xx
 answers and dropped connections itself.
 
-Optional: without ``awscrt`` (in the ``aws`` extra), or with
-``GPUFLEET_S3_CLIENT=boto3``, S3Store does everything with boto3, as before.
+TLS trusts what botocore trusts: the system's store, or the CA bundle named by
+``AWS_CA_BUNDLE`` or the profile. (A certificate that fails to verify takes the CRT
+about two minutes to report: s2n delays each failed negotiation by 10-30 s, and the
+request is retried. Measured against moto over HTTPS; boto3 reports it at once.) Optional: without ``awscrt`` (in the ``aws``
+extra), with ``GPUFLEET_S3_CLIENT=boto3``, or where the CRT would not go where
+botocore goes (through a proxy from the environment, which the CRT does not
+read), S3Store does everything with boto3, as before, saying why once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -64,10 +70,13 @@ class CrtS3:
         # Where botocore would send a request for this bucket: a presigned URL is made locally.
         sample = urlsplit(client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
+        if refusal := _unlike_botocore(sample.scheme, sample.hostname or ""):
+            raise RuntimeError(refusal)
         self._host = sample.netloc
         self._base = sample.path[:-1]  # "/bucket/" (path style) or "/" (virtual hosted)
         region = client.meta.region_name or "us-east-1"
-        credentials = botocore.session.Session().get_credentials()
+        session = botocore.session.Session()
+        credentials = session.get_credentials()
 
         def current() -> Any:
             if credentials is None:
@@ -79,9 +88,13 @@ class CrtS3:
             algorithm=AwsSigningAlgorithm.V4, signature_type=AwsSignatureType.HTTP_REQUEST_HEADERS,
             credentials_provider=AwsCredentialsProvider.new_delegate(current), region=region,
             service="s3", use_double_uri_encode=False, should_normalize_uri_path=False)
-        tls = S3RequestTlsMode.ENABLED if sample.scheme == "https" else S3RequestTlsMode.DISABLED
-        self._client = S3Client(region=region, tls_mode=tls, signing_config=signing,
-                                part_size=_PART_BYTES, multipart_upload_threshold=_PART_BYTES)
+        https = sample.scheme == "https"
+        self._client = S3Client(
+            region=region, signing_config=signing, part_size=_PART_BYTES,
+            multipart_upload_threshold=_PART_BYTES,
+            tls_mode=S3RequestTlsMode.ENABLED if https else S3RequestTlsMode.DISABLED,
+            tls_connection_options=_trusting(session.get_config_variable("ca_bundle"))
+            if https else None)
 
     def get_many(self, keys: Sequence[str], *, max_bytes: int | None = None
                  ) -> list[bytes | Exception]:
@@ -114,6 +127,27 @@ class CrtS3:
 
     def _make(self, **options: Any) -> Any:
         return self._client.make_request(**options)
+
+
+def _trusting(ca_bundle: str | None) -> Any:
+    """TLS options trusting botocore's CA bundle (AWS_CA_BUNDLE, the profile's ca_bundle)
+    where one is set; None: the system's trust store, as botocore's default."""
+    if not ca_bundle:
+        return None
+    from awscrt.io import ClientTlsContext, TlsContextOptions
+
+    options = TlsContextOptions()
+    options.override_default_trust_store_from_path(None, ca_bundle)
+    return ClientTlsContext(options).new_connection_options()
+
+
+def _unlike_botocore(scheme: str, host: str) -> str:
+    """Why the CRT would not reach this endpoint as botocore does here ("" if it would):
+    botocore takes a proxy from the environment, the CRT does not."""
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        return f"requests to {host} go through a proxy ({scheme}_proxy), which the CRT ignores"
+    return ""
 
 
 class _Request:
