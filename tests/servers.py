@@ -123,6 +123,9 @@ class MotoServer:
             "AWS_REGION": "us-east-1",
             "AWS_CONFIG_FILE": str(directory / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(directory / "no-aws-credentials"),
+            # A proxy of the developer's own must not stand between the tests and moto.
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
         }
 
     def start(self) -> None:

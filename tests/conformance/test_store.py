@@ -591,8 +591,10 @@ def test_the_crt_stands_aside_where_botocore_would_go_through_a_proxy(
     # Given a bucket with an object, and a proxy in the environment, which the CRT ignores
     bucket = new_bucket()
     S3Store(bucket, use_crt=False).put("a.json", b"1")
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "")
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
     store = S3Store(bucket)
     # When a worker reads through it, then boto3 reads, after one warning saying why
     found = open_location_of(store, "").get_many(["a.json"])
@@ -606,8 +608,8 @@ def test_the_crt_stands_aside_where_botocore_would_go_through_a_proxy(
 def test_a_proxy_the_endpoint_bypasses_leaves_the_crt_in_use(
         aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = new_bucket()
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # NO_PROXY (aws_env's) names moto
     store = S3Store(bucket)
     assert store.put_many([("a.json", b"1")]) == [None]
     assert open_location_of(store, "").get_many(["a.json"]) == [b"1"]
