@@ -646,3 +646,18 @@ def test_over_tls_the_crt_trusts_the_ca_bundle_botocore_trusts(
 
 def open_location_of(store: ObjectStore, prefix: str) -> Location:
     return Location(store, prefix, f"test:{prefix}")
+
+
+def test_the_crt_signs_for_the_bucket_s_own_region(aws_env: MotoServer) -> None:
+    # Given a bucket in eu-west-1, reached by a store whose client is in us-east-1
+    # (botocore follows S3's redirect there; the CRT must sign for eu-west-1 itself)
+    bucket = "test-" + secrets.token_hex(6)
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    store = S3Store(bucket)
+    assert store.client.meta.region_name == "us-east-1"
+    # When a worker writes and reads through the CRT, then it went to eu-west-1
+    location = open_location_of(store, "")
+    assert location.put_many([("a.json", b"1")]) == [None]
+    assert location.get_many(["a.json"]) == [b"1"]
+    assert store._crt is not None and store._crt.region == "eu-west-1"

@@ -9,8 +9,9 @@ threads, in C; Python only hands over each request and collects each answer. A
 worker fetches a piece of a task and writes a batch of results this way.
 
 Everything that decides where a request goes is botocore's, so both paths reach
-the same objects: the URL comes from the store's boto3 client (endpoint,
-addressing style, region: a presigned URL made once, never sent), and the
+the same objects: the bucket's region is asked of S3 once (botocore follows S3's
+redirects to it, the CRT would not), the URL comes from a boto3 client in that
+region (endpoint, addressing style: a presigned URL made once, never sent), and the
 credentials from botocore's chain (environment, profile, instance and task
 roles, refreshed as they expire). Errors mean what they mean on the boto3 path:
 a 404 is ObjectMissing (NoSuchBucket: StoreUnavailable), an object over the limit
@@ -21,10 +22,12 @@ answers and dropped connections itself.
 TLS trusts what botocore trusts: the system's store, or the CA bundle named by
 ``AWS_CA_BUNDLE`` or the profile. (A certificate that fails to verify takes the CRT
 about two minutes to report: s2n delays each failed negotiation by 10-30 s, and the
-request is retried. Measured against moto over HTTPS; boto3 reports it at once.) Optional: without ``awscrt`` (in the ``aws``
-extra), with ``GPUFLEET_S3_CLIENT=boto3``, or where the CRT would not go where
-botocore goes (through a proxy from the environment, which the CRT does not
-read), S3Store does everything with boto3, as before, saying why once.
+request is retried. Measured against moto over HTTPS; boto3 reports it at once.)
+
+Optional: without ``awscrt`` (in the ``aws`` extra), with ``GPUFLEET_S3_CLIENT=boto3``,
+or where the CRT would not go where botocore goes (through a proxy from the
+environment, which the CRT does not read), S3Store does everything with boto3, as
+before, saying why once.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from gpufleet import aws
 from gpufleet.errors import ObjectMissing, ObjectRejected, ObjectTooLarge, StoreUnavailable
 
 _RANGE_TOTAL = re.compile(r"/(\d+)\s*$")  # Content-Range: bytes 0-29999/30000
@@ -67,6 +71,10 @@ class CrtS3:
         from awscrt.s3 import S3Client, S3RequestTlsMode
 
         self.bucket = bucket
+        # The bucket's own region: botocore follows S3's redirects to it, the CRT does not.
+        self.region = _bucket_region(client, bucket)
+        if self.region != client.meta.region_name:
+            client = aws.client("s3", region=self.region, signature_version="s3v4")
         # Where botocore would send a request for this bucket: a presigned URL is made locally.
         sample = urlsplit(client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60))
@@ -74,7 +82,6 @@ class CrtS3:
             raise RuntimeError(refusal)
         self._host = sample.netloc
         self._base = sample.path[:-1]  # "/bucket/" (path style) or "/" (virtual hosted)
-        region = client.meta.region_name or "us-east-1"
         session = botocore.session.Session()
         credentials = session.get_credentials()
 
@@ -86,11 +93,11 @@ class CrtS3:
 
         signing = AwsSigningConfig(
             algorithm=AwsSigningAlgorithm.V4, signature_type=AwsSignatureType.HTTP_REQUEST_HEADERS,
-            credentials_provider=AwsCredentialsProvider.new_delegate(current), region=region,
+            credentials_provider=AwsCredentialsProvider.new_delegate(current), region=self.region,
             service="s3", use_double_uri_encode=False, should_normalize_uri_path=False)
         https = sample.scheme == "https"
         self._client = S3Client(
-            region=region, signing_config=signing, part_size=_PART_BYTES,
+            region=self.region, signing_config=signing, part_size=_PART_BYTES,
             multipart_upload_threshold=_PART_BYTES,
             tls_mode=S3RequestTlsMode.ENABLED if https else S3RequestTlsMode.DISABLED,
             tls_connection_options=_trusting(session.get_config_variable("ca_bundle"))
@@ -127,6 +134,20 @@ class CrtS3:
 
     def _make(self, **options: Any) -> Any:
         return self._client.make_request(**options)
+
+
+def _bucket_region(client: Any, bucket: str) -> str:
+    """The region S3 says the bucket is in (x-amz-bucket-region, on success or refusal);
+    the client's where it does not say (a missing bucket, an S3-compatible store)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        headers = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+    except ClientError as exc:
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    except BotoCoreError:
+        headers = {}
+    return str(headers.get("x-amz-bucket-region") or client.meta.region_name or "us-east-1")
 
 
 def _trusting(ca_bundle: str | None) -> Any:
