@@ -57,6 +57,10 @@ class Member:
              max_bytes: int | None = None) -> bytes:
         """The member's bytes through get_range(shard, start, end); ItemError if it cannot be
         an item, is over max_bytes, or the shard no longer holds all of it."""
+        return self.whole(get_range(self.shard, *self.span(max_bytes)))
+
+    def span(self, max_bytes: int | None = None) -> tuple[int, int]:
+        """(start, end) to read; ItemError first if it cannot be an item or is over max_bytes."""
         if self.refused is not None:
             reason = REFUSED.get(self.refused, self.refused)
             raise ItemError(f"tar member at byte {self.start:,} of {self.shard} is refused: "
@@ -64,7 +68,11 @@ class Member:
         size = self.end - self.start
         if max_bytes is not None and size > max_bytes:
             raise ObjectTooLarge(size, max_bytes)
-        data = get_range(self.shard, self.start, self.end)
+        return self.start, self.end
+
+    def whole(self, data: bytes) -> bytes:
+        """data, read from the span: ItemError if the shard no longer held all of it."""
+        size = self.end - self.start
         if len(data) != size:
             raise ItemError(f"tar member at bytes {self.start:,}-{self.end:,} of {self.shard} "
                             f"is cut short ({len(data):,} of {size:,} bytes): the shard has "

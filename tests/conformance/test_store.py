@@ -34,6 +34,7 @@ from gpufleet.errors import (
     ObjectTooLarge,
     StoreUnavailable,
 )
+from gpufleet.shardkeys import member_key, refused_key
 from gpufleet.store import Location, ObjectStore, open_location
 from gpufleet.store.local import LocalStore
 from gpufleet.store.s3 import MAX_PRESIGN_S, S3Store
@@ -646,6 +647,44 @@ def test_over_tls_the_crt_trusts_the_ca_bundle_botocore_trusts(
 
 def open_location_of(store: ObjectStore, prefix: str) -> Location:
     return Location(store, prefix, f"test:{prefix}")
+
+
+def test_ranges_read_together_are_what_get_range_reads(reading: ObjectStore) -> None:
+    if not isinstance(reading, S3Store):
+        pytest.skip("only S3 reads ranges together")
+    # Given an object of 1000 bytes
+    data = bytes(range(250)) * 4
+    reading.put("shards/000001.tar", data)
+    ranges = [(0, 10), (512, 1000), (7, 8), (990, 2000), (1000, 1010), (5000, 6000), (3, 3)]
+    # When ranges are read together, then each is what get_range reads, a missing object too
+    found = reading.get_ranges([("shards/000001.tar", a, b) for a, b in ranges])
+    assert found == [data[a:b] for a, b in ranges]
+    [missing] = reading.get_ranges([("no/such.tar", 0, 10)])
+    assert isinstance(missing, ObjectMissing)
+
+
+def test_a_shard_s_members_read_together_are_each_whole_or_their_own_error(
+        reading: ObjectStore) -> None:
+    # Given a shard of three members, listed as member keys
+    body = [b"a" * 700, b"b" * 300, b"c" * 2000]
+    offsets = [512, 1536, 2560]
+    shard = bytearray(5120)
+    for at, member in zip(offsets, body, strict=True):
+        shard[at:at + len(member)] = member
+    reading.put("in/s/000001.tar", bytes(shard))
+    keys = [member_key("s/000001.tar", at, at + len(b), f"{i}.jpg")
+            for i, (at, b) in enumerate(zip(offsets, body, strict=True))]
+    keys += [refused_key("s/000001.tar", 4096, "link"),         # not a regular file
+             member_key("s/000001.tar", 5000, 5300, "cut.jpg"),  # past the shard's end
+             member_key("s/gone.tar", 0, 10, "x.jpg")]           # a shard not there
+    # When the members are read together with a limit of 1000 bytes
+    found = open_location_of(reading, "in/").get_many(keys, max_bytes=1000)
+    # Then each is its bytes or its own error
+    assert found[:2] == body[:2]
+    assert isinstance(found[2], ObjectTooLarge)
+    assert isinstance(found[3], ItemError) and "refused" in str(found[3])
+    assert isinstance(found[4], ItemError) and "cut short" in str(found[4])
+    assert isinstance(found[5], ObjectMissing)
 
 
 def test_the_crt_signs_for_the_bucket_s_own_region(aws_env: MotoServer) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from gpufleet.registry import Registry
-from gpufleet.shardkeys import parse_member
+from gpufleet.shardkeys import Member, parse_member
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
@@ -83,14 +83,37 @@ class Location:
                  ) -> list[bytes | Exception]:
         """Each object's bytes, or the exception reading it raised: a failure is its item's
         alone. A store that reads many at once (S3 through the CRT) gets them together."""
+        members = [parse_member(r) for r in relatives]
+        if any(members):  # a shard's members: ranged reads
+            ranges = getattr(self.store, "get_ranges", None)
+            if ranges is not None and all(members):
+                return self._members(ranges, [m for m in members if m], max_bytes)
+            return one_by_one(lambda r: self.get(r, max_bytes=max_bytes), relatives)
         many = getattr(self.store, "get_many", None)
-        if many is None or any(parse_member(r) for r in relatives):
+        if many is None:
             return one_by_one(lambda r: self.get(r, max_bytes=max_bytes), relatives)
         try:
             found: list[bytes | Exception] = many([self.key(r) for r in relatives],
                                                   max_bytes=max_bytes)
         except Exception as exc:  # the store as a whole: every read failed with it
             found = [exc] * len(relatives)
+        return found
+
+    def _members(self, get_ranges: Callable[..., list[bytes | Exception]],
+                 members: list[Member], max_bytes: int | None) -> list[bytes | Exception]:
+        """Members of shards read together (get_ranges: all in flight at once)."""
+        spans = one_by_one(lambda m: m.span(max_bytes), members)
+        wanted = [(self.key(m.shard), *span) for m, span in zip(members, spans, strict=True)
+                  if not isinstance(span, Exception)]
+        try:
+            read = iter(get_ranges(wanted))
+        except Exception as exc:  # the store as a whole: every read failed with it
+            read = iter([exc] * len(wanted))
+        found: list[bytes | Exception] = []
+        for member, span in zip(members, spans, strict=True):
+            data = span if isinstance(span, Exception) else next(read)
+            found.append(data if isinstance(data, Exception)
+                         else one_by_one(member.whole, [data])[0])
         return found
 
     def get_range(self, relative: str, start: int, end: int) -> bytes:

@@ -112,6 +112,16 @@ class CrtS3:
                              max_bytes=max_bytes) for key in keys]
         return [r.wait() for r in requests]
 
+    def get_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes | Exception]:
+        """Bytes start to end (end excluded) of each object, as S3Store.get_range reads them,
+        or the exception the read ended with; all in flight at once. Each range is non-empty."""
+        from awscrt.s3 import S3RequestType
+
+        requests = [_Request(self, S3RequestType.GET_OBJECT, key, self._http(
+            "GET", key, headers={"Range": f"bytes={start}-{end - 1}"}), ranged=True)
+            for key, start, end in ranges]
+        return [r.wait() for r in requests]
+
     def put_many(self, objects: Sequence[tuple[str, bytes]], *, content_type: str,
                  headers: Mapping[str, str]) -> list[Exception | None]:
         """Write each (key, bytes) whole; None where it was written, else its exception."""
@@ -175,9 +185,9 @@ class _Request:
     """One GET or PUT: for a GET, its body in parts as they come; then done."""
 
     def __init__(self, s3: CrtS3, kind: Any, key: str, http: Any, *,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, ranged: bool = False) -> None:
         self.where = f"s3://{s3.bucket}/{key}"
-        self.max_bytes = max_bytes
+        self.max_bytes, self.ranged = max_bytes, ranged
         self.parts: list[tuple[int, bytes]] = []
         self.size = 0
         self.error: Exception | None = None
@@ -188,6 +198,10 @@ class _Request:
         self.request = s3._make(type=kind, request=http, **options)
 
     def _on_headers(self, status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+        if self.ranged and status_code == 200:  # the whole object: refused before its body
+            self._refuse(StoreUnavailable(f"{self.where}: the store ignored a Range request "
+                                          "(answered the whole object)"))
+            return
         if self.max_bytes is None or status_code >= 300:
             return
         found = {name.lower(): value for name, value in headers}
@@ -211,7 +225,9 @@ class _Request:
                  error_body: bytes | None = None, **_: Any) -> None:
         if self.error is None and error is not None:
             code, message = _s3_error(error_body)
-            if status_code == 404 and code != "NoSuchBucket":
+            if self.ranged and status_code == 416:  # a range past the object's end: no bytes
+                pass
+            elif status_code == 404 and code != "NoSuchBucket":
                 self.error = ObjectMissing(f"no such object: {self.where}")
             elif code == "KeyTooLongError":
                 self.error = ObjectRejected(f"cannot write {self.where}: key too long")
