@@ -90,8 +90,9 @@ class S3Store:
         self.client = client if client is not None else aws.client(
             "s3", attempts=max_attempts, max_pool_connections=max_pool_connections,
             signature_version="s3v4", connect_timeout=10, read_timeout=60)
-        # Many requests at once through the CRT, made on first use (store/s3_crt.py).
-        self.use_crt = use_crt and crt_available()
+        # Many requests at once through the CRT, made on first use (store/s3_crt.py): a
+        # process that only lists, presigns or submits never imports awscrt.
+        self.use_crt = use_crt
         self._crt: CrtS3 | None = None
         self._crt_lock = threading.Lock()
 
@@ -194,6 +195,9 @@ class S3Store:
             return None
         with self._crt_lock:
             if self._crt is None and self.use_crt:
+                if not crt_available():  # not installed: boto3, as without the aws extra's CRT
+                    self.use_crt = False
+                    return None
                 try:
                     self._crt = CrtS3(self.client, self.bucket)
                 except Exception as exc:  # a broken install, an unusable endpoint: say so once

@@ -35,7 +35,6 @@ from __future__ import annotations
 import io
 import re
 import threading
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -175,6 +174,8 @@ def _trusting(ca_bundle: str | None) -> Any:
 def _unlike_botocore(scheme: str, host: str) -> str:
     """Why the CRT would not reach this endpoint as botocore does here ("" if it would):
     botocore takes a proxy from the environment, the CRT does not."""
+    import urllib.request  # (here, not at import: only a worker making a CRT client needs it)
+
     proxy = urllib.request.getproxies().get(scheme)
     if proxy and not urllib.request.proxy_bypass(host):
         return f"requests to {host} go through a proxy ({scheme}_proxy), which the CRT ignores"
