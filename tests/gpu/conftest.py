@@ -1,6 +1,7 @@
-"""The GPU path's tests. On a CUDA machine they run on the GPU; where torchvision is
-installed without a GPU they run the very same steps on the CPU (slowly); elsewhere
-they are skipped, with the reason."""
+"""The GPU path's tests. On a CUDA machine they run on the GPU; without one they run
+the very same steps on the CPU in float32 (torchvision's or simplejpeg's libjpeg-turbo
+decoding where nvJPEG would), and the tests that need CUDA itself are skipped, with the
+reason; where torch or simplejpeg is missing, all are."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ def _missing() -> str | None:
     try:
         import simplejpeg  # noqa: F401
         import torch  # noqa: F401
-        import torchvision  # noqa: F401
     except ImportError as exc:
         return f"the GPU extra is not installed ({exc}): pip install 'gpufleet[gpu]'"
     return None

@@ -69,8 +69,9 @@ def jpeg_header(data: bytes, *, max_pixels: int) -> EncodedJpeg | None:
 class CudaClassifier:
     """Runs an ImageNet-style classifier on one GPU; see the module's docstring.
 
-    ``device="cpu"`` runs the very same steps in float32 on the CPU, torchvision
-    decoding there: slow, for tests on machines without a GPU, never for work.
+    ``device="cpu"`` runs the very same steps in float32 on the CPU, libjpeg-turbo
+    decoding there (torchvision's, or simplejpeg's where torchvision is missing): slow,
+    for tests on machines without a GPU, never for work.
     """
 
     streams = 2
@@ -98,9 +99,16 @@ class CudaClassifier:
         try:
             from torchvision.io import ImageReadMode, decode_jpeg
         except ImportError as exc:
-            raise ModelError(f"GPU decoding needs torchvision ({exc}): "
-                             "pip install 'gpufleet[gpu]'") from exc
-        self._decode_jpeg, self._rgb = decode_jpeg, ImageReadMode.RGB
+            if self.on_gpu:
+                raise ModelError(f"GPU decoding needs torchvision ({exc}): "
+                                 "pip install 'gpufleet[gpu]'") from exc
+            # On the CPU, torchvision's decoder is libjpeg-turbo: simplejpeg is the same
+            # library, and installs beside the CPU torch where PyPI's torchvision (a
+            # CUDA build) does not load. So the tests run these steps on any machine.
+            self._decode_jpeg: Callable[..., list[Any]] = self._libjpeg_decode
+            self._rgb: Any = None
+        else:
+            self._decode_jpeg, self._rgb = decode_jpeg, ImageReadMode.RGB
 
     def warm_up(self, batch_size: int) -> None:
         x = self.torch.zeros((1, 3, CROP, CROP), dtype=self.torch.float32).numpy()
@@ -173,6 +181,20 @@ class CudaClassifier:
             if len(jpegs) == 1:
                 return [self._on_cpu(jpegs[0])]
             return [image for j in jpegs for image in self._decode([j])]
+
+    def _libjpeg_decode(self, tensors: list[Any], *, mode: Any, device: Any) -> list[Any]:
+        """``decode_jpeg(tensors, mode=RGB, device="cpu")`` as torchvision does it: CHW
+        uint8 images, RuntimeError for a JPEG it cannot decode whole."""
+        import simplejpeg
+
+        images = []
+        for tensor in tensors:
+            try:
+                rgb = simplejpeg.decode_jpeg(tensor.numpy().tobytes(), colorspace="RGB")
+            except ValueError as exc:
+                raise RuntimeError(f"cannot decode a JPEG: {exc}") from exc
+            images.append(self.torch.from_numpy(rgb).permute(2, 0, 1))
+        return images
 
     def _as_tensor(self, jpeg: EncodedJpeg) -> Any:
         # A writable copy: torch refuses to wrap read-only bytes without a warning.
