@@ -91,8 +91,9 @@ def timed(fn: Any, n: int, repeat: int, torch: Any | None = None) -> float:
 
 def cpu_model_rate(files: list[Path], settings: Settings,
                    spec: str = "efficientnet-lite0?device=cpu") -> tuple[float, int]:
-    """Images/s of ONNX Runtime on decoded batches, run as the worker runs them: the
-    tagger's ``streams`` batches at once, each from its own thread."""
+    """Images/s of the tagger's CPU runtime (ONNX Runtime, or OpenVINO in bfloat16) on
+    decoded batches, run as the worker runs them: the tagger's ``streams`` batches at
+    once, each from its own thread."""
     tagger = load_tagger(spec, settings)
     tagger.bootstrap()
     inputs = [tagger.preprocess(f.read_bytes()) for f in files[: tagger.batch_size]]

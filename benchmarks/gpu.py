@@ -177,8 +177,8 @@ def main() -> None:
             print(f"model, {name}: {rate:9,.0f} img/s")
         model, decode = rates["fp16 channels-last batch 256"], nvjpeg_crop
     try:
+        import simplejpeg  # noqa: F401  (the GPU path reads headers with it)
         import torch as any_torch
-        import torchvision  # noqa: F401  (the GPU path decodes through it)
     except ImportError as exc:
         print(f"torch calls an image on the GPU path: skipped ({exc})")
     else:

@@ -2,8 +2,10 @@
 
 On the 200 sample photos linked under N names (default 1000 items):
 
-- model only: images/s of ONNX Runtime's inference on already decoded batches, the
-  better of one batch at a time on every core and one batch per core side by side;
+- model only: images/s of the worker's runtime on already decoded batches (ONNX
+  Runtime in float32, or OpenVINO in bfloat16 on a CPU that has it), the better of
+  one batch at a time on every core and one batch per core side by side; and ONNX
+  Runtime in float32, side by side, where the worker uses bfloat16;
 - decode: images/s of decode + preprocess on every core (one process per core);
 - end to end: ``gpufleet submit --wait`` from the first item started to the last
   result written (bootstrap and whole wall time printed beside it);
@@ -13,9 +15,11 @@ On the 200 sample photos linked under N names (default 1000 items):
 
 On a CPU the model and the decoder share the cores, so the pipeline can at best
 reach ``bound = 1 / (1/model + 1/decode)``; the ratio end-to-end / bound says how
-well fetching, decoding and inference overlap (target: 0.95 or more). The bound
-is measured before and after the end-to-end run: on a machine shared with other
-work the cores' speed drifts, and the two figures show by how much.
+well fetching, decoding and inference overlap (target: 0.95 or more). Where the
+worker runs the model in bfloat16, the bound in float32 (Pillow + ONNX Runtime) is
+printed beside it, with the ratio to it. The bounds are measured before and after
+the end-to-end run: on a machine shared with other work the cores' speed drifts,
+and the two figures show by how much.
 
 Usage: python benchmarks/pipeline.py [--photos 1000] [--samples DIR]
 """
@@ -33,6 +37,7 @@ from common import cpu_decode_rate, cpu_model_rate, default_samples, end_to_end,
 from ray_baseline import run_ray
 
 from gpufleet.config import Settings
+from gpufleet.models.bf16_cpu import cpu_has_bf16
 
 MODEL = "efficientnet-lite0?device=cpu"
 
@@ -45,7 +50,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     files = sorted(args.samples.glob("*.JPEG"))
     print(f"{args.photos} images, {cores} cores")
-    before = measure_bound(files, cores)
+    before, before_fp32 = measure_bound(files, cores)
     with tempfile.TemporaryDirectory(prefix="gpufleet-bench-") as tmp:
         root = Path(tmp)
         keys = link_photos(args.samples, root / "photos", args.photos)
@@ -54,11 +59,14 @@ def main() -> None:
               f"({e2e.done} done, {e2e.failed} failed)")
         print(f"  bootstrap {e2e.bootstrap:.2f} s, whole wall time {e2e.wall:.1f} s "
               f"({args.photos / e2e.wall:.1f} images/s including start-up)")
-        after = measure_bound(files, cores)  # before Ray: its processes linger a while
+        after, after_fp32 = measure_bound(files, cores)  # before Ray: it lingers a while
         ray_run = run_ray(root, root / "photos", cores, _ray_tagging)
     bound = (before + after) / 2
     print(f"ratio end to end / bound:      {e2e.rate / bound:7.2f}   (target >= 0.95; "
           f"{e2e.rate / before:.2f} against the bound before, {e2e.rate / after:.2f} after)")
+    if before_fp32 and after_fp32:
+        print(f"ratio end to end / float32 bound: {2 * e2e.rate / (before_fp32 + after_fp32):4.2f}"
+              "   (Pillow + ONNX Runtime in float32)")
     if ray_run is None:
         print("Ray Data not installed (pip install 'ray[data]'): skipping the comparison")
         return
@@ -69,20 +77,27 @@ def main() -> None:
           f"{args.photos / e2e.wall / ray_run.rate:.2f}x (gpufleet's whole wall time)")
 
 
-def measure_bound(files: list[Path], cores: int) -> float:
-    """The bound, with ONNX Runtime at its best of two ways: every core on one batch at a
-    time, or one batch per core side by side (the worker's default)."""
+def measure_bound(files: list[Path], cores: int) -> tuple[float, float | None]:
+    """The bound, with the worker's runtime at its best of two ways: every core on one
+    batch at a time, or one batch per core side by side (the worker's default); and,
+    where that runtime is OpenVINO in bfloat16, the bound with ONNX Runtime in float32."""
     settings = Settings.from_env({})
     one, batch = cpu_model_rate(files, settings, f"{MODEL}&streams=1&threads={cores}")
     side, _ = cpu_model_rate(files, settings, MODEL)
     model = max(one, side)
-    print(f"model only (batch {batch}):       {model:7.1f} images/s "
+    runtime = "OpenVINO bf16" if cpu_has_bf16() else "ONNX Runtime fp32"
+    print(f"model only, {runtime} (batch {batch}): {model:7.1f} images/s "
           f"(one batch on {cores} threads {one:.1f}, {cores} side by side {side:.1f})")
     decode = cpu_decode_rate(files * 3, cores)
     print(f"decode + preprocess ({cores} cores): {decode:7.1f} images/s")
     bound = 1 / (1 / model + 1 / decode)
     print(f"bound 1/(1/model + 1/decode):  {bound:7.1f} images/s")
-    return bound
+    if not cpu_has_bf16():
+        return bound, None
+    fp32, _ = cpu_model_rate(files, settings, f"{MODEL}&precision=fp32")
+    fp32_bound = 1 / (1 / fp32 + 1 / decode)
+    print(f"model only, ONNX Runtime fp32: {fp32:7.1f} images/s, bound {fp32_bound:.1f}")
+    return bound, fp32_bound
 
 
 class _RayTagger:

@@ -2,12 +2,15 @@
 
 Data: 200 ImageNet photos, one per fifth class, in ``shared/data/imagenet-sample``
 next to the repository (override with SAMPLE_IMAGES_DIR). The reference scores
-top-1 0.890 and top-5 0.985 on them.
+top-1 0.890 and top-5 0.985 on them. The tagger's tests run once in float32 (ONNX
+Runtime) and, on a CPU with bfloat16 instructions and OpenVINO installed, once in
+bfloat16; elsewhere the bfloat16 round is skipped, saying why.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import re
 import sys
@@ -23,7 +26,12 @@ from gpufleet.config import Settings
 from gpufleet.domain import Tag
 from gpufleet.errors import ConfigError, ImageError, ModelError
 from gpufleet.models.base import load_tagger
+from gpufleet.models.bf16_cpu import cpu_has_bf16
 from gpufleet.models.efficientnet import EfficientNetLite0
+
+NATIVE_BF16 = cpu_has_bf16()
+needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="needs OpenVINO and a CPU with "
+                                "bfloat16 instructions (AVX512_BF16 or AMX)")
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +61,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(home=home, model_cache=home / "model-cache")
 
 
-@pytest.fixture(scope="session")
-def tagger(settings: Settings) -> Iterator[EfficientNetLite0]:
-    # Bootstrapped once per session: the ONNX export is made once into the cache.
-    model = EfficientNetLite0(settings, device="cpu")
+@pytest.fixture(scope="session", params=["fp32", pytest.param("bf16", marks=needs_bf16)])
+def tagger(settings: Settings, request: pytest.FixtureRequest) -> Iterator[EfficientNetLite0]:
+    # Bootstrapped once per session and precision: the ONNX export is made once into the cache.
+    model = EfficientNetLite0(settings, device="cpu", precision=request.param)
     model.bootstrap()
+    assert model.backend == {"fp32": "onnxruntime", "bf16": "openvino:bf16"}[request.param]
     yield model
 
 
@@ -157,7 +166,8 @@ def test_a_second_worker_reuses_the_cached_export(
     [export] = list(settings.model_cache.glob("efficientnet-lite0-*.onnx"))
     made = export.stat().st_mtime_ns
     # When another worker, built from its spec, bootstraps on the same cache
-    other = load_tagger("efficientnet-lite0?device=cpu&batch_size=8&top_k=3", settings)
+    other = load_tagger("efficientnet-lite0?device=cpu&batch_size=8&top_k=3"
+                        f"&precision={tagger.precision}", settings)
     other.bootstrap()
     # Then it loads the same file, rewrites nothing, leaves no temporary file
     assert list(settings.model_cache.iterdir()) == [export]
@@ -169,7 +179,8 @@ def test_a_second_worker_reuses_the_cached_export(
 
 
 @pytest.mark.parametrize(
-    "params", [{"device": "tpu"}, {"top_k": "0"}, {"top_k": "1001"}, {"batch_size": "many"}]
+    "params", [{"device": "tpu"}, {"top_k": "0"}, {"top_k": "1001"}, {"batch_size": "many"},
+               {"precision": "fp8"}, {"device": "cpu", "precision": "fp16"}]
 )
 def test_bad_parameters_are_refused_when_built(settings: Settings, params: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="efficientnet-lite0"):
@@ -183,7 +194,58 @@ def test_a_missing_runtime_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     # When a CPU tagger bootstraps / Then the error names the extra to install
     with pytest.raises(ModelError, match=r"pip install 'gpufleet\[efficientnet\]'"):
-        EfficientNetLite0(settings, device="cpu").bootstrap()
+        EfficientNetLite0(settings, device="cpu", precision="fp32").bootstrap()
+
+
+def test_auto_precision_takes_bfloat16_where_the_cpu_multiplies_it(settings: Settings) -> None:
+    model = EfficientNetLite0(settings, device="cpu")
+    model.bootstrap()
+    assert model.backend == ("openvino:bf16" if NATIVE_BF16 else "onnxruntime")
+
+
+@needs_bf16
+def test_bfloat16_picks_the_best_tag_float32_does(
+    settings: Settings, samples: list[Sample]
+) -> None:
+    # Given the tagger in float32 (ONNX Runtime) and in bfloat16 (OpenVINO)
+    fp32 = EfficientNetLite0(settings, device="cpu", precision="fp32")
+    bf16 = EfficientNetLite0(settings, device="cpu", precision="bf16")
+    fp32.bootstrap()
+    bf16.bootstrap()
+    # When both tag the 200 photos
+    pairs = list(zip(tag_all(fp32, samples), tag_all(bf16, samples), strict=True))
+    # Then the best tag is the same for nearly all, and where it is, nearly as sure
+    same = [(a[0], b[0]) for a, b in pairs if a[0].id == b[0].id]
+    assert len(same) >= 0.95 * len(pairs), f"{len(same)} of {len(pairs)}"
+    assert all(abs(a.score - b.score) < 0.1 for a, b in same)
+
+
+def test_bfloat16_without_openvino_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given OpenVINO cannot be imported
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    # When a CPU tagger is asked for bfloat16 / Then the error names the extra
+    with pytest.raises(ModelError, match=r"pip install 'gpufleet\[efficientnet,openvino\]'"):
+        EfficientNetLite0(settings, device="cpu", precision="bf16").bootstrap()
+    # And auto settles for float32 in ONNX Runtime, quietly
+    auto = EfficientNetLite0(settings, device="cpu")
+    auto.bootstrap()
+    assert auto.backend == "onnxruntime"
+
+
+def test_bfloat16_on_a_cpu_without_it_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a CPU without bfloat16 instructions (as OpenVINO would report it)
+    monkeypatch.setattr("gpufleet.models.efficientnet.cpu_has_bf16", lambda: False)
+    # When bfloat16 is asked for / Then it is refused with the way out, not emulated
+    if importlib.util.find_spec("openvino") is not None:
+        with pytest.raises(ModelError, match=r"no bfloat16 instructions.*precision=fp32"):
+            EfficientNetLite0(settings, device="cpu", precision="bf16").bootstrap()
+    # And fp16 on a CPU is refused when the spec is built
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        EfficientNetLite0(settings, device="cpu", precision="fp16")
 
 
 def test_infer_before_bootstrap_is_a_model_error(settings: Settings) -> None:

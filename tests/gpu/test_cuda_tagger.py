@@ -149,3 +149,22 @@ def test_photos_of_one_size_are_cropped_together_as_each_alone(
     for a, b in zip(together, alone, strict=True):
         assert isinstance(a, tuple) and isinstance(b, tuple)
         assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_precision_asked_for_is_the_one_the_network_runs_in(
+        device: str, reference: EfficientNetLite0, classifier: CudaClassifier,
+        sample_dir: Path, precision: str) -> None:
+    import torch
+
+    # Given the GPU path asked for another precision than its default
+    other = CudaClassifier(_torch_model(weights()), device=device, top_k=5,
+                           cpu_preprocess=reference.cpu_preprocess, precision=precision)
+    assert other.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    assert next(other.model.parameters()).dtype == other.dtype
+    # When it tags photos / Then its best tags are the default's, nearly all
+    inputs = [jpeg_header(f.read_bytes(), max_pixels=LIMIT)
+              for f in sorted(sample_dir.glob("*.JPEG"))[:32]]
+    mine, default = other.infer(inputs), classifier.infer(inputs)
+    same = sum(a[0][0] == b[0][0] for a, b in zip(mine, default, strict=True))  # type: ignore[index]
+    assert same >= 30, same

@@ -11,8 +11,9 @@
   of images of one size and EXIF orientation (read with the header), turns them
   upright, resizes and crops them on the GPU like the reference (shorter side
   to 256, bilinear with antialiasing, centre 224) and normalises them, in a few
-  calls a group, and runs the network in half precision, channels-last. Softmax
-  and top-k run on the GPU too: only k scores and indices per image come back.
+  calls a group, and runs the network in half precision (or the ``precision``
+  asked for), channels-last. Softmax and top-k run on the GPU too: only k scores
+  and indices per image come back.
   A JPEG that nvJPEG refuses (progressive oddities, truncated data) is retried
   alone on the GPU, then on the CPU, then fails as that item's error.
 """
@@ -77,7 +78,8 @@ class CudaClassifier:
     streams = 2
 
     def __init__(self, model: Any, *, device: str, top_k: int,
-                 cpu_preprocess: Callable[[bytes], np.ndarray[Any, Any]]) -> None:
+                 cpu_preprocess: Callable[[bytes], np.ndarray[Any, Any]],
+                 precision: str = "auto") -> None:
         import torch
 
         self.torch: Any = torch  # untyped on purpose: the model and kernels are dynamic
@@ -87,7 +89,10 @@ class CudaClassifier:
             raise ModelError(f"device={device} but PyTorch sees no CUDA GPU")
         self.top_k = top_k
         self.cpu_preprocess = cpu_preprocess
-        self.dtype = torch.float16 if self.on_gpu else torch.float32
+        if precision == "auto":  # the CPU (tests) has no fast float16
+            precision = "fp16" if self.on_gpu else "fp32"
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16,
+                      "fp32": torch.float32}[precision]
         torch.backends.cudnn.benchmark = True  # padded batch shapes repeat: plans pay off
         self.model = model.to(self.device, self.dtype).to(
             memory_format=torch.channels_last).eval()
