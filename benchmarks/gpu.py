@@ -6,7 +6,8 @@ Prints, on the machine it runs on:
 - on CUDA, the GPU decode bound: nvJPEG batched decode (``torchvision.io.decode_jpeg``,
   512 per call), alone and with the GPU crop the worker applies;
 - the model bound: EfficientNet-Lite0 fp32 at batch 16, and on CUDA fp16 channels-last
-  at several batch sizes; on a CPU, ONNX Runtime at the tagger's batch size;
+  at several batch sizes; on a CPU, the tagger's runtime at its batch size (ONNX
+  Runtime in float32, or OpenVINO in bfloat16 where the CPU has it);
 - ``gpufleet submit --wait`` end to end over N photos with one worker, GPU utilisation
   sampled from NVML during the run, top-1 of its tags on the labelled photos, and the
   ratio to the bound that applies: ``1 / (1/decode + 1/model)``.
@@ -40,6 +41,7 @@ from common import (
 )
 
 from gpufleet.config import Settings
+from gpufleet.models.bf16_cpu import cpu_has_bf16
 
 
 def _cuda() -> Any | None:
@@ -165,7 +167,8 @@ def main() -> None:
     if torch is None:
         print("nvJPEG decode: skipped (no CUDA GPU)")
         model, batch = cpu_model_rate(files, settings)
-        print(f"model, ONNX Runtime on the CPU, batch {batch}: {model:9,.0f} img/s")
+        runtime = "OpenVINO bf16" if cpu_has_bf16() else "ONNX Runtime fp32"
+        print(f"model, {runtime} on the CPU, batch {batch}: {model:9,.0f} img/s")
         decode = cpu_decode
     else:
         classifier, inputs = gpu_path(torch, "cuda", [f.read_bytes() for f in files], settings)
