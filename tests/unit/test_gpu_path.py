@@ -94,7 +94,7 @@ def test_the_gpu_crop_matches_the_reference_preprocessing(sample_dir: object) ->
         im = Image.open(f).convert("RGB")
         chw = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
         # When the GPU path's crop and normalisation run (here on the CPU)
-        gpu = cuda._normalise(cuda._resize_crop(torch, chw[None]))[0].float().numpy()
+        gpu = cuda._normalise_(cuda._resize_crop(torch, chw[None]))[0].float().numpy()
         # Then they agree with the reference to within a few grey levels on average
         cpu = reference_preprocess(im)
         assert gpu.shape == cpu.shape == (3, 224, 224)

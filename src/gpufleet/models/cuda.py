@@ -133,17 +133,28 @@ class CudaClassifier:
         """Top-k class indices and probabilities per input, or that input's error."""
         torch = self.torch
         with torch.inference_mode(), self._stream():
+            # The network sees a multiple of _SHAPE_STEP rows (zeros past the inputs): few
+            # shapes, so cuDNN's plans, chosen per shape, are reused.
             padded = _SHAPE_STEP * math.ceil(len(batch) / _SHAPE_STEP)
             x = torch.zeros((padded, 3, CROP, CROP), dtype=self.dtype, device=self.device
                             ).to(memory_format=torch.channels_last)
-            errors = self._fill(x, batch)
-            logits = self.model(x[:len(batch)]).float()
+            rows, errors = self._fill(x, batch)
+            logits = self.model(x).float()[:len(rows)]
             scores, classes = torch.softmax(logits, dim=1).topk(self.top_k, dim=1)
             scores, classes = scores.cpu().tolist(), classes.cpu().tolist()
-        return [errors.get(i) or (classes[i], scores[i]) for i in range(len(batch))]
+        best: dict[int, tuple[list[int], list[float]] | ItemError] = dict(errors)
+        best.update((i, (classes[row], scores[row])) for row, i in enumerate(rows))
+        return [best[i] for i in range(len(batch))]
 
-    def _fill(self, x: Any, batch: Sequence[Any]) -> dict[int, ItemError]:
-        """Write each input's normalised 224x224 crop into x; returns the inputs that failed."""
+    def _fill(self, x: Any, batch: Sequence[Any]) -> tuple[list[int], dict[int, ItemError]]:
+        """Write the inputs' normalised 224x224 crops into x's first rows; returns the
+        input each row holds, and the inputs that failed.
+
+        Rows go in runs, a group of photos of one size and orientation at a time, then
+        the CPU-preprocessed ones together: a slice and one copy (converting to the
+        network's precision) a run, and one normalisation for all the GPU's crops, where
+        per-input rows would cost an index tensor and a scatter a group.
+        """
         errors: dict[int, ItemError] = {}
         on_host: dict[int, np.ndarray[Any, Any]] = {}  # preprocessed by the CPU path
         same_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = defaultdict(list)
@@ -156,6 +167,7 @@ class CudaClassifier:
                 on_host[i] = image
             else:
                 same_shape[(*image.shape, batch[i].orientation)].append((i, image))
+        rows: list[int] = []
         for (_, height, width, orientation), group in same_shape.items():
             # Photos of one size (one camera's) are resized together: a few kernel
             # launches a group, not a few an image, each launch costing the interpreter.
@@ -164,16 +176,19 @@ class CudaClassifier:
                 piece = group[start:start + per_call]
                 images = self.torch.stack([image for _, image in piece])
                 crops = _resize_crop(self.torch, orient(images, orientation))
-                x[[i for i, _ in piece]] = _normalise(crops).to(self.dtype)
+                x[len(rows):len(rows) + len(piece)].copy_(crops)
+                rows.extend(i for i, _ in piece)
+        if rows:
+            _normalise_(x[:len(rows)])
         on_host.update((i, item) for i, item in enumerate(batch)
                        if not isinstance(item, EncodedJpeg))
         if on_host:  # one pinned buffer, one asynchronous copy
-            rows = list(on_host)
-            host = self.torch.from_numpy(np.stack([on_host[i] for i in rows]))
+            host = self.torch.from_numpy(np.stack(list(on_host.values())))
             if self.on_gpu:
                 host = host.pin_memory()
-            x[rows] = host.to(self.device, non_blocking=True).to(self.dtype)
-        return errors
+            x[len(rows):len(rows) + len(host)].copy_(host, non_blocking=True)
+            rows.extend(on_host)
+        return rows, errors
 
     def _decode(self, jpegs: list[EncodedJpeg]) -> list[Any]:
         """Decoded images on the GPU; a CPU-preprocessed array or an error for a refused one."""
@@ -256,5 +271,6 @@ def _resize_crop(torch: Any, images: Any) -> Any:
                        align_corners=False)
 
 
-def _normalise(x: Any) -> Any:
-    return (x - 127.0) / 128.0
+def _normalise_(x: Any) -> Any:
+    """(x - 127) / 128 in place: the reference's scaling of 0..255 to about -1..1."""
+    return x.sub_(127.0).div_(128.0)
