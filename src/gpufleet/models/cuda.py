@@ -116,8 +116,9 @@ class CudaClassifier:
             self._decode_jpeg, self._rgb = decode_jpeg, ImageReadMode.RGB
 
     def warm_up(self, batch_size: int) -> None:
+        """The smallest and the largest padded shape (cuDNN's plans for them) before work."""
         x = self.torch.zeros((1, 3, CROP, CROP), dtype=self.torch.float32).numpy()
-        for n in sorted({1, min(batch_size, _SHAPE_STEP), batch_size}):
+        for n in sorted({min(batch_size, _SHAPE_STEP), batch_size}):
             self.infer([x[0]] * n)
 
     def _stream(self) -> Any:
