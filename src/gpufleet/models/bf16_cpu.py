@@ -12,6 +12,7 @@ Inputs and outputs stay float32: the conversion happens inside.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float32]
 
 
@@ -29,7 +31,12 @@ def cpu_has_bf16() -> bool:
         import openvino
     except ImportError:
         return False
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    try:
+        capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception as exc:  # installed but unable to start: float32 it is
+        log.warning("OpenVINO cannot read this CPU's capabilities, so float32: %s", exc)
+        return False
+    return "BF16" in capabilities
 
 
 def bf16_runner(path: Path, *, streams: int, threads: int) -> Callable[[Array], Array]:
