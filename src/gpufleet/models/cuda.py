@@ -137,9 +137,10 @@ class CudaClassifier:
             # The network sees a multiple of _SHAPE_STEP rows (zeros past the inputs): few
             # shapes, so cuDNN's plans, chosen per shape, are reused.
             padded = _SHAPE_STEP * math.ceil(len(batch) / _SHAPE_STEP)
-            x = torch.zeros((padded, 3, CROP, CROP), dtype=self.dtype, device=self.device
-                            ).to(memory_format=torch.channels_last)
+            x = torch.empty((padded, 3, CROP, CROP), dtype=self.dtype, device=self.device,
+                            memory_format=torch.channels_last)
             rows, errors = self._fill(x, batch)
+            x[len(rows):].zero_()  # rows no input filled: run, never read
             logits = self.model(x).float()[:len(rows)]
             scores, classes = torch.softmax(logits, dim=1).topk(self.top_k, dim=1)
             scores, classes = scores.cpu().tolist(), classes.cpu().tolist()
