@@ -134,9 +134,11 @@ class CudaClassifier:
         """Top-k class indices and probabilities per input, or that input's error."""
         torch = self.torch
         with torch.inference_mode(), self._stream():
-            # The network sees a multiple of _SHAPE_STEP rows (zeros past the inputs): few
-            # shapes, so cuDNN's plans, chosen per shape, are reused.
-            padded = _SHAPE_STEP * math.ceil(len(batch) / _SHAPE_STEP)
+            # On a GPU the network sees a multiple of _SHAPE_STEP rows (zeros past the
+            # inputs): few shapes, so cuDNN's plans, chosen per shape, are reused. The CPU
+            # (tests) has no plans to reuse, and would only compute the padding.
+            step = _SHAPE_STEP if self.on_gpu else 1
+            padded = step * math.ceil(len(batch) / step)
             x = torch.empty((padded, 3, CROP, CROP), dtype=self.dtype, device=self.device,
                             memory_format=torch.channels_last)
             rows, errors = self._fill(x, batch)
