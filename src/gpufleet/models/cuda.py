@@ -117,6 +117,8 @@ class CudaClassifier:
 
     def warm_up(self, batch_size: int) -> None:
         """The smallest and the largest padded shape (cuDNN's plans for them) before work."""
+        if not self.on_gpu:
+            return  # no plans to choose
         x = self.torch.zeros((1, 3, CROP, CROP), dtype=self.torch.float32).numpy()
         for n in sorted({min(batch_size, _SHAPE_STEP), batch_size}):
             self.infer([x[0]] * n)
