@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,20 @@ def test_a_precision_asked_for_is_the_one_the_network_runs_in(
     mine, default = other.infer(inputs), classifier.infer(inputs)
     same = sum(a[0][0] == b[0][0] for a, b in zip(mine, default, strict=True))  # type: ignore[index]
     assert same >= 30, same
+
+
+def test_batches_from_two_threads_at_once_tag_as_one_at_a_time(
+        classifier: CudaClassifier, sample_dir: Path) -> None:
+    # Given four batches of photos, tagged one after another
+    inputs = [jpeg_header(f.read_bytes(), max_pixels=LIMIT)
+              for f in sorted(sample_dir.glob("*.JPEG"))[:32]]
+    batches = [inputs[i:i + 8] for i in range(0, 32, 8)]
+    expected = [classifier.infer(b) for b in batches]
+    # When they are tagged from two threads at once (a GPU worker's two streams)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(classifier.infer, batches))
+    # Then every photo gets the same classes, with the same scores to rounding
+    for a_batch, b_batch in zip(together, expected, strict=True):
+        for a, b in zip(a_batch, b_batch, strict=True):
+            assert isinstance(a, tuple) and isinstance(b, tuple)
+            assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)
