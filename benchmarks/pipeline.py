@@ -85,14 +85,15 @@ def measure_bound(files: list[Path], cores: int) -> tuple[float, float | None]:
     one, batch = cpu_model_rate(files, settings, f"{MODEL}&streams=1&threads={cores}")
     side, _ = cpu_model_rate(files, settings, MODEL)
     model = max(one, side)
-    runtime = "OpenVINO bf16" if cpu_has_bf16() else "ONNX Runtime fp32"
+    bf16 = cpu_has_bf16()
+    runtime = "OpenVINO bf16" if bf16 else "ONNX Runtime fp32"
     print(f"model only, {runtime} (batch {batch}): {model:7.1f} images/s "
           f"(one batch on {cores} threads {one:.1f}, {cores} side by side {side:.1f})")
     decode = cpu_decode_rate(files * 3, cores)
     print(f"decode + preprocess ({cores} cores): {decode:7.1f} images/s")
     bound = 1 / (1 / model + 1 / decode)
     print(f"bound 1/(1/model + 1/decode):  {bound:7.1f} images/s")
-    if not cpu_has_bf16():
+    if not bf16:
         return bound, None
     fp32, _ = cpu_model_rate(files, settings, f"{MODEL}&precision=fp32")
     fp32_bound = 1 / (1 / fp32 + 1 / decode)

@@ -145,7 +145,7 @@ class CudaClassifier:
                             memory_format=torch.channels_last)
             rows, errors = self._fill(x, batch)
             x[len(rows):].zero_()  # rows no input filled: run, never read
-            logits = self.model(x).float()[:len(rows)]
+            logits = self.model(x)[:len(rows)].float()  # the padding's rows never leave
             scores, classes = torch.softmax(logits, dim=1).topk(self.top_k, dim=1)
             scores, classes = scores.cpu().tolist(), classes.cpu().tolist()
         best: dict[int, tuple[list[int], list[float]] | ItemError] = dict(errors)
