@@ -2,7 +2,11 @@
 
 Prints, on the machine it runs on:
 
-- the CPU decode bound: the reference decode + preprocess (Pillow), one process per core;
+- the CPU decode bound: the reference decode + preprocess (Pillow), one process per core,
+  and the same in one thread per core of one process, as a worker's decode pool runs it
+  (every photo on a CPU; on a GPU, jobs with a preprocessing chain and the images
+  nvJPEG does not take): the ratio says how much of the cores the interpreter lock
+  leaves to one worker;
 - on CUDA, the GPU decode bound: nvJPEG batched decode (``torchvision.io.decode_jpeg``,
   512 per call), alone and with the GPU crop the worker applies;
 - the model bound: EfficientNet-Lite0 fp32 at batch 16, and on CUDA fp16 channels-last
@@ -37,6 +41,7 @@ from common import (
     end_to_end,
     labels,
     link_photos,
+    threaded_decode_rate,
     timed,
 )
 
@@ -164,6 +169,9 @@ def main() -> None:
 
     cpu_decode = cpu_decode_rate(files * 3, cores)
     print(f"CPU decode + preprocess, {cores} processes: {cpu_decode:9,.0f} img/s")
+    threaded = threaded_decode_rate(files * 3, cores)
+    print(f"  the same, {cores} threads of one process: {threaded:9,.0f} img/s "
+          f"({threaded / cpu_decode:.2f} of the processes')")
     if torch is None:
         print("nvJPEG decode: skipped (no CUDA GPU)")
         model, batch = cpu_model_rate(files, settings)
