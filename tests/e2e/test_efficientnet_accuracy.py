@@ -217,7 +217,11 @@ def test_bfloat16_picks_the_best_tag_float32_does(
     # Then the best tag is the same for nearly all, and where it is, nearly as sure
     same = [(a[0], b[0]) for a, b in pairs if a[0].id == b[0].id]
     assert len(same) >= 0.95 * len(pairs), f"{len(same)} of {len(pairs)}"
-    assert all(abs(a.score - b.score) < 0.1 for a, b in same)
+    # (typically within 0.005; a photo or two further: Intel AMX gave 0.098 for one of
+    # them, AMD's AVX512_BF16 less, each rounding bfloat16 products its own way)
+    differences = sorted(abs(a.score - b.score) for a, b in same)
+    assert differences[len(differences) // 2] < 0.02, differences
+    assert differences[-1] < 0.2, differences
 
 
 def test_bfloat16_without_openvino_says_how_to_install_it(
