@@ -188,3 +188,32 @@ def test_batches_from_two_threads_at_once_tag_as_one_at_a_time(
         for a, b in zip(a_batch, b_batch, strict=True):
             assert isinstance(a, tuple) and isinstance(b, tuple)
             assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)
+
+
+def test_big_photos_are_decoded_a_bounded_number_of_pixels_at_a_time(
+        classifier: CudaClassifier, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch of photos, and a decode call bounded to about two of them
+    inputs = [jpeg_header(f.read_bytes(), max_pixels=LIMIT)
+              for f in sorted(sample_dir.glob("*.JPEG"))[:12]]
+    jpegs = [j for j in inputs if isinstance(j, EncodedJpeg)]
+    expected = classifier.infer(inputs)  # one call: the bound is far above the batch
+    bound = 2 * max(j.width * j.height for j in jpegs)
+    monkeypatch.setattr("gpufleet.models.cuda._DECODE_PIXELS", bound)
+    calls: list[int] = []
+    decode = classifier._decode_jpeg
+
+    def counted(tensors: list[object], **kwargs: object) -> list[object]:
+        images = decode(tensors, **kwargs)
+        calls.append(sum(image.shape[1] * image.shape[2] for image in images))  # type: ignore[attr-defined]
+        return images
+
+    monkeypatch.setattr(classifier, "_decode_jpeg", counted)
+    # When they are tagged
+    tagged = classifier.infer(inputs)
+    # Then no decode call held more pixels than the bound, several calls took them all,
+    # and every photo gets the same classes, with the same scores to rounding
+    assert len(calls) > 1 and max(calls) <= bound
+    assert sum(calls) == sum(j.width * j.height for j in jpegs)
+    for a, b in zip(tagged, expected, strict=True):
+        assert isinstance(a, tuple) and isinstance(b, tuple)
+        assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)

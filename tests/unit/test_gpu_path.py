@@ -10,6 +10,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from gpufleet.errors import ImageError
@@ -99,3 +101,20 @@ def test_the_gpu_crop_matches_the_reference_preprocessing(sample_dir: object) ->
         cpu = reference_preprocess(im)
         assert gpu.shape == cpu.shape == (3, 224, 224)
         assert float(np.abs(gpu - cpu).mean()) * 128 < 1.0
+
+
+@given(sizes=st.lists(st.tuples(st.integers(1, 5000), st.integers(1, 5000)), max_size=40),
+       limit=st.integers(1, 30_000_000))
+def test_a_batch_is_decoded_in_pieces_of_bounded_pixels_in_order(
+        sizes: list[tuple[int, int]], limit: int) -> None:
+    # Given a batch's JPEGs of any sizes, and a bound on the pixels one decode call holds
+    jpegs = [(i, cuda.EncodedJpeg(b"", w, h)) for i, (w, h) in enumerate(sizes)]
+    # When they are cut into the pieces decoded together
+    pieces = cuda._by_pixels(jpegs, limit)
+    # Then every JPEG is in one piece, in order; a piece stays within the bound unless a
+    # JPEG is over it alone; and a piece could not have taken the next one too
+    assert [entry for piece in pieces for entry in piece] == jpegs
+    pixels = [sum(j.width * j.height for _, j in piece) for piece in pieces]
+    assert all(p <= limit or len(piece) == 1 for p, piece in zip(pixels, pieces, strict=True))
+    assert all(pixels[k] + pieces[k + 1][0][1].width * pieces[k + 1][0][1].height > limit
+               for k in range(len(pieces) - 1))

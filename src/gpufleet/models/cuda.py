@@ -7,7 +7,9 @@
   decoded on the CPU by the reference path, or fails there with its reason.
 - ``infer`` (one of ``streams`` threads, each on its own CUDA stream so one
   batch's decode and copies overlap another's compute) decodes the batch's JPEGs
-  with nvJPEG in one call (``torchvision.io.decode_jpeg``), then, for each group
+  with nvJPEG in one call (``torchvision.io.decode_jpeg``; in several for big
+  photos, so that one call decodes a bounded number of pixels and the GPU's memory
+  holds whatever the photos' size), then, for each group
   of images of one size and EXIF orientation (read with the header), turns them
   upright, resizes and crops them on the GPU like the reference (shorter side
   to 256, bilinear with antialiasing, centre 224) and normalises them, in a few
@@ -38,6 +40,10 @@ CROP, RESIZE = 224, 256
 _NVJPEG_COLOURS = ("Gray", "YCbCr")
 _MAX_RESIZED_PIXELS = 4_000_000  # above: resample only the region under the crop
 _GROUP_PIXELS = 32_000_000  # resized in one call at most: 12 bytes a pixel as float
+# Decoded in one nvJPEG call at most (3 bytes a pixel: 384 MB). A batch of 256 ordinary
+# photos is one call; 256 phone photos of 12 megapixels would be 9 GB at once per
+# stream, past a 16 GB T4 with two streams, and 256 at the 120-megapixel limit 92 GB.
+_DECODE_PIXELS = 128_000_000
 _SHAPE_STEP = 32  # batches are padded to a multiple of this: few shapes, cuDNN plans reused
 
 
@@ -163,27 +169,10 @@ class CudaClassifier:
         """
         errors: dict[int, ItemError] = {}
         on_host: dict[int, np.ndarray[Any, Any]] = {}  # preprocessed by the CPU path
-        same_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = defaultdict(list)
-        jpegs = [i for i, item in enumerate(batch) if isinstance(item, EncodedJpeg)]
-        decoded = self._decode([batch[i] for i in jpegs])
-        for i, image in zip(jpegs, decoded, strict=True):
-            if isinstance(image, ItemError):
-                errors[i] = image
-            elif isinstance(image, np.ndarray):  # nvJPEG refused it: the CPU did it
-                on_host[i] = image
-            else:
-                same_shape[(*image.shape, batch[i].orientation)].append((i, image))
         rows: list[int] = []
-        for (_, height, width, orientation), group in same_shape.items():
-            # Photos of one size (one camera's) are resized together: a few kernel
-            # launches a group, not a few an image, each launch costing the interpreter.
-            per_call = max(1, _GROUP_PIXELS // (height * width))
-            for start in range(0, len(group), per_call):
-                piece = group[start:start + per_call]
-                images = self.torch.stack([image for _, image in piece])
-                crops = _resize_crop(self.torch, orient(images, orientation))
-                x[len(rows):len(rows) + len(piece)].copy_(crops)
-                rows.extend(i for i, _ in piece)
+        jpegs = [(i, item) for i, item in enumerate(batch) if isinstance(item, EncodedJpeg)]
+        for piece in _by_pixels(jpegs, _DECODE_PIXELS):
+            self._crop_decoded(x, rows, piece, errors, on_host)
         if rows:
             _normalise_(x[:len(rows)])
         on_host.update((i, item) for i, item in enumerate(batch)
@@ -195,6 +184,32 @@ class CudaClassifier:
             x[len(rows):len(rows) + len(host)].copy_(host, non_blocking=True)
             rows.extend(on_host)
         return rows, errors
+
+    def _crop_decoded(self, x: Any, rows: list[int], jpegs: list[tuple[int, EncodedJpeg]],
+                      errors: dict[int, ItemError],
+                      on_host: dict[int, np.ndarray[Any, Any]]) -> None:
+        """Decode these JPEGs (the batch's index, the JPEG) in one call and write their
+        crops into x's next rows, appending to rows; refused ones go to errors or on_host.
+        The decoded images are let go on return, before the next piece is decoded."""
+        same_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = defaultdict(list)
+        decoded = self._decode([jpeg for _, jpeg in jpegs])
+        for (i, jpeg), image in zip(jpegs, decoded, strict=True):
+            if isinstance(image, ItemError):
+                errors[i] = image
+            elif isinstance(image, np.ndarray):  # nvJPEG refused it: the CPU did it
+                on_host[i] = image
+            else:
+                same_shape[(*image.shape, jpeg.orientation)].append((i, image))
+        for (_, height, width, orientation), group in same_shape.items():
+            # Photos of one size (one camera's) are resized together: a few kernel
+            # launches a group, not a few an image, each launch costing the interpreter.
+            per_call = max(1, _GROUP_PIXELS // (height * width))
+            for start in range(0, len(group), per_call):
+                piece = group[start:start + per_call]
+                images = self.torch.stack([image for _, image in piece])
+                crops = _resize_crop(self.torch, orient(images, orientation))
+                x[len(rows):len(rows) + len(piece)].copy_(crops)
+                rows.extend(i for i, _ in piece)
 
     def _decode(self, jpegs: list[EncodedJpeg]) -> list[Any]:
         """Decoded images on the GPU; a CPU-preprocessed array or an error for a refused one."""
@@ -231,6 +246,22 @@ class CudaClassifier:
             return self.cpu_preprocess(jpeg.data)
         except ItemError as exc:
             return exc
+
+
+def _by_pixels(jpegs: list[tuple[int, EncodedJpeg]],
+               limit: int) -> list[list[tuple[int, EncodedJpeg]]]:
+    """The JPEGs in order, in pieces of at most limit pixels (as their headers declare)
+    each; one bigger than that alone."""
+    pieces: list[list[tuple[int, EncodedJpeg]]] = []
+    pixels = limit  # so the first JPEG starts a piece
+    for entry in jpegs:
+        size = entry[1].width * entry[1].height
+        if pixels + size > limit:
+            pieces.append([])
+            pixels = 0
+        pieces[-1].append(entry)
+        pixels += size
+    return pieces
 
 
 def orient(images: Any, orientation: int) -> Any:
