@@ -17,7 +17,9 @@ Prints, on the machine it runs on:
   ratio to the bound that applies: ``1 / (1/decode + 1/model)``;
 - the worker's own cost per item: the same photos through a model that does nothing;
 - on a GPU machine, the CPU path too (``device=cpu``, 4,000 photos) against its own
-  bound: how far a CPU-only worker of as many cores gets.
+  bound: how far a CPU-only worker of as many cores gets;
+- 64 of the photos enlarged to 12 megapixels, a phone's: the CPU path's decode (at an
+  eighth of the size, in the DCT) against nvJPEG's at full size with the worker's crop.
 
 It runs on a CPU-only machine too, skipping what needs CUDA and saying so.
 ``--compile`` measures only the model, eager against ``torch.compile`` (its compile
@@ -29,9 +31,11 @@ takes minutes, so it is a run of its own).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +51,14 @@ from common import (
     threaded_decode_rate,
     timed,
 )
+from PIL import Image
 
 from gpufleet.config import Settings
 from gpufleet.models.bf16_cpu import cpu_has_bf16
 
 CPU_PATH_PHOTOS = 4_000  # on a GPU machine, through the CPU path too: a few seconds
+PHONE_PHOTO = (4032, 3024)  # 12 megapixels
+PHONE_PHOTOS = 64
 
 
 def _cuda() -> Any | None:
@@ -168,6 +175,43 @@ def cpu_path(root: Path, keys: list[str], files: list[Path], settings: Settings,
           f"decode {decode:,.0f} img/s)")
 
 
+def _enlarged(path: str) -> bytes:
+    """A sample photo enlarged to a phone photo's size, as a quality-90 JPEG."""
+    out = io.BytesIO()
+    Image.open(path).convert("RGB").resize(PHONE_PHOTO, Image.Resampling.BICUBIC).save(
+        out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def phone_photos(root: Path, files: list[Path], cores: int, torch: Any | None,
+                 settings: Settings) -> None:
+    """12-megapixel photos, what a company's uploads hold more than the samples do: the
+    CPU path decodes them at an eighth of their size (in the DCT), nvJPEG at full size.
+    Which is faster for such photos decides where a GPU worker should decode them."""
+    try:
+        with ProcessPoolExecutor(cores) as pool:
+            datas = list(pool.map(_enlarged, [str(f) for f in files[:PHONE_PHOTOS]]))
+        folder = root / "phone"
+        folder.mkdir()
+        paths = [folder / f"{i}.jpg" for i in range(len(datas))]
+        for path, data in zip(paths, datas, strict=True):
+            path.write_bytes(data)
+        cpu = cpu_decode_rate(paths * 2, cores)
+        print(f"{len(datas)} phone photos ({PHONE_PHOTO[0]}x{PHONE_PHOTO[1]}): CPU decode + "
+              f"preprocess, {cores} processes: {cpu:9,.0f} img/s")
+        if torch is None:
+            print("  nvJPEG on them: skipped (no CUDA GPU)")
+            return
+        classifier, inputs = gpu_path(torch, "cuda", datas, settings)
+        x = torch.zeros((len(inputs), 3, 224, 224), dtype=classifier.dtype, device="cuda")
+        gpu = timed(lambda: classifier._fill(x, inputs), len(inputs), 3, torch)
+        print(f"  nvJPEG decode + GPU crop (the worker's step), {len(inputs)} a batch: "
+              f"{gpu:9,.0f} img/s")
+    except Exception as exc:  # a line of the benchmark, not the whole run
+        detail = (str(exc) or repr(exc)).strip()
+        print(f"phone photos: skipped ({detail.splitlines()[-1]})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=0,
@@ -245,6 +289,7 @@ def main() -> None:
               f"({noop.done} done)")
         if torch is not None:
             cpu_path(root, keys[:CPU_PATH_PHOTOS], files, settings, cpu_decode)
+        phone_photos(root, files, cores, torch, settings)
 
 
 if __name__ == "__main__":
