@@ -253,10 +253,10 @@ def _by_pixels(jpegs: list[tuple[int, EncodedJpeg]],
     """The JPEGs in order, in pieces of at most limit pixels (as their headers declare)
     each; one bigger than that alone."""
     pieces: list[list[tuple[int, EncodedJpeg]]] = []
-    pixels = limit  # so the first JPEG starts a piece
+    pixels = 0
     for entry in jpegs:
         size = entry[1].width * entry[1].height
-        if pixels + size > limit:
+        if not pieces or pixels + size > limit:
             pieces.append([])
             pixels = 0
         pieces[-1].append(entry)
