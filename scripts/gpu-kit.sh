@@ -6,8 +6,8 @@
 #                                   into .gpu-kit/ (ignored by git; about 50 MB)
 #   scripts/gpu-kit.sh run [OUTDIR] there, in the project's root, with .gpu-kit/ carried:
 #                                   installs the wheels under /tmp/site, then writes
-#                                   gpu.txt, gpu-tests.txt, gpu-compile.txt and
-#                                   nvidia-smi.txt to OUTDIR
+#                                   gpu.txt, overhead.txt, gpu-tests.txt, gpu-compile.txt
+#                                   and nvidia-smi.txt to OUTDIR
 #                                   (default: $OUT, else .gpu-kit/out)
 #
 # Such a machine's own Python is used as it is (torch with CUDA, torchvision, onnxruntime,
@@ -64,6 +64,10 @@ run() {
   # Each step is bounded, and a failed one does not stop the next: one run, every answer.
   timeout 420 "$PY" benchmarks/gpu.py --photos "${GPUFLEET_KIT_PHOTOS:-20000}" 2>&1 \
     | tee "$out/gpu.txt" || echo "gpu-kit: benchmarks/gpu.py failed or ran out of time" | tee -a "$out/gpu.txt"
+  # The bookkeeping target on these cores: 20,000 small objects, a no-op model, 1 worker
+  # (and 2; Ray Data, not installed there, is skipped).
+  timeout 120 "$PY" benchmarks/overhead.py --items 20000 $([ -d /dev/shm ] && echo --dir /dev/shm) 2>&1 \
+    | tee "$out/overhead.txt" || echo "gpu-kit: benchmarks/overhead.py failed or ran out of time" | tee -a "$out/overhead.txt"
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/gpu tests/unit/test_gpu_path.py 2>&1 \
     | tail -40 | tee "$out/gpu-tests.txt" || true
   # Last, being the slowest and the least needed: does torch.compile (CUDA graphs) help?
