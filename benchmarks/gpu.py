@@ -98,7 +98,7 @@ def gpu_decode_rates(torch: Any, classifier: Any, inputs: list[Any]) -> tuple[fl
     normalisation of a batch of 256 (CudaClassifier's own step)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    batch = [torch.frombuffer(bytearray(j.data), dtype=torch.uint8) for j in inputs * 2]
+    batch = [classifier._as_tensor(j) for j in inputs * 2]  # as the worker wraps them
     x = torch.zeros((len(inputs), 3, 224, 224), dtype=classifier.dtype, device="cuda")
 
     def decode() -> Any:

@@ -7,21 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gpufleet.models.efficientnet import CROP, RESIZE, reference_preprocess
+from gpufleet.models.efficientnet import CROP, crop_box, reference_preprocess
 
 
 def _by_the_formula(im: Image.Image) -> np.ndarray:
-    """The same steps written the plain way: resize the shorter side to RESIZE, crop CROP
-    from the centre (as one box resize), scale, channels first."""
-    width, height = im.size
-    if width <= height:
-        new_w, new_h = RESIZE, int(RESIZE * height / width)
-    else:
-        new_w, new_h = int(RESIZE * width / height), RESIZE
-    left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + CROP) * sx, (top + CROP) * sy)
-    crop = im.convert("RGB").resize((CROP, CROP), Image.Resampling.BILINEAR, box=box)
+    """The same crop, scaled the plain way: float32, minus 127, over 128, channels first."""
+    crop = im.convert("RGB").resize((CROP, CROP), Image.Resampling.BILINEAR,
+                                    box=crop_box(*im.size))
     x = (np.asarray(crop, dtype=np.float32) - 127.0) / 128.0
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
