@@ -118,3 +118,21 @@ def test_a_batch_is_decoded_in_pieces_of_bounded_pixels_in_order(
     assert all(p <= limit or len(piece) == 1 for p, piece in zip(pixels, pieces, strict=True))
     assert all(pixels[k] + pieces[k + 1][0][1].width * pieces[k + 1][0][1].height > limit
                for k in range(len(pieces) - 1))
+
+
+
+@pytest.mark.parametrize("size", [(12, 9000), (9000, 12), (40, 30000)])
+def test_a_long_strip_is_left_to_the_cpu_path(size: tuple[int, int]) -> None:
+    # Given a JPEG so long and thin that its shorter side at 256 would make a resized copy
+    # of millions of pixels (the CPU path resamples only the region under the crop)
+    data = _jpeg(size)
+    # When its header is read, then it does not go to the GPU
+    assert cuda.jpeg_header(data, max_pixels=10**8) is None
+
+
+def test_a_wide_photo_short_of_a_strip_still_goes_to_the_gpu() -> None:
+    # Given a panorama whose resized copy stays under the bound (8000x500 -> 4096x256)
+    data = _jpeg((8000, 500))
+    # When its header is read, then it goes to the GPU with its size
+    jpeg = cuda.jpeg_header(data, max_pixels=10**8)
+    assert jpeg is not None and (jpeg.width, jpeg.height) == (8000, 500)

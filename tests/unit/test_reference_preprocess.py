@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gpufleet.models.efficientnet import CROP, crop_box, reference_preprocess
+from gpufleet.models.centre_crop import CROP, crop_box
+from gpufleet.models.efficientnet import reference_preprocess
 
 
 def _by_the_formula(im: Image.Image) -> np.ndarray:

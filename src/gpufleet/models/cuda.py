@@ -3,8 +3,9 @@
 - ``preprocess`` (CPU threads, per item) reads only the JPEG header (simplejpeg,
   in C): the pixel limit is checked there, before any decode, and a JPEG nvJPEG
   can decode (grey or YCbCr) travels on as its compressed bytes. Anything else
-  (PNG, WebP, TIFF, BMP, CMYK JPEGs, a JPEG whose header libjpeg cannot read) is
-  decoded on the CPU by the reference path, or fails there with its reason.
+  (PNG, WebP, TIFF, BMP, CMYK JPEGs, a JPEG whose header libjpeg cannot read, a
+  long strip whose resized copy would be huge) is decoded on the CPU by the
+  reference path, or fails there with its reason.
 - ``infer`` (one of ``streams`` threads, each on its own CUDA stream so one
   batch's decode and copies overlap another's compute) decodes the batch's JPEGs
   with nvJPEG in one call (``torchvision.io.decode_jpeg``; in several for big
@@ -35,10 +36,12 @@ import numpy as np
 
 from gpufleet.errors import ImageError, ItemError, ModelError
 from gpufleet.imaging.photos import jpeg_orientation
+from gpufleet.models.centre_crop import CROP, resized_crop
 
-CROP, RESIZE = 224, 256
 _NVJPEG_COLOURS = ("Gray", "YCbCr")
-_MAX_RESIZED_PIXELS = 4_000_000  # above: resample only the region under the crop
+# Above this, a photo's resized copy is the CPU path's to make: that resamples only the
+# region under the crop (a strip 40 pixels wide and 30,000 long would be 49 MP resized).
+_MAX_RESIZED_PIXELS = 4_000_000
 _GROUP_PIXELS = 32_000_000  # resized in one call at most: 12 bytes a pixel as float
 # Decoded in one nvJPEG call at most (3 bytes a pixel: 384 MB). A batch of 256 ordinary
 # photos is one call; 256 phone photos of 12 megapixels would be 9 GB at once per
@@ -70,6 +73,9 @@ def jpeg_header(data: bytes, *, max_pixels: int) -> EncodedJpeg | None:
                          f"over the limit of {max_pixels:,}")
     if colour not in _NVJPEG_COLOURS:
         return None
+    new_w, new_h, _, _ = resized_crop(width, height)
+    if new_w * new_h > _MAX_RESIZED_PIXELS:
+        return None  # a long strip: the CPU path resamples only the region under the crop
     return EncodedJpeg(data, width, height, jpeg_orientation(data))
 
 
@@ -291,27 +297,16 @@ def orient(images: Any, orientation: int) -> Any:
 
 def _resize_crop(torch: Any, images: Any) -> Any:
     """The reference crop of NCHW uint8 images of one size on the GPU, as Nx3x224x224
-    float in 0..255.
-
-    As the reference: the shorter side resized to 256 (bilinear, antialiased as
-    Pillow's filter is when it shrinks), then the centre 224. A strip so long that its
-    resized copy would be huge has only the source region under the crop resampled.
+    float in 0..255: the shorter side resized to 256 (bilinear, antialiased as Pillow's
+    filter is when it shrinks), then the centre 224. (A strip whose resized copy would
+    be huge never comes here: ``jpeg_header`` leaves it to the CPU path.)
     """
     *_, height, width = images.shape
-    new_w, new_h = (RESIZE, int(RESIZE * height / width)) if width <= height else \
-        (int(RESIZE * width / height), RESIZE)
-    left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
-    interpolate = torch.nn.functional.interpolate
-    if new_w * new_h <= _MAX_RESIZED_PIXELS:
-        resized = interpolate(images.float(), size=(new_h, new_w), mode="bilinear",
-                              antialias=True, align_corners=False)
-        return resized[:, :, top:top + CROP, left:left + CROP]
-    sx, sy = width / new_w, height / new_h
-    x0, y0 = int(left * sx), int(top * sy)
-    x1, y1 = min(width, math.ceil((left + CROP) * sx)), min(height, math.ceil((top + CROP) * sy))
-    region = images[:, :, y0:y1, x0:x1].float()
-    return interpolate(region, size=(CROP, CROP), mode="bilinear", antialias=True,
-                       align_corners=False)
+    new_w, new_h, left, top = resized_crop(width, height)
+    resized = torch.nn.functional.interpolate(images.float(), size=(new_h, new_w),
+                                              mode="bilinear", antialias=True,
+                                              align_corners=False)
+    return resized[:, :, top:top + CROP, left:left + CROP]
 
 
 def _normalise_(x: Any) -> Any:

@@ -54,18 +54,18 @@ from gpufleet.errors import ConfigError, ItemError, ModelError
 from gpufleet.imaging.budget import DecodeBudget
 from gpufleet.imaging.photos import decode_photo
 from gpufleet.models.bf16_cpu import bf16_runner, cpu_has_bf16
+from gpufleet.models.centre_crop import CROP, RESIZE, crop_box
 from gpufleet.models.cuda import CudaClassifier, EncodedJpeg, jpeg_header
 from gpufleet.models.params import Parameter
 
 if TYPE_CHECKING:
     from gpufleet.config import Settings
 
-__all__ = ["EfficientNetLite0", "crop_box", "reference_preprocess"]
+__all__ = ["EfficientNetLite0", "reference_preprocess"]
 
 Array = npt.NDArray[np.float32]
 
 EXPORT_REVISION = 1  # bump whenever the export below changes what it writes
-RESIZE, CROP = 256, 224
 _PRECISIONS = r"auto|fp32|bf16|fp16"
 CPU_BATCH, GPU_BATCH = 16, 256  # batch_size=0: ONNX Runtime's sweet spot; a data-centre GPU's
 # Each batch in flight on a CPU holds about 150 MB of activations at batch 16 (measured):
@@ -73,18 +73,6 @@ CPU_BATCH, GPU_BATCH = 16, 256  # batch_size=0: ONNX Runtime's sweet spot; a dat
 MAX_CPU_STREAMS = 4
 INSTALL_HINT = "pip install 'gpufleet[efficientnet]' (on a GPU: 'gpufleet[efficientnet,gpu]')"
 BF16_HINT = "pip install 'gpufleet[efficientnet,openvino]'"
-
-
-def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The region of a width x height image that becomes the centre 224 once its shorter
-    side is resized to 256: (left, top, right, bottom) in its own pixels."""
-    if width <= height:
-        new_w, new_h = RESIZE, int(RESIZE * height / width)
-    else:
-        new_w, new_h = int(RESIZE * width / height), RESIZE
-    left, top = round((new_w - CROP) / 2.0), round((new_h - CROP) / 2.0)
-    sx, sy = width / new_w, height / new_h
-    return (left * sx, top * sy, (left + CROP) * sx, (top + CROP) * sy)
 
 
 def reference_preprocess(im: Image.Image) -> Array:
