@@ -13,9 +13,11 @@ def test_every_sqlite_connection_is_tuned_for_several_processes_and_batch_writes
     try:
         with engine.connect() as conn:
             pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                      for name in ("journal_mode", "synchronous", "foreign_keys", "temp_store")}
+                      for name in ("journal_mode", "synchronous", "foreign_keys", "temp_store",
+                                   "cache_size")}
     finally:
         engine.dispose()
-    # WAL, NORMAL (1), foreign keys on, statement journals in memory (2), not in /var/tmp.
+    # WAL, NORMAL (1), foreign keys on, statement journals in memory (2), not in /var/tmp,
+    # a page cache of 16 MB (negative: KiB) that holds a batch's index pages.
     assert pragma == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1,
-                      "temp_store": 2}
+                      "temp_store": 2, "cache_size": -16384}

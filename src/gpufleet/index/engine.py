@@ -43,6 +43,13 @@ def open_engine(url: str) -> Engine:
         # 37 to 21 us an item (benchmarks/store_index.py's SQLite rate) and the worker's
         # writes halved (strace). It holds the pages one statement changes: a batch's.
         cur.execute("PRAGMA temp_store=MEMORY")
+        # Recording a batch inserts each item's tags into two indexes (by tag id, by label)
+        # at as many places as the batch has distinct tags: about 2,000 leaf pages for a
+        # 1,000-class model, four times SQLite's default cache of 2 MB, which then read
+        # about four pages an item back from the file. 16 MB holds them: two
+        # workers on 2 cores recorded 26 % more items a second (benchmarks/overhead.py).
+        # A ceiling, not an allocation: a connection's cache grows with what it reads.
+        cur.execute("PRAGMA cache_size=-16384")
         cur.close()
 
     return engine
