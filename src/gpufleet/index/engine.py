@@ -46,8 +46,9 @@ def open_engine(url: str) -> Engine:
         # Recording a batch inserts each item's tags into two indexes (by tag id, by label)
         # at as many places as the batch has distinct tags: about 2,000 leaf pages for a
         # 1,000-class model, four times SQLite's default cache of 2 MB, which then read
-        # about four pages an item back from the file. 16 MB holds them: two
-        # workers on 2 cores recorded 26 % more items a second (benchmarks/overhead.py).
+        # about four pages an item back from the file. 16 MB holds them: two workers on a
+        # 2-core AMD EPYC recorded 26 % more items a second (60,000 no-op items, submitted
+        # as benchmarks/overhead.py submits its 20,000).
         # A ceiling, not an allocation: a connection's cache grows with what it reads.
         cur.execute("PRAGMA cache_size=-16384")
         cur.close()
