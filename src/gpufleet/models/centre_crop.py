@@ -2,8 +2,8 @@
 
 Both paths take their geometry from here: the CPU's, where Pillow resamples only the
 crop's source region (``crop_box``), and the GPU's, where torch resizes a group of
-photos of one size whole and slices the crop out (``resized_crop``), or, for a strip
-whose resized copy would be huge, resamples only that region too.
+photos of one size whole and slices the crop out (``resized_crop``; a strip whose
+resized copy would be huge is left to the CPU's path).
 """
 
 from __future__ import annotations
