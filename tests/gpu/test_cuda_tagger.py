@@ -217,3 +217,30 @@ def test_big_photos_are_decoded_a_bounded_number_of_pixels_at_a_time(
     for a, b in zip(tagged, expected, strict=True):
         assert isinstance(a, tuple) and isinstance(b, tuple)
         assert a[0] == b[0] and np.allclose(a[1], b[1], atol=2e-3)
+
+
+@pytest.mark.usefixtures("cuda_only")
+def test_a_decode_never_writes_memory_that_queued_kernels_still_read(
+        classifier: CudaClassifier, sample_dir: Path) -> None:
+    import torch
+
+    # Given, on the classifier's stream, blocks of the photos' decoded size that kernels
+    # queued behind long work still read when they are freed (as the previous piece's
+    # photos are while they are resized)
+    jpegs = [j for f in sorted(sample_dir.glob("*.JPEG"))[:16]
+             if isinstance(j := jpeg_header(f.read_bytes(), max_pixels=LIMIT), EncodedJpeg)]
+    with torch.inference_mode(), classifier._stream():
+        blocks = [torch.full((3, j.height, j.width), 7, dtype=torch.uint8, device="cuda")
+                  for j in jpegs]
+        torch.cuda.current_stream().synchronize()
+        busy = torch.rand(4096, 4096, device="cuda")
+        for _ in range(20):  # tens of milliseconds of work ahead of the reads
+            busy = torch.tanh(busy @ busy)
+        sums = [block.sum(dtype=torch.int64) for block in blocks]
+        del blocks
+        # When the photos are decoded on that stream (its allocator may hand the decoder
+        # those very blocks)
+        classifier._decode(jpegs)
+        # Then the kernels queued before the decode read what was there before it
+        read = [int(total) for total in sums]
+    assert read == [7 * 3 * j.height * j.width for j in jpegs]

@@ -226,6 +226,13 @@ class CudaClassifier:
         """Decoded images on the GPU; a CPU-preprocessed array or an error for a refused one."""
         if not jpegs:
             return []
+        if self.on_gpu:
+            # torchvision's decoder takes its images' memory on this thread's stream but
+            # writes them from a stream of its own, without waiting for this one (and
+            # nvJPEG's hardware engine keeps no stream order either): a block freed here
+            # that queued kernels still read, the previous piece's photos being resized,
+            # could be handed to it and overwritten under them. Those kernels finish first.
+            self.torch.cuda.current_stream(self.device).synchronize()
         try:
             return list(self._decode_jpeg([self._as_tensor(j) for j in jpegs], mode=self._rgb,
                                           device=self.device))
