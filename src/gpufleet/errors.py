@@ -17,6 +17,7 @@
     │   ├── QueueUnavailable
     │   └── IndexUnavailable
     └── ModelError             a model failed to bootstrap or to run
+        └── DeviceLost         its device can run nothing more: the worker hands back and exits
 
 Driver exceptions are translated where a backend calls its driver
 (``raise QueueUnavailable(...) from exc``), so callers only ever catch these.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeviceLost",
     "GpufleetError",
     "ImageError",
     "IndexUnavailable",
@@ -119,3 +121,10 @@ class IndexUnavailable(Unavailable):
 
 class ModelError(GpufleetError):
     """A model failed to bootstrap or to run."""
+
+
+class DeviceLost(ModelError):
+    """The model's device can run nothing more: a GPU fallen off the bus, or a CUDA context
+    that a fault (an illegal address, an uncorrectable ECC error) left unusable, which only
+    a new process clears. A worker whose tagger raises it from ``infer`` hands its tasks
+    back and exits with an error, for its supervisor to start another."""

@@ -3,7 +3,7 @@
 FlakyTagger's inference fails (a transient error: the task is retried, then
 dead-lettered) until the file named by ``heal_file`` exists. PoisonTagger kills
 its worker on certain objects. DeviceTagger tags each item with the GPUs its
-worker was given (CUDA_VISIBLE_DEVICES).
+worker was given (CUDA_VISIBLE_DEVICES), or finds its device lost.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.domain import Tag
+from gpufleet.errors import DeviceLost
 from gpufleet.models.synthetic import SyntheticTagger
 
 
@@ -47,15 +48,21 @@ class PoisonTagger(SyntheticTagger):
 
 
 class DeviceTagger(SyntheticTagger):
-    """Tags every item ``gpu-<CUDA_VISIBLE_DEVICES>``: which GPU's worker did it."""
+    """Tags every item ``gpu-<CUDA_VISIBLE_DEVICES>``: which GPU's worker did it. The GPU
+    named by ``lost`` runs nothing: every batch raises DeviceLost, as a CUDA context a
+    fault has broken does."""
 
     name = "device"
 
-    def __init__(self, settings: Any, *, item_ms: str = "5") -> None:
+    def __init__(self, settings: Any, *, item_ms: str = "5", lost: str = "") -> None:
         super().__init__(settings, item_ms=item_ms)
         self.device = os.environ.get("CUDA_VISIBLE_DEVICES", "none")
+        self.lost = lost
 
     def infer(self, batch: Sequence[bytes]) -> list[list[Tag]]:
+        if self.device == self.lost:
+            raise DeviceLost(f"cuda:0 (GPU {self.device}): CUDA error: an illegal memory "
+                             "access was encountered")
         super().infer(batch)
         return [[Tag(id=f"gpu-{self.device}", label=f"gpu-{self.device}", score=1.0)]
                 for _ in batch]

@@ -122,6 +122,58 @@ def test_a_gpu_whose_worker_crashed_gets_another(home: Home, tmp_path: Path) -> 
     assert all(r["status"] == "done" for r in results)
 
 
+def test_a_worker_whose_device_is_lost_hands_its_tasks_back_and_exits(
+        home: Home, tmp_path: Path) -> None:
+    # Given a job, and a worker on GPU 1, whose device is lost: every batch fails, as
+    # after a CUDA fault
+    model = f"{DEVICE}?item_ms=5&lost=1"
+    env = {**MACHINE, "GPUFLEET_BACKOFF_BASE_S": "0.2"}
+    keys = write_files(tmp_path / "in", 100)
+    job = _submit(home, tmp_path / "in", keys, model)
+    # When it runs
+    lost = home.run("worker", "--model", model, "--max-idle", "30", check=False, timeout=60,
+                    CUDA_VISIBLE_DEVICES="1", **env)
+    # Then it stops at its first batch with an error exit, saying why in one line
+    assert lost.returncode == 1, lost.stderr
+    assert " ".join(lost.stderr.split()).endswith(
+        "error: cuda:0 (GPU 1): CUDA error: an illegal memory access was encountered (the "
+        "worker handed its tasks back and stopped)"), lost.stderr
+    # And no item failed: what it had taken waits on the queue again
+    index = home.index()
+    try:
+        counts = index.job(job).counts
+    finally:
+        index.close()
+    assert (counts.done, counts.failed, counts.total) == (0, 0, 100)
+    # When a worker on a sound GPU runs
+    home.run("worker", "--model", model, "--max-idle", "3", CUDA_VISIBLE_DEVICES="0", **env)
+    # Then it does every item, once
+    results = _results(home, job)
+    assert sorted(r["key"] for r in results) == sorted(keys)
+    assert {(r["status"], r["tags"][0]["label"]) for r in results} == {("done", "gpu-0")}  # type: ignore[index]
+
+
+def test_a_machine_starts_another_worker_for_a_lost_gpu_and_loses_nothing(
+        home: Home, tmp_path: Path) -> None:
+    # Given a job, and a machine of two GPUs, GPU 1's device lost
+    model = f"{DEVICE}?item_ms=5&lost=1"
+    env = {**MACHINE, "GPUFLEET_BACKOFF_BASE_S": "0.2"}
+    keys = write_files(tmp_path / "in", 300)
+    job = _submit(home, tmp_path / "in", keys, model)
+    # When the machine runs until there is no work
+    machine = home.spawn("worker", "--gpus", "0,1", "--model", model, "--max-idle", "3",
+                         **env)
+    machine.wait(timeout=240)
+    # Then GPU 1's worker stopped, saying why, and another was started for it
+    logs = "\n".join(p.read_text() for p in sorted(home.path.glob("proc-*.log")))
+    assert "handed its tasks back and stopped" in logs, logs
+    assert "GPU 1: its worker exited with code 1; starting another" in logs, logs
+    # And GPU 0's worker did every item, once: none failed, none was dead-lettered
+    results = _results(home, job)
+    assert sorted(r["key"] for r in results) == sorted(keys)
+    assert {(r["status"], r["tags"][0]["label"]) for r in results} == {("done", "gpu-0")}  # type: ignore[index]
+
+
 def test_no_gpu_for_all_is_one_line(home: Home) -> None:
     result = home.run("worker", "--gpus", "all", "--model", "synthetic", check=False,
                       CUDA_VISIBLE_DEVICES="")

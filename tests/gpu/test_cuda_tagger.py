@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -244,3 +247,40 @@ def test_a_decode_never_writes_memory_that_queued_kernels_still_read(
         # Then the kernels queued before the decode read what was there before it
         read = [int(total) for total in sums]
     assert read == [7 * 3 * j.height * j.width for j in jpegs]
+
+
+# In a process of its own: a device-side assert breaks the CUDA context for good.
+_BROKEN_CONTEXT = textwrap.dedent("""
+    import numpy as np
+    import torch
+
+    from gpufleet.errors import DeviceLost
+    from gpufleet.models.cuda import CudaClassifier
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    gpu = CudaClassifier(net, device="cuda", top_k=1,
+                         cpu_preprocess=lambda data: np.zeros((3, 224, 224), np.float32))
+    inputs = [np.zeros((3, 224, 224), np.float32)] * 4
+    print("before:", gpu.infer(inputs)[0])
+    try:  # an index past the end, checked on the device: a device-side assert
+        torch.zeros(4, device="cuda")[torch.tensor([10], device="cuda")].sum().item()
+    except RuntimeError:
+        pass
+    try:
+        gpu.infer(inputs)
+    except DeviceLost as exc:
+        print("lost:", exc)
+""")
+
+
+@pytest.mark.usefixtures("cuda_only")
+def test_a_broken_cuda_context_is_a_lost_device() -> None:
+    # Given a classifier on the GPU, and then a fault that breaks the process's CUDA context
+    # When a batch is run
+    ran = subprocess.run([sys.executable, "-c", _BROKEN_CONTEXT], capture_output=True,
+                         text=True, timeout=120)
+    # Then the classifier ran before, and says its device is lost after, with CUDA's reason
+    assert ran.returncode == 0, ran.stderr
+    before, lost = ran.stdout.strip().splitlines()[-2:]
+    assert before.startswith("before: ([0], [0.333"), ran.stdout  # three equal logits
+    assert lost.startswith("lost: cuda: ") and "CUDA" in lost, ran.stdout

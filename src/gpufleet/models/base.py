@@ -50,6 +50,8 @@ class Tagger(Protocol):
         """Tags for each input, best first; an ItemError for an input found unusable.
 
         Raising fails the whole batch as a transient fault (its tasks are retried).
+        Raising DeviceLost says the device can run nothing more: the worker hands every
+        task back and exits with an error, for its supervisor to start a new process.
         """
         ...
 

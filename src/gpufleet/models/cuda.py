@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from gpufleet.errors import ImageError, ItemError, ModelError
+from gpufleet.errors import DeviceLost, ImageError, ItemError, ModelError
 from gpufleet.imaging.photos import jpeg_orientation
 from gpufleet.models.centre_crop import CROP, resized_crop
 
@@ -150,7 +150,31 @@ class CudaClassifier:
         return self.torch.cuda.stream(stream)
 
     def infer(self, batch: Sequence[Any]) -> list[tuple[list[int], list[float]] | ItemError]:
-        """Top-k class indices and probabilities per input, or that input's error."""
+        """Top-k class indices and probabilities per input, or that input's error;
+        DeviceLost if the batch failed and the GPU can run nothing more."""
+        try:
+            return self._infer(batch)
+        except Exception as exc:
+            lost = self._lost()
+            if lost is not None:
+                raise DeviceLost(f"{self.device}: {lost}") from exc
+            raise  # the batch's own fault (out of memory, say): its tasks are retried
+
+    def _lost(self) -> str | None:
+        """Why the GPU can run nothing more, None if it still runs. A CUDA fault (an
+        illegal address, an uncorrectable ECC error, a GPU fallen off the bus) leaves the
+        process's context broken: every later call fails the same way, batch after batch,
+        until a new process starts."""
+        if not self.on_gpu:
+            return None
+        try:
+            self.torch.cuda.synchronize(self.device)
+            self.torch.ones(1, device=self.device).add_(1).item()
+        except Exception as exc:
+            return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None
+
+    def _infer(self, batch: Sequence[Any]) -> list[tuple[list[int], list[float]] | ItemError]:
         torch = self.torch
         with torch.inference_mode(), self._stream():
             # On a GPU the network sees a multiple of _SHAPE_STEP rows (zeros past the

@@ -50,7 +50,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from gpufleet.domain import Tag
-from gpufleet.errors import ConfigError, ItemError, ModelError
+from gpufleet.errors import ConfigError, DeviceLost, ItemError, ModelError
 from gpufleet.imaging.budget import DecodeBudget
 from gpufleet.imaging.photos import decode_photo
 from gpufleet.models.bf16_cpu import bf16_runner, cpu_has_bf16
@@ -199,6 +199,8 @@ class EfficientNetLite0:
                         for best in self._gpu.infer(batch)]
             assert self._run is not None
             logits = self._run(np.stack(batch).astype(np.float32, copy=False))
+        except DeviceLost:
+            raise  # as it is: the worker stops on it
         except Exception as exc:
             raise ModelError(f"efficientnet-lite0 inference failed: {exc}") from exc
         logits = logits - logits.max(axis=1, keepdims=True)

@@ -16,6 +16,7 @@ from types import FrameType
 from gpufleet import logs
 from gpufleet.config import Settings
 from gpufleet.domain import WorkerGone, WorkerState
+from gpufleet.errors import DeviceLost
 from gpufleet.index import Index
 from gpufleet.metrics_server import serve_metrics
 from gpufleet.models import load_tagger
@@ -146,6 +147,8 @@ class Worker:
         if self.gpu_busy:
             log.info("GPU busy %.0f %% on average while working (%d NVML readings)",
                      sum(self.gpu_busy) / len(self.gpu_busy), len(self.gpu_busy))
+        if pipeline.lost is not None:  # an error exit: its supervisor starts a new process
+            raise DeviceLost(f"{pipeline.lost} (the worker handed its tasks back and stopped)")
         return stats
 
     def _states(self) -> Callable[[WorkerState], None]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from gpufleet.config import Settings
 from gpufleet.domain import ItemResult, ItemStatus, Tag, Task, WorkerState
-from gpufleet.errors import GpufleetError, ItemError, ItemSkipped, Unavailable
+from gpufleet.errors import DeviceLost, GpufleetError, ItemError, ItemSkipped, Unavailable
 from gpufleet.index import Index
 from gpufleet.jitter import equal_jitter
 from gpufleet.models import Tagger
@@ -85,6 +85,9 @@ class Pipeline:
         self._cancelled = CancelledJobs(index)
         self._outage_s = 0.0  # the current wait between receives while a service is down
         self._index_down = threading.Event()  # set by a failed write; receiving pauses
+        # Why the model's device can run nothing more (the tagger raised DeviceLost): the
+        # pipeline then receives nothing, hands every task back and ends.
+        self.lost: str | None = None
         self._alone: deque[Run] = deque()  # redelivered single items, run one at a time
         self._running_alone: Run | None = None
         cores = settings.worker.decode_threads or os.cpu_count() or 1
@@ -115,7 +118,7 @@ class Pipeline:
         idle_since = self._idle_called = time.monotonic()
         poll_s = 0.05
         self._set_state(WorkerState.READY)
-        while not stop.is_set():
+        while not stop.is_set() and self.lost is None:
             if self._index_down.is_set():
                 self._wait_for_index(stop)
                 continue
@@ -123,7 +126,7 @@ class Pipeline:
                 self._run_alone(stop)
                 continue
             room = self.ledger.wait_for_room(self.settings.tasks.chunk_size, stop)
-            if stop.is_set():
+            if stop.is_set() or self.lost is not None:
                 break
             busy = self.ledger.in_flight > 0
             asked_at = time.monotonic()  # a lease received is ours at least until then + its length
@@ -342,11 +345,25 @@ class Pipeline:
     def _infer(self, batch: list[_Ready]) -> None:
         if not batch:
             return
+        if self.lost is not None:  # nothing more runs there: back to the queue, untried
+            self._emit([Outcome(run, key, None, transient=f"inference: {self.lost}")
+                        for run, key, _, _ in batch])
+            return
         began, t0 = time.time(), time.perf_counter()
         try:
             all_tags = self.tagger.infer([payload for _, _, payload, _ in batch])
             if len(all_tags) != len(batch):
                 raise RuntimeError(f"model returned {len(all_tags)} results for {len(batch)}")
+        except DeviceLost as exc:
+            # Every later batch would fail the same way, each costing its tasks a delivery:
+            # a worker that kept receiving would send the job to the dead-letter queue.
+            if self.lost is None:
+                log.error("the model's device is lost: handing every task back and stopping "
+                          "(%s)", exc)
+            self.lost = str(exc)
+            self._emit([Outcome(run, key, None, transient=f"inference: {exc}")
+                        for run, key, _, _ in batch])
+            return
         except Exception as exc:
             log.exception("inference failed on a batch of %d", len(batch))
             self._emit([Outcome(run, key, None, transient=f"inference: {exc!r}")
