@@ -122,10 +122,11 @@ def cpu_model_rate(files: list[Path], settings: Settings,
 
 
 class GpuSampler:
-    """GPU utilisation (%) sampled from NVML every interval while running; empty without."""
+    """GPU utilisation (%) sampled from NVML every interval while running, each sample
+    with its time; empty without NVML."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
-        self.interval_s, self.samples = interval_s, list[int]()
+        self.interval_s, self.samples = interval_s, list[tuple[float, int]]()
         self._stop = threading.Event()
         try:
             import pynvml
@@ -151,19 +152,28 @@ class GpuSampler:
     def _run(self) -> None:
         assert self._nvml is not None
         while not self._stop.wait(self.interval_s):
-            self.samples.append(int(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu))
+            util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
+            self.samples.append((time.time(), int(util)))
 
-    def summary(self) -> str:
+    def summary(self, window: tuple[float, float]) -> str:
+        """Utilisation while items ran (window: the first started and the last finished,
+        epoch seconds), then over the whole command: its start-up (the worker's process,
+        CUDA, the model's warm-up) is GPU time the job does not use."""
         if not self.samples:
             return "GPU utilisation: not measured (no NVML)"
-        busy = self.samples[len(self.samples) // 10:]  # the first tenth: start-up
-        return (f"GPU utilisation: median {median(busy):.0f} %, mean "
-                f"{sum(busy) / len(busy):.0f} % ({len(busy)} samples)")
+        first, last = window
+        during = [u for t, u in self.samples if first <= t <= last]
+        whole = [u for _, u in self.samples]
+        said = (f"median {median(during):.0f} %, mean {sum(during) / len(during):.0f} % "
+                f"({len(during)} samples)" if during else "no sample (too short a run)")
+        return (f"GPU utilisation while items ran: {said}; over the whole command "
+                f"median {median(whole):.0f} % ({len(whole)} samples)")
 
 
 @dataclass(frozen=True)
 class EndToEnd:
     rate: float  # items/s from the first item started to the last finished
+    window: tuple[float, float]  # those two moments, epoch seconds
     wall: float  # seconds, submit to exit, start-up included
     bootstrap: float
     done: int
@@ -199,5 +209,5 @@ def end_to_end(root: Path, photos: Path, keys: list[str], *, model: str, workers
     top = {r.key: (r.tags[0].id if r.tags else None)
            for r in index.iter_results(summary["job"])}
     index.close()
-    return EndToEnd(len(keys) / max(1e-9, last - first), wall, bootstrap, summary["done"],
-                    summary["failed"], top)
+    return EndToEnd(len(keys) / max(1e-9, last - first), (first, last), wall, bootstrap,
+                    summary["done"], summary["failed"], top)

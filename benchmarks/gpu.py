@@ -13,8 +13,9 @@ Prints, on the machine it runs on:
   at several batch sizes; on a CPU, the tagger's runtime at its batch size (ONNX
   Runtime in float32, or OpenVINO in bfloat16 where the CPU has it);
 - ``gpufleet submit --wait`` end to end over N photos with one worker, GPU utilisation
-  sampled from NVML during the run, top-1 of its tags on the labelled photos, and the
-  ratio to the bound that applies: ``1 / (1/decode + 1/model)``;
+  sampled from NVML while its items ran (the worker's start-up apart), top-1 of its
+  tags on the labelled photos, and the ratio to the bound that applies:
+  ``1 / (1/decode + 1/model)``;
 - the worker's own cost per item: the same photos through a model that does nothing;
 - on a GPU machine, the CPU path too (``device=cpu``, 4,000 photos) against its own
   bound: how far a CPU-only worker of as many cores gets;
@@ -282,7 +283,7 @@ def main() -> None:
         print(f"gpufleet end to end, 1 worker, {count:,} photos: {e2e.rate:9,.0f} img/s "
               f"({e2e.done} done, {e2e.failed} failed; bootstrap {e2e.bootstrap:.1f} s, "
               f"wall {e2e.wall:.1f} s)")
-        print(f"  {sampler.summary()}")
+        print(f"  {sampler.summary(e2e.window)}")
         print(f"  top-1 on the labelled photos: {np.mean(right):.3f}")
         print(f"ratio end to end / bound:               {e2e.rate / bound:9.2f}")
         print(f"bookkeeping alone (synthetic?item_ms=0), 1 worker: {noop.rate:9,.0f} items/s "
