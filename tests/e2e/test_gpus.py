@@ -19,8 +19,10 @@ from gpufleet.models.base import canonical_spec
 from tests.conftest import Home, write_files
 
 DEVICE = "tests.e2e.plugins:DeviceTagger"
+LOST_GPU_1 = f"{DEVICE}?item_ms=5&lost=1"  # GPU 1's device lost: every batch there fails
 MACHINE = {"GPUFLEET_INSTANCE": "machine-1", "GPUFLEET_CAPACITY": "spot",
            "GPUFLEET_CHUNK_SIZE": "10"}
+QUICK_RETRIES = {**MACHINE, "GPUFLEET_BACKOFF_BASE_S": "0.2"}
 
 
 def _submit(home: Home, folder: Path, keys: list[str], model: str) -> str:
@@ -33,6 +35,12 @@ def _submit(home: Home, folder: Path, keys: list[str], model: str) -> str:
 def _results(home: Home, job: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in
             home.run("results", job, "-f", "jsonl").stdout.splitlines()]
+
+
+def _all_done_by_gpu_0(home: Home, job: str, keys: list[str]) -> None:
+    results = _results(home, job)
+    assert sorted(r["key"] for r in results) == sorted(keys)
+    assert {(r["status"], r["tags"][0]["label"]) for r in results} == {("done", "gpu-0")}  # type: ignore[index]
 
 
 def _rows(home: Home, model: str) -> list[dict[str, object]]:
@@ -126,13 +134,11 @@ def test_a_worker_whose_device_is_lost_hands_its_tasks_back_and_exits(
         home: Home, tmp_path: Path) -> None:
     # Given a job, and a worker on GPU 1, whose device is lost: every batch fails, as
     # after a CUDA fault
-    model = f"{DEVICE}?item_ms=5&lost=1"
-    env = {**MACHINE, "GPUFLEET_BACKOFF_BASE_S": "0.2"}
     keys = write_files(tmp_path / "in", 100)
-    job = _submit(home, tmp_path / "in", keys, model)
+    job = _submit(home, tmp_path / "in", keys, LOST_GPU_1)
     # When it runs
-    lost = home.run("worker", "--model", model, "--max-idle", "30", check=False, timeout=60,
-                    CUDA_VISIBLE_DEVICES="1", **env)
+    lost = home.run("worker", "--model", LOST_GPU_1, "--max-idle", "30", check=False,
+                    timeout=60, CUDA_VISIBLE_DEVICES="1", **QUICK_RETRIES)
     # Then it stops at its first batch with an error exit, saying why in one line
     assert lost.returncode == 1, lost.stderr
     assert " ".join(lost.stderr.split()).endswith(
@@ -146,32 +152,27 @@ def test_a_worker_whose_device_is_lost_hands_its_tasks_back_and_exits(
         index.close()
     assert (counts.done, counts.failed, counts.total) == (0, 0, 100)
     # When a worker on a sound GPU runs
-    home.run("worker", "--model", model, "--max-idle", "3", CUDA_VISIBLE_DEVICES="0", **env)
+    home.run("worker", "--model", LOST_GPU_1, "--max-idle", "3", CUDA_VISIBLE_DEVICES="0",
+             **QUICK_RETRIES)
     # Then it does every item, once
-    results = _results(home, job)
-    assert sorted(r["key"] for r in results) == sorted(keys)
-    assert {(r["status"], r["tags"][0]["label"]) for r in results} == {("done", "gpu-0")}  # type: ignore[index]
+    _all_done_by_gpu_0(home, job, keys)
 
 
 def test_a_machine_starts_another_worker_for_a_lost_gpu_and_loses_nothing(
         home: Home, tmp_path: Path) -> None:
     # Given a job, and a machine of two GPUs, GPU 1's device lost
-    model = f"{DEVICE}?item_ms=5&lost=1"
-    env = {**MACHINE, "GPUFLEET_BACKOFF_BASE_S": "0.2"}
     keys = write_files(tmp_path / "in", 300)
-    job = _submit(home, tmp_path / "in", keys, model)
+    job = _submit(home, tmp_path / "in", keys, LOST_GPU_1)
     # When the machine runs until there is no work
-    machine = home.spawn("worker", "--gpus", "0,1", "--model", model, "--max-idle", "3",
-                         **env)
+    machine = home.spawn("worker", "--gpus", "0,1", "--model", LOST_GPU_1, "--max-idle", "3",
+                         **QUICK_RETRIES)
     machine.wait(timeout=240)
     # Then GPU 1's worker stopped, saying why, and another was started for it
     logs = "\n".join(p.read_text() for p in sorted(home.path.glob("proc-*.log")))
     assert "handed its tasks back and stopped" in logs, logs
     assert "GPU 1: its worker exited with code 1; starting another" in logs, logs
     # And GPU 0's worker did every item, once: none failed, none was dead-lettered
-    results = _results(home, job)
-    assert sorted(r["key"] for r in results) == sorted(keys)
-    assert {(r["status"], r["tags"][0]["label"]) for r in results} == {("done", "gpu-0")}  # type: ignore[index]
+    _all_done_by_gpu_0(home, job, keys)
 
 
 def test_no_gpu_for_all_is_one_line(home: Home) -> None:
