@@ -61,8 +61,8 @@ class DeviceTagger(SyntheticTagger):
 
     def infer(self, batch: Sequence[bytes]) -> list[list[Tag]]:
         if self.device == self.lost:
-            raise DeviceLost(f"cuda:0 (GPU {self.device}): CUDA error: an illegal memory "
-                             "access was encountered")
+            raise DeviceLost(f"the GPU (cuda:0, GPU {self.device}) can run nothing more: "
+                             "CUDA error: an illegal memory access was encountered")
         super().infer(batch)
         return [[Tag(id=f"gpu-{self.device}", label=f"gpu-{self.device}", score=1.0)]
                 for _ in batch]

@@ -142,8 +142,8 @@ def test_a_worker_whose_device_is_lost_hands_its_tasks_back_and_exits(
     # Then it stops at its first batch with an error exit, saying why in one line
     assert lost.returncode == 1, lost.stderr
     assert " ".join(lost.stderr.split()).endswith(
-        "error: cuda:0 (GPU 1): CUDA error: an illegal memory access was encountered (the "
-        "worker handed its tasks back and stopped)"), lost.stderr
+        "error: the GPU (cuda:0, GPU 1) can run nothing more: CUDA error: an illegal memory "
+        "access was encountered (the worker handed its tasks back and stopped)"), lost.stderr
     # And no item failed: what it had taken waits on the queue again
     index = home.index()
     try:

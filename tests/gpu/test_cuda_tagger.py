@@ -283,4 +283,5 @@ def test_a_broken_cuda_context_is_a_lost_device() -> None:
     assert ran.returncode == 0, ran.stderr
     before, lost = ran.stdout.strip().splitlines()[-2:]
     assert before.startswith("before: ([0], [0.333"), ran.stdout  # three equal logits
-    assert lost.startswith("lost: cuda: ") and "CUDA" in lost, ran.stdout
+    assert lost.startswith("lost: the GPU (cuda) can run nothing more: ") and "CUDA" in lost, (
+        ran.stdout)

@@ -157,7 +157,7 @@ class CudaClassifier:
         except Exception as exc:
             lost = self._lost()
             if lost is not None:
-                raise DeviceLost(f"{self.device}: {lost}") from exc
+                raise DeviceLost(f"the GPU ({self.device}) can run nothing more: {lost}") from exc
             raise  # the batch's own fault (out of memory, say): its tasks are retried
 
     def _lost(self) -> str | None:
