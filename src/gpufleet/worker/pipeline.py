@@ -346,8 +346,7 @@ class Pipeline:
         if not batch:
             return
         if self.lost is not None:  # nothing more runs there: back to the queue, untried
-            self._emit([Outcome(run, key, None, transient=f"inference: {self.lost}")
-                        for run, key, _, _ in batch])
+            self._retry_later(batch, f"inference: {self.lost}")
             return
         began, t0 = time.time(), time.perf_counter()
         try:
@@ -358,16 +357,13 @@ class Pipeline:
             # Every later batch would fail the same way, each costing its tasks a delivery:
             # a worker that kept receiving would send the job to the dead-letter queue.
             if self.lost is None:
-                log.error("the model's device is lost: handing every task back and stopping "
-                          "(%s)", exc)
+                log.error("handing every task back and stopping: %s", exc)
             self.lost = str(exc)
-            self._emit([Outcome(run, key, None, transient=f"inference: {exc}")
-                        for run, key, _, _ in batch])
+            self._retry_later(batch, f"inference: {exc}")
             return
         except Exception as exc:
             log.exception("inference failed on a batch of %d", len(batch))
-            self._emit([Outcome(run, key, None, transient=f"inference: {exc!r}")
-                        for run, key, _, _ in batch])
+            self._retry_later(batch, f"inference: {exc!r}")
             return
         seconds = time.perf_counter() - t0
         self.observer.batch(len(batch), self.tagger.batch_size)
@@ -376,6 +372,10 @@ class Pipeline:
         now = time.time()
         self._emit([self._tagged(run, key, tags, started, now, per_item_ms)
                     for (run, key, _, started), tags in zip(batch, all_tags, strict=True)])
+
+    def _retry_later(self, batch: list[_Ready], reason: str) -> None:
+        """The batch's items as transient failures: their tasks go back to the queue."""
+        self._emit([Outcome(run, key, None, transient=reason) for run, key, _, _ in batch])
 
     def _tagged(self, run: Run, key: str, tags: list[Tag] | ItemError, started: float,
                 now: float, infer_ms: float) -> Outcome:
