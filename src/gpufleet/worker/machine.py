@@ -10,7 +10,8 @@ counts the machine once.
 
 The supervisor forwards SIGTERM and SIGINT (a drain: each pipeline finishes or
 hands back its work), starts again a pipeline that crashed (its leases run out
-and its tasks are redelivered meanwhile) unless it keeps crashing, and once
+and its tasks are redelivered meanwhile; one whose GPU was lost handed them back
+before it exited) unless it keeps crashing, and once
 every pipeline has exited after a drain completes the Auto Scaling lifecycle
 action: a pipeline doing it would let the instance go while its siblings
 still drain.
@@ -172,6 +173,7 @@ class Machine:
             p.exit_code = code
             return
         log.warning("GPU %s: its worker exited with code %d; starting another in %.0f s "
-                    "(its tasks come back to the queue when their leases run out)",
+                    "(its tasks come back to the queue: at once if it handed them back, as "
+                    "after a lost GPU, else when their leases run out)",
                     p.gpu, code, RESTART_WAIT_S)
         p.restart_at = time.monotonic() + RESTART_WAIT_S
