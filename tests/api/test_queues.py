@@ -4,7 +4,6 @@ reach another tenant, even with few open files (distinct specs per tenant: test_
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from gpufleet.api.queues import QueueHandles
 from gpufleet.queue import TaskQueue, open_queue
 from tests.api.conftest import api_home, make_key
 from tests.conftest import Home
+from tests.servers import free_port
 
 OPEN_FILES = 128  # what the API process may open, all told
 
@@ -48,13 +48,6 @@ def test_handles_are_reused_bounded_and_closed_only_once_let_go(tmp_path: Path) 
         opened[2].depth()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _api_with_few_files(home: Home, port: int) -> subprocess.Popen[bytes]:
     code = ("import resource, sys; "
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({OPEN_FILES}, {OPEN_FILES})); "
@@ -82,7 +75,7 @@ def test_many_specs_of_one_tenant_leave_the_others_served_under_few_open_files(
     home = api_home(tmp_path, GPUFLEET_API_MAX_MODELS="100")
     _, x = make_key(home, "x", "submit,read,admin")
     _, y = make_key(home, "y", "submit,read")
-    port = _free_port()
+    port = free_port()
     api = _api_with_few_files(home, port)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from gpufleet.jobs import enqueue_job, new_job_id
 from gpufleet.models.base import canonical_spec
 from tests.api.conftest import api_home, make_key, tenant_input
 from tests.conftest import REPO, SAMPLE_DIR, Home, write_files
+from tests.servers import free_port
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -83,17 +83,10 @@ class Dash:
         return doc
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
     home = api_home(tmp_path_factory.mktemp("dashboard") / "home")
-    port = _free_port()
+    port = free_port()
     home.spawn("api", "--port", str(port))
     d = Dash(home, f"http://127.0.0.1:{port}")
     for name, tenant, scopes in (("acme", "acme", "submit,read,admin"),
