@@ -93,7 +93,8 @@ class _Offers:
     handled instead of waiting out a timeout for a job that must not come."""
 
     def __init__(self, inbox: Inbox) -> None:
-        self.inbox, self.keys = inbox, list[str]()
+        self.inbox = inbox
+        self.keys: list[str] = []
 
     def arrivals(self) -> list[Arrival]:
         found = self.inbox.arrivals()
