@@ -126,7 +126,8 @@ class GpuSampler:
     with its time; empty without NVML."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
-        self.interval_s, self.samples = interval_s, list[tuple[float, int]]()
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []  # (epoch seconds, %)
         self._stop = threading.Event()
         try:
             import pynvml

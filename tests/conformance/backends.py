@@ -22,7 +22,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -171,10 +171,14 @@ def fresh_name(prefix: str) -> str:
 
 
 
-def jobs_from(ingest: Any, count: int, *, timeout_s: float = 30.0) -> list[str]:
-    """The jobs an inbox's trigger makes, polling until count are made (or time is up)."""
+def jobs_from(ingest: Any, count: int = 0, *, until: Callable[[], bool] | None = None,
+              timeout_s: float = 30.0) -> list[str]:
+    """The jobs an inbox's trigger makes, polling until count are made, or until until()
+    holds (a landing was handled: a test then need not wait out the timeout for a job that
+    must not come), or time is up."""
     made: list[str] = []
+    done = until or (lambda: len(made) >= count)
     deadline = time.monotonic() + timeout_s
-    while len(made) < count and time.monotonic() < deadline:
+    while not done() and time.monotonic() < deadline:
         made += ingest.poll()
     return made

@@ -105,18 +105,6 @@ class _Offers:
         return getattr(self.inbox, name)
 
 
-def _jobs_until(ingest: Ingest, done: Callable[[], bool], *, timeout_s: float = 30.0
-                ) -> list[str]:
-    """The jobs made by polling until done() holds after a poll (or time is up)."""
-    made: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        made += ingest.poll()
-        if done():
-            break
-    return made
-
-
 def test_a_manifest_is_offered_once_with_its_key_and_version(landing: Landing) -> None:
     # Given a manifest put in a folder of the inbox
     landing.put("day 1/photos.txt", b"a.jpg\nb.jpg\n")
@@ -148,7 +136,7 @@ def test_one_version_makes_one_job_and_a_new_version_another(
     landing.put("m.txt", b"a.jpg\n")
     first = jobs_from(ingest, 1)
     landing.put("m.txt", b"a.jpg\n")
-    again = _jobs_until(ingest, lambda: offers.keys.count("m.txt") >= 2)
+    again = jobs_from(ingest, until=lambda: offers.keys.count("m.txt") >= 2)
     # Then the second landing was offered, and there is still one job
     assert offers.keys.count("m.txt") >= 2
     assert len(first) == 1 and again == []
