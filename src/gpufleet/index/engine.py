@@ -15,6 +15,8 @@ from gpufleet.index.postgres import postgres_engine
 from gpufleet.redact import redact_url
 from gpufleet.sqlite_wal import enable_wal
 
+BUSY_TIMEOUT_S = 30.0  # how long an SQLite writer waits for another's lock before failing
+
 
 def open_engine(url: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql://user@host/db``; ConfigError otherwise."""
@@ -29,7 +31,7 @@ def open_engine(url: str) -> Engine:
                           "postgresql://user@host/db")
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -6,7 +6,7 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +25,13 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gpufleet.domain import Counts, Item, ItemResult, ItemStatus, Job, JobUsage
 from gpufleet.errors import ConfigError, IndexUnavailable, JobFinished, JobNotFound
-from gpufleet.index.engine import first_line, open_engine
+from gpufleet.index.engine import BUSY_TIMEOUT_S, first_line, open_engine
 from gpufleet.index.item_reads import read_items, tag_conditions
 from gpufleet.index.migrate import require_current
 from gpufleet.index.record_sql import result_rows
 from gpufleet.index.schema import items, jobs, metadata, tags, workers
 from gpufleet.index.usage import job_usage
+from gpufleet.index.write_gate import write_gate
 from gpufleet.redact import redact_url
 
 _ROWS_PER_STATEMENT = 5000
@@ -66,6 +67,9 @@ class Index:
         self.engine = open_engine(url)
         self._rows = result_rows(self.engine.dialect.name, self.engine.dialect.paramstyle)
         self._postgres = self.engine.dialect.name == "postgresql"
+        # Recording results waits its turn here rather than in SQLite's sleeps (write_gate.py).
+        self._gate = write_gate(self.engine.url.database, timeout_s=BUSY_TIMEOUT_S
+                                ) if self.engine.dialect.name == "sqlite" else None
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
                 require_current(self.engine, redact_url(url))
@@ -87,6 +91,8 @@ class Index:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._gate is not None:
+            self._gate.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -245,7 +251,8 @@ class Index:
             by_job[r.job].append(r.key)
         tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
-        with self.transaction() as conn:  # many rows to a statement: see record_sql.py
+        turn = self._gate.held() if self._gate is not None else nullcontext()
+        with turn, self.transaction() as conn:  # many rows to a statement: see record_sql.py
             self._rows.write(conn, rows, by_job, tag_rows)
 
     def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
