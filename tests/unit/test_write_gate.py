@@ -127,3 +127,19 @@ def test_recording_results_takes_the_gate(tmp_path: Path) -> None:
             (ItemStatus.DONE, ["cat"])]
     finally:
         index.close()
+
+
+def test_a_workers_own_row_waits_its_turn_too(tmp_path: Path) -> None:
+    index = Index(f"sqlite:///{tmp_path / 'index.db'}")
+    try:
+        with _held_elsewhere(str(tmp_path / "index.db-writer")) as let_go:
+            seen = threading.Thread(target=lambda: index.worker_seen(
+                "w1", host="h", pid=1, model="m", state="ready"))
+            seen.start()
+            time.sleep(0.3)
+            assert index.live_workers() == []
+            let_go()
+            seen.join(10)
+        assert [w.id for w in index.live_workers()] == ["w1"]
+    finally:
+        index.close()

@@ -67,7 +67,7 @@ class Index:
         self.engine = open_engine(url)
         self._rows = result_rows(self.engine.dialect.name, self.engine.dialect.paramstyle)
         self._postgres = self.engine.dialect.name == "postgresql"
-        # Recording results waits its turn here rather than in SQLite's sleeps (write_gate.py).
+        # A worker's writes wait their turn here rather than in SQLite's sleeps (write_gate.py).
         self._gate = write_gate(self.engine.url.database, timeout_s=BUSY_TIMEOUT_S
                                 ) if self.engine.dialect.name == "sqlite" else None
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
@@ -112,6 +112,14 @@ class Index:
                 yield conn
         except SQLAlchemyError as exc:
             raise IndexUnavailable(f"index: {first_line(exc)}") from exc
+
+    @contextmanager
+    def _in_turn(self) -> Iterator[Connection]:
+        """A transaction of a worker's frequent writes (results, its own row): on SQLite, in
+        turn with the other workers' through the write gate (write_gate.py)."""
+        turn = self._gate.held() if self._gate is not None else nullcontext()
+        with turn, self.transaction() as conn:
+            yield conn
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -251,8 +259,7 @@ class Index:
             by_job[r.job].append(r.key)
         tag_rows = [(r.job, r.key, rank, t.id, t.label, t.label.lower(), t.score)
                     for r in results for rank, t in enumerate(r.tags)]
-        turn = self._gate.held() if self._gate is not None else nullcontext()
-        with turn, self.transaction() as conn:  # many rows to a statement: see record_sql.py
+        with self._in_turn() as conn:  # many rows to a statement: see record_sql.py
             self._rows.write(conn, rows, by_job, tag_rows)
 
     def fail_pending(self, job_id: str, keys: Sequence[str] | None, *, error: str) -> int:
@@ -321,7 +328,7 @@ class Index:
         changes: dict[str, Any] = {"state": state, "last_seen": now, **(extra or {})}
         if bootstrap_s is not None:
             changes["bootstrap_s"] = bootstrap_s
-        with self.transaction() as conn:
+        with self._in_turn() as conn:
             conn.execute(ins.on_conflict_do_update(index_elements=[workers.c.id], set_=changes))
 
     def live_workers(self, *, model: str | None = None, within_s: float = 30.0

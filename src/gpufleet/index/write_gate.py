@@ -1,4 +1,4 @@
-"""Result writers of an SQLite index in turn, each starting as soon as the last commits.
+"""Workers writing to an SQLite index in turn, each starting as soon as the last commits.
 
 SQLite lets one transaction write at a time, and a writer that finds the lock taken
 sleeps in its busy handler between tries: 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
@@ -7,12 +7,12 @@ one index slept through most of each other's commits that way: with the two on 2
 cores, a fifth of the CPU sat idle while items waited (vmstat), and strace counted
 hundreds of those sleeps a worker.
 
-Index.record takes this gate first: a lock (flock) on a file beside the database,
-tried every fraction of a millisecond, so the next writer starts within that of the
-last one's commit. The kernel drops the lock of a process that dies, however it
-dies; a holder that stops without dying (SIGSTOP, a stalled machine) makes the
-others give up after the same time SQLite's own wait would. Other writers (a
-worker's state, submit, the API) are short and rare, and keep SQLite's wait.
+A worker's writes (its results, its own row) take this gate first: a lock (flock) on a
+file beside the database, tried every fraction of a millisecond, so the next writer
+starts within that of the last one's commit. The kernel drops the lock of a process
+that dies, however it dies; a holder that stops without dying (SIGSTOP, a stalled
+machine) makes the others give up after the same time SQLite's own wait would. Other
+writers (submit, the API, the controller) are rare, and keep SQLite's wait.
 """
 
 from __future__ import annotations
