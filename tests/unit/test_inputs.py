@@ -59,7 +59,10 @@ def test_a_gzip_bomb_is_refused_in_one_line_before_it_is_expanded() -> None:
             pass
 
 
-@pytest.mark.parametrize("data", [b"not gzip at all\n", gzip.compress(b"a.jpg\n" * 1000)[:-30]])
+# Named, not identified by their bytes: a gzip header holds the time it was made, and two
+# pytest-xdist processes must collect the same test ids.
+@pytest.mark.parametrize("data", [b"not gzip at all\n", gzip.compress(b"a.jpg\n" * 1000)[:-30]],
+                         ids=["not-gzip", "truncated"])
 def test_a_damaged_gzip_manifest_is_refused_by_name(data: bytes) -> None:
     stream = ManifestStream(io.BytesIO(data), fmt="text", name="keys.txt.gz")
     with pytest.raises(ManifestError, match=r"^keys.txt.gz: not valid gzip"):
