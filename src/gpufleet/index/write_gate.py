@@ -82,7 +82,8 @@ class WriteGate:
 
 
 def write_gate(database: str | None, *, timeout_s: float) -> WriteGate | None:
-    """The gate of an SQLite database file; None for one in memory (one process alone)."""
+    """The gate of an SQLite database file; None for one in memory (one process alone) or
+    named by a URI (``file:...``), which keeps SQLite's own wait."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return WriteGate(database, timeout_s=timeout_s)
