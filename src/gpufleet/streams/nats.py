@@ -100,7 +100,8 @@ class JetStreamSource:
         except TimeoutError:
             # Nothing came in time. nats-py says so with its own TimeoutError (a subclass),
             # and with a bare one (asyncio's) when the server's answer to its first probe
-            # lands as the deadline runs out (about 1 empty fetch in 100 on localhost).
+            # lands as the deadline runs out (about 1 empty fetch in 100 on localhost;
+            # since nats-py 2.15, nats-io/nats.py#1008).
             return []
 
     def read(self, max_records: int, *, wait_s: float) -> list[Record]:
