@@ -68,8 +68,8 @@ class Index:
         self._rows = result_rows(self.engine.dialect.name, self.engine.dialect.paramstyle)
         self._postgres = self.engine.dialect.name == "postgresql"
         # A worker's writes wait their turn here rather than in SQLite's sleeps (write_gate.py).
-        self._gate = write_gate(self.engine.url.database, timeout_s=BUSY_TIMEOUT_S
-                                ) if self.engine.dialect.name == "sqlite" else None
+        self._gate = None if self._postgres else write_gate(self.engine.url.database,
+                                                            timeout_s=BUSY_TIMEOUT_S)
         if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
             try:
                 require_current(self.engine, redact_url(url))

@@ -46,24 +46,28 @@ class WriteGate:
             raise IndexUnavailable(f"index: no turn to write within {self.timeout_s:.0f} s")
         try:
             fd = self._open()
-            wait = _FIRST_TRY_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise IndexUnavailable(
-                            f"index: another process has held {self.path} for over "
-                            f"{self.timeout_s:.0f} s") from None
-                    time.sleep(wait)
-                    wait = min(_LONGEST_TRY_S, 2 * wait)
+            self._lock(fd, deadline)
             try:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._threads.release()
+
+    def _lock(self, fd: int, deadline: float) -> None:
+        """The file's lock, tried again and again (never a blocking flock: a holder that
+        stopped without dying would keep it for ever) until the deadline."""
+        wait = _FIRST_TRY_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexUnavailable(f"index: another process has held {self.path} "
+                                           f"for over {self.timeout_s:.0f} s") from None
+            time.sleep(wait)
+            wait = min(_LONGEST_TRY_S, 2 * wait)
 
     def close(self) -> None:
         with self._threads:
