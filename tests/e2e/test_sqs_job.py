@@ -37,7 +37,9 @@ def test_a_job_on_sqs_survives_a_killed_worker(home: Home, tmp_path: Path,
     job = home.run("submit", home.path / "manifest.txt", "--input",
                    (tmp_path / "in").as_uri() + "/", "--model", MODEL).stdout.strip()
     doomed = home.spawn("worker", "--model", MODEL)
-    survivor = home.spawn("worker", "--model", MODEL, "--max-idle", "4")
+    # (no --max-idle: the survivor may find the queue empty, every task held by the doomed
+    # one, for as long as the test takes to see 150 items done and kill it)
+    survivor = home.spawn("worker", "--model", MODEL)
     home.wait_for(lambda: int(home.json("status", job)["done"]) >= 150, what="150 items done")
     # When one worker is killed without warning, holding leases
     doomed.send_signal(signal.SIGKILL)
@@ -45,6 +47,7 @@ def test_a_job_on_sqs_survives_a_killed_worker(home: Home, tmp_path: Path,
     # Then the other finishes the job once the dead worker's leases run out
     home.wait_for(lambda: home.json("status", job)["state"] == "succeeded",
                   what="the job to finish")
+    survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=60) == 0
     lines = home.run("results", job, "-f", "jsonl").stdout.splitlines()
     rows = [json.loads(line) for line in lines]
