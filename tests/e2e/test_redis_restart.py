@@ -13,7 +13,13 @@ MODEL = "synthetic?item_ms=5"
 
 
 def _done(home: Home, job: str) -> int:
-    return int(home.json("status", job)["done"])
+    # From the index itself, not `gpufleet status`: a CLI process takes seconds to start on a
+    # loaded machine, time in which the workers could finish the job before Redis was killed.
+    index = home.index()
+    try:
+        return index.job(job).counts.done
+    finally:
+        index.close()
 
 
 def _logs(home: Home) -> str:
