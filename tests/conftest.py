@@ -76,6 +76,17 @@ class Home:
     def index(self) -> Index:
         return Index(self.settings.db)
 
+    def done(self, job: str) -> int:
+        """The job's items done, read from its index. A test that acts once some are done
+        (kills a worker or a server mid-job) reads them here, not with `gpufleet status`:
+        a CLI process takes seconds to start on a loaded machine, time in which the
+        workers can finish what the test meant to interrupt."""
+        index = self.index()
+        try:
+            return index.job(job).counts.done
+        finally:
+            index.close()
+
     def run(self, *args: str | Path, check: bool = True, timeout: float = 300,
             **env: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([sys.executable, "-m", "gpufleet", *map(str, args)],

@@ -59,7 +59,7 @@ def test_sigkill_mid_job_redelivers_and_loses_nothing(home: Home, tmp_path: Path
     job = _submit(home, tmp_path / "in", keys, SLOW)
     env = {"GPUFLEET_VISIBILITY_TIMEOUT_S": "2"}
     first = home.spawn("worker", "--model", SLOW, **env)
-    home.wait_for(lambda: int(_status(home, job)["done"]) >= 300, what="300 items done")
+    home.wait_for(lambda: home.done(job) >= 300, what="300 items done")
     # When the worker is killed without warning mid-job, and another starts
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -83,7 +83,7 @@ def test_sigterm_finishes_in_flight_work_then_releases_the_rest(home: Home,
     keys = write_files(tmp_path / "in", 320)
     job = _submit(home, tmp_path / "in", keys, model)
     worker = home.spawn("worker", "--model", model, GPUFLEET_DRAIN_GRACE_S="0.5")
-    home.wait_for(lambda: int(_status(home, job)["done"]) >= 40, what="work to start")
+    home.wait_for(lambda: home.done(job) >= 40, what="work to start")
     # When it is told to stop, with a grace period shorter than its in-flight work
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0

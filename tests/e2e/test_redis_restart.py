@@ -12,16 +12,6 @@ from tests.servers import RedisServer
 MODEL = "synthetic?item_ms=5"
 
 
-def _done(home: Home, job: str) -> int:
-    # From the index itself, not `gpufleet status`: a CLI process takes seconds to start on a
-    # loaded machine, time in which the workers could finish the job before Redis was killed.
-    index = home.index()
-    try:
-        return index.job(job).counts.done
-    finally:
-        index.close()
-
-
 def _logs(home: Home) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted(home.path.glob("proc-*.log")))
 
@@ -38,14 +28,14 @@ def test_workers_wait_out_a_redis_crash_and_finish_the_job(home: Home, tmp_path:
                        (tmp_path / "in").as_uri() + "/", "--model", MODEL, **env).stdout.strip()
         workers = [home.spawn("worker", "--model", MODEL, "--max-idle", "4", **env)
                    for _ in range(2)]
-        home.wait_for(lambda: _done(home, job) >= 200, what="200 items done")
+        home.wait_for(lambda: home.done(job) >= 200, what="200 items done")
         # When Redis is killed mid-job (no clean shutdown) and stays down a while
         assert redis.proc is not None
         redis.proc.kill()
         redis.proc.wait()
         home.wait_for(lambda: _logs(home).count("cannot receive tasks, retrying in") >= 4,
                       what="the workers to notice the outage")
-        assert _done(home, job) < len(keys)
+        assert home.done(job) < len(keys)
         # And then comes back on the same port and data
         redis.start()
         # Then the workers carry on and the job completes

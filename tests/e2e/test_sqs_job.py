@@ -40,7 +40,7 @@ def test_a_job_on_sqs_survives_a_killed_worker(home: Home, tmp_path: Path,
     # (no --max-idle: the survivor may find the queue empty, every task held by the doomed
     # one, for as long as the test takes to see 150 items done and kill it)
     survivor = home.spawn("worker", "--model", MODEL)
-    home.wait_for(lambda: int(home.json("status", job)["done"]) >= 150, what="150 items done")
+    home.wait_for(lambda: home.done(job) >= 150, what="150 items done")
     # When one worker is killed without warning, holding leases
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()

@@ -123,7 +123,7 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_when_it_thaws(
     model = "synthetic?item_ms=40"
     job = _submit(home, tmp_path / "in", keys, model, **env)
     stale = home.spawn("worker", "--model", model, "--max-idle", "30", **env)
-    home.wait_for(lambda: int(_status(home, job)["done"]) >= 16, what="work to start")  # type: ignore[call-overload]
+    home.wait_for(lambda: home.done(job) >= 16, what="work to start")
     # When it is frozen (SIGSTOP: a GC pause, a stalled VM) and another worker finishes
     stale.send_signal(signal.SIGSTOP)
     frozen_at = time.time()
