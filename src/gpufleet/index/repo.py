@@ -70,7 +70,7 @@ class Index:
         # A worker's writes wait their turn here rather than in SQLite's sleeps (write_gate.py).
         self._gate = None if self._postgres else write_gate(self.engine.url.database,
                                                             timeout_s=BUSY_TIMEOUT_S)
-        if self.engine.dialect.name != "sqlite":  # PostgreSQL: `gpufleet init` migrates it
+        if self._postgres:  # `gpufleet init` migrates it
             try:
                 require_current(self.engine, redact_url(url))
             except (ConfigError, IndexUnavailable):
@@ -122,7 +122,7 @@ class Index:
             yield conn
 
     def _insert(self, table: Any) -> Any:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if self._postgres else sqlite
         return dialect.insert(table)
 
     # Jobs ------------------------------------------------------------------
